@@ -1,0 +1,72 @@
+"""Saving and loading networks: one ``.npz`` file, no pickle, written atomically."""
+
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+from . import optim
+
+FORMAT = 1  # bumped when the file layout changes; a newer file is refused with a clear message
+_KEYS = {"format", "fastbp_version", "sizes", "hidden", "output", "loss", "dtype", "seed", "hyper", "flat"}
+
+
+def save(net, path):
+    """Write ``net`` to ``path``: a temporary file in the same folder, flushed to disk, then renamed over ``path``,
+    so a crash mid-save leaves the previous file whole."""
+    from . import __version__
+
+    arrays = {
+        "format": np.int64(FORMAT), "fastbp_version": np.str_(__version__), "sizes": np.array(net.sizes, np.int64),
+        "hidden": np.str_(net.hidden), "output": np.str_(net.output), "loss": np.str_(net.loss),
+        "dtype": np.str_(net.dtype.name), "seed": np.int64(-1 if net.seed is None else net.seed),
+        "hyper": net.hyper, "flat": net.flat,
+    }
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load(cls, path):
+    """A ``cls`` (Network) from a file written by :func:`save`; ``ValueError`` for anything else."""
+    try:
+        with np.load(os.fspath(path), allow_pickle=False) as archive:
+            data = {key: archive[key] for key in archive.files}
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except Exception as exc:  # zipfile, zlib, numpy format and pickle refusals alike
+        raise ValueError(f"{path!s} is not a readable fastbp model file ({type(exc).__name__}: {exc})") from None
+    if "format" not in data:
+        raise ValueError(f"{path!s} is not a fastbp model file (no 'format' entry)")
+    fmt = int(data["format"]) if data["format"].shape == () and data["format"].dtype.kind == "i" else -1
+    if fmt > FORMAT:
+        raise ValueError(f"{path!s} was written by a newer fastbp ({data['fastbp_version']}, file format {fmt}); "
+                         f"this fastbp reads format {FORMAT} and older: upgrade fastbp")
+    if fmt < 1 or set(data) != _KEYS:
+        raise ValueError(f"{path!s} is not a fastbp model file of format {FORMAT} (entries {sorted(data)})")
+    try:
+        seed = int(data["seed"])
+        net = cls([int(s) for s in data["sizes"]], hidden=str(data["hidden"]), output=str(data["output"]),
+                  loss=str(data["loss"]), optimizer=optim.from_hyper(data["hyper"]), dtype=str(data["dtype"]),
+                  seed=None if seed == -1 else seed)
+    except (TypeError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path!s} describes no valid network: {exc}") from None
+    flat, hyper = data["flat"], data["hyper"]
+    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape != net.hyper.shape \
+            or hyper.dtype != np.float64:
+        raise ValueError(f"{path!s}: parameters of shape {flat.shape} {flat.dtype} do not fit {net!r}")
+    if not (np.isfinite(flat).all() and np.isfinite(hyper).all()):
+        raise ValueError(f"{path!s}: the parameters contain NaN or infinity")
+    net.flat[:] = flat
+    net.hyper[:] = hyper
+    return net

@@ -1,0 +1,85 @@
+"""Loss functions, each value beside its gradient, written per sample row.
+
+Reductions follow PyTorch's defaults so values and gradients compare one to one: ``mse``, ``huber`` and ``bce`` are
+means over every element, ``cross_entropy`` is a mean over samples. Where the output activation is the loss's
+canonical partner (sigmoid + bce, softmax + cross_entropy) the output error is simply ``yhat - y``, and the loss is
+computed from the pre-activation ``z`` in a stable form (softplus, log-sum-exp) that cannot overflow.
+"""
+
+import numpy as np
+
+from . import activations as act
+from ._jit import kernel
+
+MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
+CODES = {"mse": MSE, "bce": BCE, "cross_entropy": CROSS_ENTROPY, "huber": HUBER}
+NAMES = {code: name for name, code in CODES.items()}
+# The output activations each loss accepts; bce needs probabilities from a sigmoid and cross_entropy needs a softmax.
+PAIRS = {"bce": ("sigmoid",), "cross_entropy": ("softmax",), "mse": act.OUTPUT, "huber": act.OUTPUT}
+HUBER_DELTA = 1.0  # PyTorch's default
+
+
+@kernel
+def denominator(loss, n, n_out):
+    """The count a summed loss is divided by: samples for cross_entropy, elements otherwise."""
+    return n if loss == CROSS_ENTROPY else n * n_out
+
+
+@kernel
+def target(Y, i, j, n_out):
+    """y[i, j]; a target array of one column for a wider output holds integer class labels."""
+    if Y.shape[1] != n_out:
+        return 1.0 if j == Y[i, 0] else 0.0
+    return Y[i, j]
+
+
+@kernel
+def output_error(loss, out_code, z, a, Y, i, d, scale):
+    """Row i's summed loss; writes ``d = scale * dL/dz`` for the row.
+
+    Parameters
+    ----------
+    z, a : ndarray, shape (n_out,)
+        The row's pre-activation and output activation.
+    Y : ndarray, shape (n, n_out), or integer labels of shape (n, 1)
+    d : ndarray, shape (n_out,)
+        Written: the output error, already scaled by ``scale`` (1 / the loss's denominator).
+    """
+    T = a.dtype.type
+    n_out = a.size
+    total = T(0)
+    if loss == BCE:
+        for j in range(n_out):
+            y = T(target(Y, i, j, n_out))
+            total += max(z[j], T(0)) - y * z[j] + np.log1p(np.exp(-abs(z[j])))
+            d[j] = scale * (a[j] - y)
+        return total
+    if loss == CROSS_ENTROPY:
+        # log-sum-exp from the softmax already computed: at the row's argmax, a = 1 / sum(exp(z - max z)).
+        top = 0
+        for j in range(1, n_out):
+            if z[j] > z[top]:
+                top = j
+        lse = z[top] - np.log(a[top])
+        ysum = T(0)
+        for j in range(n_out):
+            ysum += T(target(Y, i, j, n_out))
+        for j in range(n_out):
+            y = T(target(Y, i, j, n_out))
+            total += y * (lse - z[j])
+            d[j] = scale * (a[j] * ysum - y)
+        return total
+    # mse and huber: d holds dL/da first, then the activation's backward turns it into dL/dz in place.
+    for j in range(n_out):
+        r = a[j] - T(target(Y, i, j, n_out))
+        if loss == MSE:
+            total += r * r
+            d[j] = scale * T(2) * r
+        elif abs(r) <= T(HUBER_DELTA):
+            total += T(0.5) * r * r
+            d[j] = scale * r
+        else:
+            total += abs(r) - T(0.5 * HUBER_DELTA)
+            d[j] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
+    act.backprop_row(out_code, a, d, d)
+    return total

@@ -1,0 +1,475 @@
+"""The Network class: checks and converts input once, owns the buffers, calls one kernel per method."""
+
+import numbers
+import sys
+
+import numba
+import numpy as np
+
+from . import activations as act
+from . import io, kernels, losses, optim
+from .kernels import HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES
+
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class Network:
+    """A dense multilayer perceptron trained by backpropagation in Numba kernels.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Input width, hidden widths..., output width; at least two entries.
+    hidden : str
+        Hidden activation: ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid`` or ``identity``.
+    output : str
+        Output activation: any hidden one, or ``softmax``.
+    loss : str
+        ``bce`` (sigmoid output), ``cross_entropy`` (softmax output; one-hot targets or integer labels of shape
+        (n,)), ``mse`` or ``huber`` (any output).
+    optimizer : SGD or Adam
+        Default ``SGD(lr=0.01)``.
+    dtype : float32 or float64
+    seed : int or None
+        Seeds the initialisation (Glorot uniform before sigmoid, tanh, identity and softmax; He normal before relu
+        and leaky_relu; zero biases) and ``fit``'s shuffling.
+    threads : int or None
+        Threads for the parallel kernels on large batches (Numba's current count when None).
+
+    Attributes
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params)
+        Parameters (row 0), gradient (row 1) and optimizer state; ``params`` and ``grad`` are its rows.
+    spec, hyper : ndarray
+        The architecture and the optimizer's hyperparameters, as :mod:`fastbp.kernels` takes them.
+    """
+
+    def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
+                 seed=None, threads=None):
+        sizes = _check_sizes(sizes)
+        hidden = _check_name("hidden", hidden, act.HIDDEN)
+        output = _check_name("output", output, act.OUTPUT)
+        loss = _check_name("loss", loss, tuple(losses.CODES))
+        if output not in losses.PAIRS[loss]:
+            works = ", ".join(f"{o} + {l}" for l, outs in losses.PAIRS.items() if len(outs) == 1 for o in outs)
+            raise ValueError(f"loss {loss!r} does not work with a {output!r} output; use {works}, or mse/huber "
+                             "with any output")
+        if output == "softmax" and sizes[-1] < 2:
+            raise ValueError(f"a softmax output needs at least 2 units, got {sizes[-1]}")
+        if np.dtype(dtype) not in DTYPES if _is_dtype(dtype) else True:
+            raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
+            raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                    or not 1 <= threads <= numba.config.NUMBA_NUM_THREADS):
+            raise ValueError(f"threads must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}], got {threads!r}")
+        optimizer = optim.SGD(lr=0.01) if optimizer is None else optimizer
+        if not isinstance(optimizer, (optim.SGD, optim.Adam)):
+            raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
+
+        self.sizes, self.hidden, self.output, self.loss = sizes, hidden, output, loss
+        self.dtype, self.seed, self.threads = np.dtype(dtype), seed, threads
+        self.spec = np.array([len(sizes) - 1, act.CODES[hidden], act.CODES[output], losses.CODES[loss], *sizes],
+                             np.int64)
+        self._rng = np.random.default_rng(seed)
+        self._optimizer = optimizer
+        self.hyper = optimizer.hyper()
+        self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
+        self._init_params()
+        self._work = np.empty(0, self.dtype)
+        self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
+
+    def _init_params(self):
+        for l, (W, _) in enumerate(self.layers()):
+            fan_out, fan_in = W.shape
+            following = self.output if l == len(self.sizes) - 2 else self.hidden
+            if following in ("relu", "leaky_relu"):
+                W[:] = self._rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
+            else:
+                limit = np.sqrt(6.0 / (fan_in + fan_out))
+                W[:] = self._rng.uniform(-limit, limit, W.shape)
+
+    # ---- the arrays the kernels take -------------------------------------------------------------------------
+
+    @property
+    def params(self):
+        """The flat parameter vector, shape (n_params,): a view, written by training."""
+        return self.flat[0]
+
+    @property
+    def grad(self):
+        """The flat gradient of the last ``gradients``/``train_step`` call, shape (n_params,)."""
+        return self.flat[1]
+
+    @property
+    def n_params(self):
+        return self.flat.shape[1]
+
+    def layers(self, row=0):
+        """[(W, b), ...] per layer: views into ``flat[row]``, W of shape (n_out, n_in)."""
+        out, off = [], 0
+        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
+            W = self.flat[row, off:off + n_out * n_in].reshape(n_out, n_in)
+            out.append((W, self.flat[row, off + n_out * n_in:off + n_out * (n_in + 1)]))
+            off += n_out * (n_in + 1)
+        return out
+
+    def workspace(self, n):
+        """The scratch array for batches of up to n rows; it grows (and is replaced) only when n grows."""
+        size = kernels.work_size(self.spec, n)
+        if self._work.size < size:
+            self._work = np.empty(size, self.dtype)
+        return self._work
+
+    @property
+    def optimizer(self):
+        return self._optimizer
+
+    @optimizer.setter
+    def optimizer(self, optimizer):
+        """Swap the optimizer; its state and step count carry over when the kind stays the same."""
+        if not isinstance(optimizer, (optim.SGD, optim.Adam)):
+            raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
+        hyper = optimizer.hyper()
+        if hyper[optim.KIND] == self.hyper[optim.KIND] and optimizer.n_slots == self._optimizer.n_slots:
+            hyper[optim.STEP] = self.hyper[optim.STEP]
+        else:
+            flat = np.zeros((2 + optimizer.n_slots, self.n_params), self.dtype)
+            flat[0] = self.flat[0]
+            self.flat = flat
+        self._optimizer, self.hyper = optimizer, hyper
+
+    # ---- the API -----------------------------------------------------------------------------------------------
+
+    def forward(self, X, out=None):
+        """The output activations for X.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in)
+        out : ndarray, shape (n, n_out), the network's dtype, optional
+            Written and returned instead of a new array.
+
+        Returns
+        -------
+        ndarray, shape (n, n_out)
+        """
+        X = self._input(X)
+        n = X.shape[0]
+        if out is None:
+            out = np.empty((n, self.sizes[-1]), self.dtype)
+        elif not (isinstance(out, np.ndarray) and out.shape == (n, self.sizes[-1]) and out.dtype == self.dtype
+                  and out.flags.writeable):
+            raise ValueError(f"out must be a writeable {self.dtype} array of shape {(n, self.sizes[-1])}, got "
+                             f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
+        if not self._call(kernels.predict, X, out):
+            raise ValueError(_nonfinite("X", X))
+        return out
+
+    __call__ = forward
+
+    def train_step(self, X, Y):
+        """One forward pass, backward pass and optimizer update in place; returns the mean loss before the update."""
+        X = self._input(X)
+        Y = self._targets(Y, X.shape[0])
+        loss = self._call(kernels.train_step, X, Y)
+        if loss != loss:
+            self._diagnose(X, Y)
+        return loss
+
+    def gradients(self, X, Y):
+        """The mean loss and its gradient, with no update.
+
+        Returns
+        -------
+        loss : float
+        grads : dict of ndarray
+            Keyed like :meth:`state_dict` (``"0.weight"``, ``"0.bias"``, ...); copies.
+        """
+        X = self._input(X)
+        Y = self._targets(Y, X.shape[0])
+        loss = self._call(kernels.gradient, X, Y)
+        if loss != loss:
+            self._diagnose(X, Y)
+        return loss, self._named(row=1)
+
+    def evaluate(self, X, Y):
+        """The mean loss on (X, Y), with no gradient and no update."""
+        X = self._input(X)
+        Y = self._targets(Y, X.shape[0])
+        loss = self._call(kernels.loss, X, Y)
+        if loss != loss:
+            self._diagnose(X, Y)
+        return loss
+
+    def predict(self, X):
+        """Class predictions: the argmax for a softmax output (labels), else outputs thresholded at 0.5 for a
+        sigmoid output, else the outputs themselves."""
+        P = self.forward(X)
+        if self.output == "softmax":
+            return P.argmax(axis=1)
+        if self.output == "sigmoid":
+            return (P > 0.5).astype(np.int64)
+        return P
+
+    def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, validation=None, patience=None, progress=False):
+        """Minibatch training.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in); Y : array_like, shape (n, n_out) or (n,)
+        epochs : int
+        batch_size : int or None
+            None for full-batch steps.
+        shuffle : bool
+            Reorder the samples each epoch with the network's seeded generator.
+        validation : (Xv, Yv), optional
+            Evaluated after every epoch into ``history["val_loss"]``.
+        patience : int, optional
+            Stop after this many epochs without a new best ``val_loss`` (training loss without validation) and
+            restore the parameters of the best epoch.
+        progress : bool
+            Show a progress bar (tqdm when installed, else a line per epoch on stderr).
+
+        Returns
+        -------
+        history : dict
+            ``loss`` (the mean training loss of each epoch), ``val_loss`` with validation.
+        """
+        X = self._input(X)
+        Y = self._targets(Y, X.shape[0])
+        n = X.shape[0]
+        epochs = _check_int("epochs", epochs, 1)
+        batch_size = n if batch_size is None else min(_check_int("batch_size", batch_size, 1), n)
+        patience = None if patience is None else _check_int("patience", patience, 1)
+        if validation is not None:
+            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+                raise TypeError("validation must be a pair (X_val, Y_val)")
+            Xv = self._input(validation[0])
+            Yv = self._targets(validation[1], Xv.shape[0])
+            self._check_finite(Xv, Yv)
+        self._check_finite(X, Y)
+
+        history = {"loss": []} if validation is None else {"loss": [], "val_loss": []}
+        best, best_params, waited = np.inf, None, 0
+        bar = _progress(epochs) if progress else None
+        for epoch in range(epochs):
+            order = self._rng.permutation(n) if shuffle else None
+            Xe, Ye = (X[order], Y[order]) if shuffle else (X, Y)
+            total = 0.0
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                step_loss = self._call(kernels.train_step, Xe[start:stop], Ye[start:stop])
+                if step_loss != step_loss:
+                    raise FloatingPointError(f"the loss became non-finite in epoch {epoch}; the parameters are "
+                                             "those before that step (lower the learning rate)")
+                total += step_loss * (stop - start)
+            history["loss"].append(total / n)
+            if validation is not None:
+                history["val_loss"].append(self._call(kernels.loss, Xv, Yv))
+            monitored = history["val_loss" if validation is not None else "loss"][-1]
+            if bar is not None:
+                bar(epoch, history)
+            if patience is not None:
+                if monitored < best:
+                    best, best_params, waited = monitored, self.params.copy(), 0
+                else:
+                    waited += 1
+                    if waited >= patience:
+                        break
+        if bar is not None:
+            bar(None, history)
+        if best_params is not None:
+            self.params[:] = best_params
+        return history
+
+    # ---- state ------------------------------------------------------------------------------------------------
+
+    def state_dict(self):
+        """Parameters named as PyTorch's ``nn.Sequential(Linear, act, ..., Linear)``: copies, weight (out, in)."""
+        return self._named(row=0)
+
+    def load_state_dict(self, state_dict):
+        """Copy parameters from a dict like :meth:`state_dict` (values anything ``np.asarray`` takes)."""
+        if not hasattr(state_dict, "keys"):
+            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+        expected = self._named(row=0)
+        if set(state_dict.keys()) != set(expected):
+            missing, extra = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+            raise ValueError(f"state_dict keys do not match this network: missing {missing}, unexpected {extra}")
+        values = {}
+        for key, ref in expected.items():
+            value = state_dict[key]
+            if hasattr(value, "detach"):  # a torch tensor
+                value = value.detach().cpu().numpy()
+            value = np.asarray(value)
+            if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
+                raise TypeError(f"state_dict[{key!r}] must be real numbers, got dtype {value.dtype}")
+            if value.shape != ref.shape:
+                raise ValueError(f"state_dict[{key!r}] must have shape {ref.shape}, got {value.shape}")
+            if not np.isfinite(value).all():
+                raise ValueError(f"state_dict[{key!r}] contains NaN or infinity")
+            values[key] = value
+        for (W, b), l in zip(self.layers(), range(0, 2 * len(self.sizes), 2)):
+            W[:] = values[f"{l}.weight"]
+            b[:] = values[f"{l}.bias"]
+
+    def save(self, path):
+        """Write the architecture, optimizer and parameters to a ``.npz`` file, atomically."""
+        io.save(self, path)
+
+    @classmethod
+    def load(cls, path):
+        """A network from a file written by :meth:`save`."""
+        return io.load(cls, path)
+
+    def __repr__(self):
+        return (f"Network({self.sizes}, hidden={self.hidden!r}, output={self.output!r}, loss={self.loss!r}, "
+                f"optimizer={self._optimizer!r}, dtype={self.dtype.name})")
+
+    # ---- the boundary -----------------------------------------------------------------------------------------
+
+    def _call(self, kern, X, last):
+        """Run one kernel on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when the
+        largest layer's work repays a thread launch, under the network's thread count."""
+        work = self.workspace(X.shape[0])
+        args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
+            (self.flat, self.spec, work, X, last)
+        if X.shape[0] * self._widest < kernels.PARALLEL_MIN_WORK:
+            return kern(*args)
+        kern = kernels.PARALLEL[kern]
+        if self.threads is None:
+            return kern(*args)
+        before = numba.get_num_threads()
+        numba.set_num_threads(self.threads)
+        try:
+            return kern(*args)
+        finally:
+            numba.set_num_threads(before)
+
+    def _input(self, X):
+        """X as a C-contiguous 2-D array of the network's dtype, checked for shape (finiteness is the kernel's)."""
+        if type(X) is not np.ndarray or X.dtype != self.dtype or not X.flags.c_contiguous:
+            X = _as_real_array("X", X, self.dtype)
+        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
+            raise ValueError(f"X must have shape (n, {self.sizes[0]}), got {X.shape}")
+        if X.shape[0] == 0:
+            raise ValueError("X is an empty batch (0 rows)")
+        return X
+
+    def _targets(self, Y, n):
+        """Y as (n, n_out) in the network's dtype, or (n, 1) int64 class labels for cross_entropy."""
+        n_out = self.sizes[-1]
+        if type(Y) is np.ndarray and Y.dtype == self.dtype and Y.flags.c_contiguous and Y.shape == (n, n_out):
+            return Y
+        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        if self.loss == "cross_entropy" and Y.ndim == 1:
+            if Y.dtype.kind not in "iu":
+                raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
+            Y = np.ascontiguousarray(Y, np.int64).reshape(-1, 1)
+        else:
+            Y = _as_real_array("Y", Y, self.dtype)
+            if Y.ndim == 1 and n_out == 1:
+                Y = Y.reshape(-1, 1)
+            if Y.ndim != 2 or Y.shape[1] != n_out:
+                raise ValueError(f"Y must have shape (n, {n_out}), got {Y.shape}")
+        if Y.shape[0] != n:
+            raise ValueError(f"X and Y must have the same number of rows, got {n} and {Y.shape[0]}")
+        return Y
+
+    def _check_finite(self, X, Y):
+        if not np.isfinite(X).all() or not self._targets_ok(Y):
+            self._diagnose(X, Y)
+
+    def _targets_ok(self, Y):
+        if Y.shape[1] != self.sizes[-1]:
+            return bool(((Y >= 0) & (Y < self.sizes[-1])).all())
+        return bool(np.isfinite(Y).all())
+
+    def _diagnose(self, X, Y):
+        """Raise the error that explains a NaN from a kernel (the slow path; the fast path folds it into the kernel)."""
+        if not np.isfinite(X).all():
+            raise ValueError(_nonfinite("X", X))
+        if not self._targets_ok(Y):
+            if Y.shape[1] != self.sizes[-1]:
+                raise ValueError(f"class labels must be in [0, {self.sizes[-1]}), got values from {Y.min()} to "
+                                 f"{Y.max()}")
+            raise ValueError(_nonfinite("Y", Y))
+        raise FloatingPointError("the loss is not finite (the parameters have diverged); nothing was updated")
+
+    def _named(self, row):
+        out = {}
+        for l, (W, b) in enumerate(self.layers(row)):
+            out[f"{2 * l}.weight"], out[f"{2 * l}.bias"] = W.copy(), b.copy()
+        return out
+
+
+def _as_real_array(name, value, dtype):
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from None
+    if arr.dtype.kind not in "fiu":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype)
+
+
+def _nonfinite(name, arr):
+    bad = np.argwhere(~np.isfinite(arr))
+    return f"{name} contains NaN or infinity ({len(bad)} values, first at index {tuple(int(i) for i in bad[0])})"
+
+
+def _check_sizes(sizes):
+    try:
+        sizes = [s for s in sizes]
+    except TypeError:
+        raise TypeError(f"sizes must be a sequence of integers, got {type(sizes).__name__}") from None
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs an input and an output width (at least 2 entries), got {sizes}")
+    for s in sizes:
+        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
+            raise TypeError(f"sizes must be integers, got {s!r} in {sizes}")
+        if s < 1:
+            raise ValueError(f"sizes must be positive, got {sizes}")
+    return [int(s) for s in sizes]
+
+
+def _check_name(what, name, allowed):
+    if not isinstance(name, str) or name not in allowed:
+        raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(allowed)}")
+    return name
+
+
+def _check_int(what, value, low):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def _is_dtype(dtype):
+    try:
+        np.dtype(dtype)
+        return True
+    except TypeError:
+        return False
+
+
+def _progress(epochs):
+    """A progress callback: tqdm when installed, else one line per epoch on stderr."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        def bar(epoch, history):
+            if epoch is not None:
+                extra = f" val_loss {history['val_loss'][-1]:.6g}" if "val_loss" in history else ""
+                print(f"epoch {epoch + 1}/{epochs} loss {history['loss'][-1]:.6g}{extra}", file=sys.stderr)
+        return bar
+    pbar = tqdm(total=epochs, unit="epoch")
+
+    def bar(epoch, history):
+        if epoch is None:
+            pbar.close()
+            return
+        pbar.update(1)
+        pbar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()})
+    return bar
