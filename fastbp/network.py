@@ -76,7 +76,7 @@ class Network:
         self.hyper = optimizer.hyper()
         self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
         self._init_params()
-        self._work = np.empty(0, self.dtype)
+        self._work, self._work_rows = np.empty(0, self.dtype), 0
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
 
     def _init_params(self):
@@ -116,9 +116,9 @@ class Network:
 
     def workspace(self, n):
         """The scratch array for batches of up to n rows; it grows (and is replaced) only when n grows."""
-        size = kernels.work_size(self.spec, n)
-        if self._work.size < size:
-            self._work = np.empty(size, self.dtype)
+        if n > self._work_rows:
+            self._work = np.empty(kernels.work_size(self.spec, n), self.dtype)
+            self._work_rows = n
         return self._work
 
     @property

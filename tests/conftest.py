@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+import fastbp
+
+from . import reference as ref
+
+DTYPES = [np.float32, np.float64]
+TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
+# Every (output, loss) pairing fastbp accepts.
+PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy")] + [
+    (out, loss) for loss in ("mse", "huber") for out in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")]
+HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
+
+
+def make_data(sizes, n, output, loss, dtype, seed=0, labels=False):
+    """Inputs and targets that suit the loss: probabilities for bce, one-hot rows (or labels) for cross_entropy."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    n_out = sizes[-1]
+    if loss == "cross_entropy":
+        y = rng.integers(0, n_out, n)
+        return X, (y if labels else np.eye(n_out, dtype=dtype)[y])
+    if loss == "bce":
+        return X, rng.integers(0, 2, (n, n_out)).astype(dtype)
+    return X, rng.normal(size=(n, n_out)).astype(dtype)
+
+
+def ref_layers(net):
+    """The network's parameters as lists of reference arrays (copies)."""
+    return [W.copy() for W, _ in net.layers()], [b.copy() for _, b in net.layers()]
+
+
+def ref_gradients(net, X, Y):
+    Ws, bs = ref_layers(net)
+    return ref.gradients(Ws, bs, net.hidden, net.output, net.loss, X, Y)
+
+
+@pytest.fixture(scope="session")
+def torch():
+    return pytest.importorskip("torch")
+
+
+@pytest.fixture
+def xor():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], np.float64)
+    Y = np.array([[0], [1], [1], [0]], np.float64)
+    return X, Y
+
+
+def xor_network(seed=1):
+    return fastbp.Network([2, 2, 1], hidden="sigmoid", output="sigmoid", loss="bce", optimizer=fastbp.SGD(lr=0.5),
+                          seed=seed)

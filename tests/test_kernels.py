@@ -1,0 +1,177 @@
+"""The kernels against tests/reference.py, finite differences and torch.autograd."""
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import kernels
+
+from . import reference as ref
+from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, make_data, ref_gradients, ref_layers
+
+SIZES = [5, 7, 6, 4]
+
+
+def network(sizes, hidden, output, loss, dtype, optimizer=None, seed=3):
+    return fastbp.Network(sizes, hidden=hidden, output=output, loss=loss, dtype=dtype, seed=seed,
+                          optimizer=optimizer or fastbp.SGD(lr=0.1))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output, loss", PAIRINGS)
+def test_forward_and_gradient_match_reference(dtype, hidden, output, loss):
+    net = network(SIZES, hidden, output, loss, dtype)
+    X, Y = make_data(SIZES, 9, output, loss, dtype)
+    _, As = ref.forward(*ref_layers(net), hidden, output, X)
+    np.testing.assert_allclose(net.forward(X), As[-1], **TOL[dtype])
+
+    want_loss, dWs, dbs = ref_gradients(net, X, Y)
+    got_loss, grads = net.gradients(X, Y)
+    np.testing.assert_allclose(got_loss, want_loss, **TOL[dtype])
+    for l in range(len(dWs)):
+        np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
+        np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
+    assert grads["0.weight"].dtype == dtype and net.forward(X).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_blas_and_parallel_paths_match_reference(dtype):
+    """Layers large enough for BLAS and the parallel twins, against the reference and the serial kernels."""
+    sizes = [64, 256, 96, 10]
+    net = network(sizes, "tanh", "softmax", "cross_entropy", dtype)
+    X, Y = make_data(sizes, 128, "softmax", "cross_entropy", dtype)
+    assert 128 * 64 * 256 >= kernels.BLAS_MIN_WORK and 128 * 64 * 256 >= kernels.PARALLEL_MIN_WORK
+    want_loss, dWs, dbs = ref_gradients(net, X, Y)
+    loss, grads = net.gradients(X, Y)  # the parallel twin
+    np.testing.assert_allclose(loss, want_loss, **TOL[dtype])
+    for l in range(3):
+        np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
+        np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
+    serial = kernels.gradient(net.flat, net.spec, net.workspace(128), X, Y)
+    assert serial == loss
+    np.testing.assert_array_equal(net.grad, np.concatenate([g.ravel() for g in grads.values()]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_labels_equal_one_hot(dtype):
+    net = network(SIZES, "relu", "softmax", "cross_entropy", dtype)
+    X, labels = make_data(SIZES, 9, "softmax", "cross_entropy", dtype, labels=True)
+    loss1, g1 = net.gradients(X, labels)
+    loss2, g2 = net.gradients(X, np.eye(SIZES[-1], dtype=dtype)[labels])
+    np.testing.assert_allclose(loss1, loss2, **TOL[dtype])
+    for key in g1:
+        np.testing.assert_allclose(g1[key], g2[key], **TOL[dtype])
+
+
+# Each fastbp optimizer beside the arguments of its reference twin (a fresh, stateless one per test).
+OPTIMIZERS = [
+    (fastbp.SGD(lr=0.1), (ref.SGD, 0.1)),
+    (fastbp.SGD(lr=0.05, momentum=0.9), (ref.SGD, 0.05, 0.9)),
+    (fastbp.SGD(lr=0.05, momentum=0.8, nesterov=True, weight_decay=0.01), (ref.SGD, 0.05, 0.8, True, 0.01)),
+    (fastbp.Adam(lr=0.01), (ref.Adam, 0.01)),
+    (fastbp.Adam(lr=0.01, beta1=0.8, beta2=0.99, eps=1e-6, weight_decay=0.1), (ref.Adam, 0.01, 0.8, 0.99, 1e-6, 0.1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("opt, ref_opt", OPTIMIZERS, ids=[repr(o) for o, _ in OPTIMIZERS])
+def test_train_steps_match_reference(dtype, opt, ref_opt):
+    net = network(SIZES, "tanh", "identity", "mse", dtype, optimizer=opt)
+    X, Y = make_data(SIZES, 8, "identity", "mse", dtype)
+    Ws, bs = ref_layers(net)
+    ref_opt = ref_opt[0](*ref_opt[1:])
+    for step in range(5):
+        want_loss, dWs, dbs = ref.gradients(Ws, bs, "tanh", "identity", "mse", X, Y)
+        ref_opt.step(Ws + bs, dWs + dbs)
+        np.testing.assert_allclose(net.train_step(X, Y), want_loss, **TOL[dtype])
+    for (W, b), W_ref, b_ref in zip(net.layers(), Ws, bs):
+        np.testing.assert_allclose(W, W_ref, **TOL[dtype])
+        np.testing.assert_allclose(b, b_ref, **TOL[dtype])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_finite_difference_gradients(seed):
+    """Central differences in float64 over random architectures and every pairing (relative error < 1e-6)."""
+    rng = np.random.default_rng(seed)
+    sizes = [int(s) for s in rng.integers(1, 7, rng.integers(2, 6))]
+    for output, loss in PAIRINGS:
+        if output == "softmax" and sizes[-1] < 2:
+            continue
+        hidden = HIDDEN[rng.integers(len(HIDDEN))]
+        net = network(sizes, hidden, output, loss, np.float64, seed=seed)
+        net.params[:] = rng.normal(0, 0.7, net.n_params)  # non-zero biases keep every z off relu's kink at 0
+        X, Y = make_data(sizes, 5, output, loss, np.float64, seed=seed)
+        _, grads = net.gradients(X, Y)
+        analytic = net.grad.copy()
+        numeric = np.empty_like(analytic)
+        h = 1e-6
+        for k in range(net.n_params):
+            saved = net.params[k]
+            net.params[k] = saved + h
+            up = net.evaluate(X, Y)
+            net.params[k] = saved - h
+            down = net.evaluate(X, Y)
+            net.params[k] = saved
+            numeric[k] = (up - down) / (2 * h)
+        err = np.linalg.norm(analytic - numeric) / max(np.linalg.norm(numeric), 1e-12)
+        assert err < 1e-6, (sizes, hidden, output, loss, err)
+
+
+def torch_model(torch, net):
+    acts = {"relu": torch.nn.ReLU(), "leaky_relu": torch.nn.LeakyReLU(), "tanh": torch.nn.Tanh(),
+            "sigmoid": torch.nn.Sigmoid(), "identity": torch.nn.Identity()}
+    layers = []
+    for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]):
+        layers += [torch.nn.Linear(n_in, n_out), acts[net.hidden]]
+    model = torch.nn.Sequential(*layers[:-1]).double()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
+    return model
+
+
+def torch_loss(torch, net, z, y):
+    F = torch.nn.functional
+    if net.loss == "bce":
+        return F.binary_cross_entropy_with_logits(z, y)
+    if net.loss == "cross_entropy":
+        return F.cross_entropy(z, y)
+    a = {"softmax": lambda t: torch.softmax(t, 1), "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu,
+         "leaky_relu": F.leaky_relu, "identity": lambda t: t}[net.output](z)
+    return F.mse_loss(a, y) if net.loss == "mse" else F.huber_loss(a, y)
+
+
+@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output, loss", PAIRINGS)
+def test_against_torch_autograd(torch, hidden, output, loss):
+    """Values and gradients against torch.autograd in float64 (relative error < 1e-10)."""
+    sizes = [6, 8, 5, 3]
+    net = network(sizes, hidden, output, loss, np.float64)
+    X, Y = make_data(sizes, 7, output, loss, np.float64)
+    model = torch_model(torch, net)
+    z = model(torch.from_numpy(X))
+    want = torch_loss(torch, net, z, torch.from_numpy(Y))
+    want.backward()
+    got, grads = net.gradients(X, Y)
+    np.testing.assert_allclose(got, want.item(), rtol=1e-10)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("make_opt, make_torch", [
+    (lambda: fastbp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+     lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
+    (lambda: fastbp.Adam(lr=0.01, weight_decay=0.1), lambda t, p: t.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
+    (lambda: fastbp.Adam(lr=0.01), lambda t, p: t.optim.Adam(p, lr=0.01)),
+])
+def test_optimizers_against_torch(torch, make_opt, make_torch):
+    net = network([4, 8, 2], "tanh", "identity", "mse", np.float64, optimizer=make_opt())
+    X, Y = make_data([4, 8, 2], 6, "identity", "mse", np.float64)
+    model = torch_model(torch, net)
+    opt = make_torch(torch, model.parameters())
+    for _ in range(10):
+        opt.zero_grad()
+        torch.nn.functional.mse_loss(model(torch.from_numpy(X)), torch.from_numpy(Y)).backward()
+        opt.step()
+        net.train_step(X, Y)
+    for name, p in model.named_parameters():
+        np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-10, atol=1e-13)
