@@ -43,9 +43,13 @@ from .optim import update
 
 N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
 
-# Multiply-adds (rows x n_in x n_out) from which a layer's product is handed to BLAS, and from which its loops are
-# split between threads; below them the hand loops win (a BLAS call and a thread launch each cost microseconds).
-BLAS_MIN_WORK = 1 << 17
+# A layer's products go to BLAS from this many multiply-adds (rows x n_in x n_out), with 2 or more rows and no
+# dimension under BLAS_MIN_WIDTH; below, the hand loops win (measured: 8-64 and 64-64 layers cross over near 8k for
+# batches of 4 to 32; a single row's outer-product gradient is faster by hand at every size). The parallel twins
+# split rows between threads; the network uses them only for batches with PARALLEL_MIN_WORK multiply-adds in some
+# layer and no layer on BLAS, as BLAS runs its own threads (and OpenMP's spinning workers would starve them).
+BLAS_MIN_WORK = 1 << 13
+BLAS_MIN_WIDTH = 4
 PARALLEL_MIN_WORK = 1 << 16
 
 
@@ -56,6 +60,12 @@ def n_params(spec):
     for l in range(spec[N_LAYERS]):
         total += spec[SIZES + l + 1] * (spec[SIZES + l] + 1)
     return total
+
+
+@kernel
+def uses_blas(n, n_in, n_out):
+    """Whether a layer of n_in -> n_out on n rows hands its products to BLAS."""
+    return n >= 2 and n * n_in * n_out >= BLAS_MIN_WORK and min(n_in, n_out) >= BLAS_MIN_WIDTH
 
 
 @kernel
@@ -164,7 +174,7 @@ def _forward(flat, spec, work, n):
         A_prev, A = _activations(spec, work, n, l), _activations(spec, work, n, l + 1)
         Z = _output_z(spec, work, n) if l == L - 1 else A  # hidden layers activate in place
         code = spec[OUTPUT] if l == L - 1 else spec[HIDDEN]
-        blas = n * W.size >= BLAS_MIN_WORK
+        blas = uses_blas(n, W.shape[1], W.shape[0])
         if blas:
             np.dot(A_prev, W.T, Z)
         for i in prange(n):
@@ -201,7 +211,7 @@ def _backward(flat, spec, work, n):
         dW, db = _weights(g, spec, l)
         A_prev, D = _activations(spec, work, n, l), _deltas(spec, work, n, l + 1)
         n_out, n_in = W.shape
-        blas = n * W.size >= BLAS_MIN_WORK
+        blas = uses_blas(n, n_in, n_out)
         if blas:
             np.dot(D.T, A_prev, dW)
         # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.

@@ -331,11 +331,11 @@ class Network:
 
     def _call(self, kern, X, last):
         """Run one kernel on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when the
-        largest layer's work repays a thread launch, under the network's thread count."""
+        batch repays a thread launch and no layer runs on BLAS's threads, under the network's thread count."""
         work = self.workspace(X.shape[0])
         args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
             (self.flat, self.spec, work, X, last)
-        if X.shape[0] * self._widest < kernels.PARALLEL_MIN_WORK:
+        if not self._parallel(X.shape[0]):
             return kern(*args)
         kern = kernels.PARALLEL[kern]
         if self.threads is None:
@@ -346,6 +346,11 @@ class Network:
             return kern(*args)
         finally:
             numba.set_num_threads(before)
+
+    def _parallel(self, n):
+        layers = list(zip(self.sizes[:-1], self.sizes[1:]))
+        return (n * self._widest >= kernels.PARALLEL_MIN_WORK
+                and not any(kernels.uses_blas(n, a, b) for a, b in layers))
 
     def _input(self, X):
         """X as a C-contiguous 2-D array of the network's dtype, checked for shape (finiteness is the kernel's)."""

@@ -36,20 +36,25 @@ def test_forward_and_gradient_match_reference(dtype, hidden, output, loss):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_blas_and_parallel_paths_match_reference(dtype):
-    """Layers large enough for BLAS and the parallel twins, against the reference and the serial kernels."""
-    sizes = [64, 256, 96, 10]
+@pytest.mark.parametrize("sizes, n, path", [
+    ([64, 256, 96, 10], 128, "blas"),  # every layer on BLAS, serial kernels
+    ([3, 200, 3], 512, "parallel"),  # skinny layers stay in the hand loops; the batch takes the parallel twin
+])
+def test_blas_and_parallel_paths_match_reference(dtype, sizes, n, path):
     net = network(sizes, "tanh", "softmax", "cross_entropy", dtype)
-    X, Y = make_data(sizes, 128, "softmax", "cross_entropy", dtype)
-    assert 128 * 64 * 256 >= kernels.BLAS_MIN_WORK and 128 * 64 * 256 >= kernels.PARALLEL_MIN_WORK
+    layers = list(zip(sizes[:-1], sizes[1:]))
+    assert all(kernels.uses_blas(n, a, b) for a, b in layers) == (path == "blas")
+    assert net._parallel(n) == (path == "parallel")
+    X, Y = make_data(sizes, n, "softmax", "cross_entropy", dtype)
     want_loss, dWs, dbs = ref_gradients(net, X, Y)
-    loss, grads = net.gradients(X, Y)  # the parallel twin
+    loss, grads = net.gradients(X, Y)
     np.testing.assert_allclose(loss, want_loss, **TOL[dtype])
-    for l in range(3):
+    for l in range(len(layers)):
         np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
         np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
-    serial = kernels.gradient(net.flat, net.spec, net.workspace(128), X, Y)
-    assert serial == loss
+    # The other compilation of the same source gives bitwise the same numbers (no batch sum is split).
+    other = kernels._gradient_parallel if path == "blas" else kernels.gradient
+    assert other(net.flat, net.spec, net.workspace(n), X, Y) == loss
     np.testing.assert_array_equal(net.grad, np.concatenate([g.ravel() for g in grads.values()]))
 
 

@@ -1,0 +1,132 @@
+"""asv suites: one class per operation, over case x implementation.
+
+The cases and the implementations (fastbp, the plain numpy baseline, PyTorch, JAX) live in ``fastbp.bench`` and are
+shared with ``python -m fastbp bench``. A peer that is not installed raises NotImplementedError in setup, which asv
+reports as skipped. ``setup`` builds and calls once, so compilation (or the cache load) is outside the timing; the
+learning rate is small enough that repeats of the same step never drift the weights to inf.
+"""
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from fastbp import bench
+
+CASES = list(bench.CASES)
+IMPLS = ["fastbp", "numpy", "torch", "jax"]
+
+
+class _CaseByImpl:
+    params = (CASES, IMPLS)
+    param_names = ["case", "impl"]
+    op = None
+
+    def setup(self, case, impl):
+        self.impl = bench.IMPLS[impl](bench.CASES[case])
+        getattr(self.impl, self.op)()
+
+
+class TrainStep(_CaseByImpl):
+    """Forward, backward and an SGD update of one batch."""
+
+    op = "train_step"
+
+    def time_train_step(self, case, impl):
+        self.impl.train_step()
+
+
+class Forward(_CaseByImpl):
+    """Inference only."""
+
+    op = "forward"
+
+    def time_forward(self, case, impl):
+        self.impl.forward()
+
+
+class Gradients(_CaseByImpl):
+    """Loss and gradients, no update."""
+
+    op = "gradients"
+
+    def time_gradients(self, case, impl):
+        self.impl.gradients()
+
+
+class TrainStepNjitLoop:
+    """fastbp's train step from inside a user's @njit loop (no Python per step): time per 1000 steps."""
+
+    params = ["xor", "policy-online"]
+    param_names = ["case"]
+
+    def setup(self, case):
+        self.loop = bench.NjitLoopImpl(bench.CASES[case])
+
+    def time_train_step_1000(self, case):
+        self.loop.train_step()
+
+
+class Throughput:
+    """fastbp's train step in GFLOP/s (2 per multiply-add of the forward, gradient and delta products)."""
+
+    params = CASES
+    param_names = ["case"]
+    unit = "GFLOP/s"
+
+    def setup(self, case):
+        self.case = bench.CASES[case]
+        self.impl = bench.FastbpImpl(self.case)
+        self.impl.train_step()
+
+    def track_train_step_gflops(self, case):
+        times = []
+        for _ in range(5):
+            start = time.perf_counter()
+            self.impl.train_step()
+            times.append(time.perf_counter() - start)
+        return self.case.flops("train_step") / np.median(times) / 1e9
+
+    track_train_step_gflops.unit = "GFLOP/s"
+
+
+class Memory:
+    """Peak resident memory of 20 train steps after setup; peakmem_reference (empty) is the baseline to subtract."""
+
+    params = (CASES, ["fastbp", "numpy"])
+    param_names = ["case", "impl"]
+
+    def setup(self, case, impl):
+        self.impl = bench.IMPLS[impl](bench.CASES[case])
+
+    def peakmem_reference(self, case, impl):
+        pass
+
+    def peakmem_train_20_steps(self, case, impl):
+        for _ in range(20):
+            self.impl.train_step()
+
+
+_FIRST_STEP = """
+import numpy as np
+import fastbp
+net = fastbp.Network([2, 2, 1], hidden="sigmoid", output="sigmoid", loss="bce", optimizer=fastbp.SGD(lr=0.5), seed=1)
+net.train_step(np.zeros((4, 2)), np.zeros((4, 1)))
+"""
+
+
+class ImportAndFirstStep:
+    """A fresh interpreter's ``import fastbp`` plus its first train step: with the Numba cache warm (loads) and
+    cold (compiles)."""
+
+    def setup(self):
+        subprocess.run([sys.executable, "-c", _FIRST_STEP], check=True)  # fills the cache for the warm case
+
+    def timeraw_import_first_step_warm_cache(self):
+        return _FIRST_STEP
+
+    def timeraw_import_first_step_cold_cache(self):
+        return "import os, tempfile\nos.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp()\n" + _FIRST_STEP
+
+    timeraw_import_first_step_cold_cache.timeout = 300
