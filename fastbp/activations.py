@@ -53,21 +53,30 @@ def derivative(code, a):
 
 
 @kernel
-def activate_row(code, z, a):
-    """a = phi(z) for one sample's row; softmax is computed stably (the row maximum is subtracted first)."""
-    if code == SOFTMAX:
-        m = z[0]
-        for j in range(1, z.size):
+def activate_block(code, z, a, width):
+    """a = phi(z) over a block of rows of ``width``; softmax row by row, computed stably (the row maximum is
+    subtracted first), everything else as one flat loop that LLVM can vectorise."""
+    if code != SOFTMAX:
+        for k in range(z.size):
+            a[k] = activate(code, z[k])
+        return
+    for r in range(0, z.size, width):
+        m = z[r]
+        for j in range(r + 1, r + width):
             m = max(m, z[j])
         s = z.dtype.type(0)
-        for j in range(z.size):
+        for j in range(r, r + width):
             a[j] = np.exp(z[j] - m)
             s += a[j]
-        for j in range(z.size):
+        for j in range(r, r + width):
             a[j] /= s
-    else:
-        for j in range(z.size):
-            a[j] = activate(code, z[j])
+
+
+@kernel
+def backprop_block(code, a, d):
+    """d *= phi'(z) over a block of a hidden layer's rows (never softmax), from a = phi(z)."""
+    for k in range(a.size):
+        d[k] *= derivative(code, a[k])
 
 
 @kernel

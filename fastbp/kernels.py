@@ -51,6 +51,7 @@ N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
 BLAS_MIN_WORK = 1 << 13
 BLAS_MIN_WIDTH = 4
 PARALLEL_MIN_WORK = 1 << 16
+CHUNK_ROWS = 64
 
 
 @kernel
@@ -78,62 +79,61 @@ def work_size(spec, n):
     return n * width
 
 
+# Offsets into the flat arrays. Layer l's weight W (n_out, n_in) and bias b (n_out) follow layer l-1's in every row
+# of ``flat``. ``work`` holds, for a batch of n rows, the blocks A_0 (the input copy), A_1 .. A_L (activations),
+# Z_L (the output pre-activation) and D_1 .. D_L (the deltas), each (n, width) row-major.
+
 @inline
-def _weights(p, spec, l):
-    """Layer l's (W, b) as views into the parameter (or gradient) row p."""
+def _param_offset(spec, l):
     off = 0
     for k in range(l):
         off += spec[SIZES + k + 1] * (spec[SIZES + k] + 1)
-    n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
-    return p[off:off + n_out * n_in].reshape((n_out, n_in)), p[off + n_out * n_in:off + n_out * (n_in + 1)]
+    return off
 
 
 @inline
-def _block(work, n, col, width):
-    return work[n * col:n * (col + width)].reshape((n, width))
-
-
-@inline
-def _activations(spec, work, n, l):
-    """A_l, shape (n, sizes[l]): A_0 is the copy of X, A_L the network's output."""
+def _act_offset(spec, n, l):
     col = 0
     for k in range(l):
         col += spec[SIZES + k]
-    return _block(work, n, col, spec[SIZES + l])
+    return n * col
 
 
 @inline
-def _output_z(spec, work, n):
-    L = spec[N_LAYERS]
-    col = 0
-    for k in range(L + 1):
-        col += spec[SIZES + k]
-    return _block(work, n, col, spec[SIZES + L])
+def _z_offset(spec, n):
+    return _act_offset(spec, n, spec[N_LAYERS] + 1)
 
 
 @inline
-def _deltas(spec, work, n, l):
-    """delta_l = dL/dz_l, shape (n, sizes[l]) for l = 1..L."""
-    L = spec[N_LAYERS]
-    col = 0
-    for k in range(L + 1):
-        col += spec[SIZES + k]
-    col += spec[SIZES + L]
+def _delta_offset(spec, n, l):
+    off = _z_offset(spec, n) + n * spec[SIZES + spec[N_LAYERS]]
     for k in range(1, l):
-        col += spec[SIZES + k]
-    return _block(work, n, col, spec[SIZES + l])
+        off += n * spec[SIZES + k]
+    return off
 
 
 @inline
-def _load_input(spec, work, X):
+def _row(buf, off, width, i):
+    """Row i of the (rows, width) matrix stored at ``buf[off:]``: a 1-D slice, which costs nothing."""
+    return buf[off + i * width:off + (i + 1) * width]
+
+
+@inline
+def _matrix(buf, off, rows, width):
+    """The same matrix as a 2-D view, for BLAS (a reshape costs ~12 ns: fine beside a product worth calling BLAS)."""
+    return buf[off:off + rows * width].reshape((rows, width))
+
+
+@inline
+def _load_input(work, X):
     """Copy X into A_0 (converting dtype and layout once); False if X holds a NaN or an infinity."""
-    A0 = _activations(spec, work, X.shape[0], 0)
-    T = A0.dtype.type
+    T = work.dtype.type
+    n_in = X.shape[1]
     probe = T(0)  # stays 0 unless some x is NaN or infinite (x * 0 is NaN for those; no nnan/ninf fastmath)
     for i in range(X.shape[0]):
-        for k in range(X.shape[1]):
-            A0[i, k] = X[i, k]
-            probe += A0[i, k] * T(0)
+        for k in range(n_in):
+            work[i * n_in + k] = X[i, k]
+            probe += work[i * n_in + k] * T(0)
     return probe == 0
 
 
@@ -154,49 +154,58 @@ def _targets_ok(spec, Y):
 
 
 @inline
-def _dense_row(a, W, b, z):
-    """z = W @ a + b for one row (a dot product per output, contiguous in W and a)."""
-    for j in range(W.shape[0]):
-        w = W[j]
-        s = b[j]
-        for k in range(a.size):
-            s += w[k] * a[k]
-        z[j] = s
+def _chunks(n):
+    """Rows go to threads in chunks of CHUNK_ROWS (one chunk, and no thread, for a small batch)."""
+    return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
 
 
 @inline
 def _forward(flat, spec, work, n):
-    """Fill the activations for the n rows already loaded into A_0."""
+    """Fill the activations for the n rows already loaded into A_0: z = W a + b, a = phi(z), layer by layer."""
     L = spec[N_LAYERS]
     p = flat[0]
+    w_off, a_off = 0, 0
     for l in range(L):
-        W, b = _weights(p, spec, l)
-        A_prev, A = _activations(spec, work, n, l), _activations(spec, work, n, l + 1)
-        Z = _output_z(spec, work, n) if l == L - 1 else A  # hidden layers activate in place
+        n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
+        b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
+        z_off = _z_offset(spec, n) if l == L - 1 else out_off  # hidden layers activate in place
         code = spec[OUTPUT] if l == L - 1 else spec[HIDDEN]
-        blas = uses_blas(n, W.shape[1], W.shape[0])
+        blas = uses_blas(n, n_in, n_out)
         if blas:
-            np.dot(A_prev, W.T, Z)
-        for i in prange(n):
-            if blas:
-                for j in range(b.size):
-                    Z[i, j] += b[j]
-            else:
-                _dense_row(A_prev[i], W, b, Z[i])
-            act.activate_row(code, Z[i], A[i])
+            np.dot(_matrix(work, a_off, n, n_in), _matrix(p, w_off, n_out, n_in).T, _matrix(work, z_off, n, n_out))
+        for c in prange(_chunks(n)):
+            lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
+            for i in range(lo, hi):
+                z = _row(work, z_off, n_out, i)
+                if blas:
+                    for j in range(n_out):
+                        z[j] += p[b_off + j]
+                    continue
+                a = _row(work, a_off, n_in, i)
+                for j in range(n_out):
+                    w = _row(p, w_off, n_in, j)
+                    s = p[b_off + j]
+                    for k in range(n_in):
+                        s += w[k] * a[k]
+                    z[j] = s
+            act.activate_block(code, work[z_off + lo * n_out:z_off + hi * n_out],
+                               work[out_off + lo * n_out:out_off + hi * n_out], n_out)
+        w_off, a_off = b_off + n_out, out_off
 
 
 @inline
 def _output_error(spec, work, n, Y):
     """The mean loss; writes delta_L."""
     L = spec[N_LAYERS]
-    Z, A, D = _output_z(spec, work, n), _activations(spec, work, n, L), _deltas(spec, work, n, L)
+    n_out = spec[SIZES + L]
+    z_off, a_off, d_off = _z_offset(spec, n), _act_offset(spec, n, L), _delta_offset(spec, n, L)
     loss, out_code = spec[LOSS], spec[OUTPUT]
-    T = A.dtype.type
-    scale = T(1) / T(losses.denominator(loss, n, A.shape[1]))
+    T = work.dtype.type
+    scale = T(1) / T(losses.denominator(loss, n, n_out))
     total = T(0)
     for i in range(n):
-        total += losses.output_error(loss, out_code, Z[i], A[i], Y, i, D[i], scale)
+        total += losses.output_error(loss, out_code, _row(work, z_off, n_out, i), _row(work, a_off, n_out, i), Y, i,
+                                     _row(work, d_off, n_out, i), scale)
     return total * scale
 
 
@@ -207,62 +216,65 @@ def _backward(flat, spec, work, n):
     p, g = flat[0], flat[1]
     hidden = spec[HIDDEN]
     for l in range(L - 1, -1, -1):
-        W, _ = _weights(p, spec, l)
-        dW, db = _weights(g, spec, l)
-        A_prev, D = _activations(spec, work, n, l), _deltas(spec, work, n, l + 1)
-        n_out, n_in = W.shape
+        n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
+        w_off = _param_offset(spec, l)
+        b_off = w_off + n_out * n_in
+        a_off, d_off = _act_offset(spec, n, l), _delta_offset(spec, n, l + 1)
         blas = uses_blas(n, n_in, n_out)
         if blas:
-            np.dot(D.T, A_prev, dW)
+            np.dot(_matrix(work, d_off, n, n_out).T, _matrix(work, a_off, n, n_in), _matrix(g, w_off, n_out, n_in))
         # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.
         for j in prange(n_out):
-            s = D[0, j]
+            s = work[d_off + j]
             for i in range(1, n):
-                s += D[i, j]
-            db[j] = s
-            if not blas:
-                dw = dW[j]
+                s += work[d_off + i * n_out + j]
+            g[b_off + j] = s
+            if blas:
+                continue
+            dw, a = _row(g, w_off, n_in, j), _row(work, a_off, n_in, 0)
+            d = work[d_off + j]
+            for k in range(n_in):
+                dw[k] = d * a[k]
+            for i in range(1, n):
+                d, a = work[d_off + i * n_out + j], _row(work, a_off, n_in, i)
                 for k in range(n_in):
-                    dw[k] = D[0, j] * A_prev[0, k]
-                for i in range(1, n):
-                    d, a = D[i, j], A_prev[i]
-                    for k in range(n_in):
-                        dw[k] += d * a[k]
+                    dw[k] += d * a[k]
         if l == 0:
             break
-        D_prev = _deltas(spec, work, n, l)
+        dp_off = _delta_offset(spec, n, l)
         if blas:
-            np.dot(D, W, D_prev)
-        for i in prange(n):
-            d_prev, a_prev = D_prev[i], A_prev[i]
+            np.dot(_matrix(work, d_off, n, n_out), _matrix(p, w_off, n_out, n_in), _matrix(work, dp_off, n, n_in))
+        for c in prange(_chunks(n)):
+            lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
             if not blas:
-                for k in range(n_in):
-                    d_prev[k] = 0
-                for j in range(n_out):
-                    d, w = D[i, j], W[j]
-                    for k in range(n_in):
-                        d_prev[k] += d * w[k]
-            for k in range(n_in):
-                d_prev[k] *= act.derivative(hidden, a_prev[k])
+                for i in range(lo, hi):
+                    d_prev = _row(work, dp_off, n_in, i)
+                    d_prev[:] = 0
+                    for j in range(n_out):
+                        d, w = work[d_off + i * n_out + j], _row(p, w_off, n_in, j)
+                        for k in range(n_in):
+                            d_prev[k] += d * w[k]
+            act.backprop_block(hidden, work[a_off + lo * n_in:a_off + hi * n_in],
+                               work[dp_off + lo * n_in:dp_off + hi * n_in])
 
 
 def _predict(flat, spec, work, X, out):
     """Write the network's output for X into ``out`` (n, n_out); False, writing nothing to out, if X is not finite."""
     n = X.shape[0]
-    if not _load_input(spec, work, X):
+    if not _load_input(work, X):
         return False
     _forward(flat, spec, work, n)
-    A = _activations(spec, work, n, spec[N_LAYERS])
+    a_off, n_out = _act_offset(spec, n, spec[N_LAYERS]), out.shape[1]
     for i in range(n):
-        for j in range(A.shape[1]):
-            out[i, j] = A[i, j]
+        for j in range(n_out):
+            out[i, j] = work[a_off + i * n_out + j]
     return True
 
 
 def _loss(flat, spec, work, X, Y):
     """The mean loss of the batch, with no gradient; NaN for non-finite input."""
     n = X.shape[0]
-    if not (_load_input(spec, work, X) and _targets_ok(spec, Y)):
+    if not (_load_input(work, X) and _targets_ok(spec, Y)):
         return np.nan
     _forward(flat, spec, work, n)
     return _output_error(spec, work, n, Y)
@@ -271,7 +283,7 @@ def _loss(flat, spec, work, X, Y):
 def _gradient(flat, spec, work, X, Y):
     """The mean loss; writes its gradient into ``flat[1]``. NaN, and no gradient written, for non-finite input."""
     n = X.shape[0]
-    if not (_load_input(spec, work, X) and _targets_ok(spec, Y)):
+    if not (_load_input(work, X) and _targets_ok(spec, Y)):
         return np.nan
     _forward(flat, spec, work, n)
     loss = _output_error(spec, work, n, Y)
@@ -286,7 +298,7 @@ def _train_step(flat, spec, hyper, work, X, Y):
     the loss is not.
     """
     n = X.shape[0]
-    if not (_load_input(spec, work, X) and _targets_ok(spec, Y)):
+    if not (_load_input(work, X) and _targets_ok(spec, Y)):
         return np.nan
     _forward(flat, spec, work, n)
     loss = _output_error(spec, work, n, Y)
