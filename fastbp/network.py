@@ -77,6 +77,8 @@ class Network:
         self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
         self._init_params()
         self._work, self._work_rows = np.empty(0, self.dtype), 0
+        # Shapes of the last checked batch on the serial kernels: the hot path's test (see train_step).
+        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
 
     def _init_params(self):
@@ -154,15 +156,20 @@ class Network:
         -------
         ndarray, shape (n, n_out)
         """
-        X = self._input(X)
+        if type(X) is not np.ndarray or X.dtype is not self.dtype or X.shape != self._fast_forward:
+            X = self._input(X)
+            self.workspace(X.shape[0])
+            self._fast_forward = X.shape if not self._parallel(X.shape[0]) else None
         n = X.shape[0]
         if out is None:
             out = np.empty((n, self.sizes[-1]), self.dtype)
-        elif not (isinstance(out, np.ndarray) and out.shape == (n, self.sizes[-1]) and out.dtype == self.dtype
+        elif not (type(out) is np.ndarray and out.dtype is self.dtype and out.shape == (n, self.sizes[-1])
                   and out.flags.writeable):
             raise ValueError(f"out must be a writeable {self.dtype} array of shape {(n, self.sizes[-1])}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        if not self._call(kernels.predict, X, out):
+        serial = self._fast_forward is not None  # the batch's shape is the checked one, on the serial kernels
+        ok = kernels.predict(self.flat, self.spec, self._work, X, out) if serial else self._call(kernels.predict, X, out)
+        if not ok:
             raise ValueError(_nonfinite("X", X))
         return out
 
@@ -170,12 +177,15 @@ class Network:
 
     def train_step(self, X, Y):
         """One forward pass, backward pass and optimizer update in place; returns the mean loss before the update."""
-        X = self._input(X)
-        Y = self._targets(Y, X.shape[0])
-        loss = self._call(kernels.train_step, X, Y)
-        if loss != loss:
-            self._diagnose(X, Y)
-        return loss
+        # The hot path: a batch like the last checked one goes straight to the kernel, which checks finiteness and
+        # label range as it reads X and Y, and updates nothing (returning NaN) when they fail.
+        if type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is self.dtype and Y.dtype is self._fast_ydtype \
+                and X.shape == self._fast_x and Y.shape == self._fast_y:
+            loss = kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
+            if loss != loss:
+                self._diagnose(X, Y)
+            return loss
+        return self._checked_call(kernels.train_step, X, Y)
 
     def gradients(self, X, Y):
         """The mean loss and its gradient, with no update.
@@ -186,21 +196,12 @@ class Network:
         grads : dict of ndarray
             Keyed like :meth:`state_dict` (``"0.weight"``, ``"0.bias"``, ...); copies.
         """
-        X = self._input(X)
-        Y = self._targets(Y, X.shape[0])
-        loss = self._call(kernels.gradient, X, Y)
-        if loss != loss:
-            self._diagnose(X, Y)
+        loss = self._checked_call(kernels.gradient, X, Y)
         return loss, self._named(row=1)
 
     def evaluate(self, X, Y):
         """The mean loss on (X, Y), with no gradient and no update."""
-        X = self._input(X)
-        Y = self._targets(Y, X.shape[0])
-        loss = self._call(kernels.loss, X, Y)
-        if loss != loss:
-            self._diagnose(X, Y)
-        return loss
+        return self._checked_call(kernels.loss, X, Y)
 
     def predict(self, X):
         """Class predictions: the argmax for a softmax output (labels), else outputs thresholded at 0.5 for a
@@ -346,6 +347,18 @@ class Network:
             return kern(*args)
         finally:
             numba.set_num_threads(before)
+
+    def _checked_call(self, kern, X, Y):
+        """Check and convert (X, Y), run the kernel, explain a NaN; remember the batch's shapes for the hot path
+        when it runs on the serial kernels."""
+        X = self._input(X)
+        Y = self._targets(Y, X.shape[0])
+        loss = self._call(kern, X, Y)
+        if loss != loss:
+            self._diagnose(X, Y)
+        if not self._parallel(X.shape[0]):
+            self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
+        return loss
 
     def _parallel(self, n):
         layers = list(zip(self.sizes[:-1], self.sizes[1:]))
