@@ -6,8 +6,9 @@ pre-activation: ``sigmoid' = a (1 - a)``, ``tanh' = 1 - a**2``, ``relu' = [a > 0
 """
 
 import numpy as np
+from numba import uint64 as U  # unsigned indices: no wraparound test, so the loops vectorise
 
-from ._jit import kernel
+from ._jit import inline, kernel
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
 CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU,
@@ -52,42 +53,50 @@ def derivative(code, a):
     return T(1)
 
 
-@kernel
-def activate_block(code, z, a, width):
-    """a = phi(z) over a block of rows of ``width``; softmax row by row, computed stably (the row maximum is
-    subtracted first), everything else as one flat loop that LLVM can vectorise."""
+# The span functions take one flat buffer and offsets rather than slices: a slice made inside a loop costs an atomic
+# reference-count increment and decrement, which for small networks outweighed the arithmetic.
+
+@inline
+def activate_span(code, buf, z0, a0, count, width):
+    """buf[a0 + k] = phi(buf[z0 + k]) for k < count, over rows of ``width``.
+
+    Softmax goes row by row, computed stably (the row maximum is subtracted first); every other activation is one
+    flat loop, which LLVM can vectorise.
+    """
     if code != SOFTMAX:
-        for k in range(z.size):
-            a[k] = activate(code, z[k])
+        for k in range(count):
+            buf[U(a0 + k)] = activate(code, buf[U(z0 + k)])
         return
-    for r in range(0, z.size, width):
-        m = z[r]
-        for j in range(r + 1, r + width):
-            m = max(m, z[j])
-        s = z.dtype.type(0)
-        for j in range(r, r + width):
-            a[j] = np.exp(z[j] - m)
-            s += a[j]
-        for j in range(r, r + width):
-            a[j] /= s
+    for r in range(0, count, width):
+        z, a = z0 + r, a0 + r
+        m = buf[U(z)]
+        for j in range(1, width):
+            m = max(m, buf[U(z + j)])
+        s = buf.dtype.type(0)
+        for j in range(width):
+            e = np.exp(buf[U(z + j)] - m)
+            buf[U(a + j)] = e
+            s += e
+        for j in range(width):
+            buf[U(a + j)] /= s
 
 
-@kernel
-def backprop_block(code, a, d):
-    """d *= phi'(z) over a block of a hidden layer's rows (never softmax), from a = phi(z)."""
-    for k in range(a.size):
-        d[k] *= derivative(code, a[k])
+@inline
+def backprop_span(code, buf, a0, d0, count):
+    """buf[d0 + k] *= phi'(z) for k < count, from the activations a = phi(z) at buf[a0:] (not softmax)."""
+    for k in range(count):
+        buf[U(d0 + k)] *= derivative(code, buf[U(a0 + k)])
 
 
-@kernel
-def backprop_row(code, a, g, d):
-    """d = dL/dz from g = dL/da for one row; softmax uses its Jacobian, d_j = a_j (g_j - sum_k g_k a_k)."""
-    if code == SOFTMAX:
-        ga = a.dtype.type(0)
-        for k in range(a.size):
-            ga += g[k] * a[k]
-        for j in range(a.size):
-            d[j] = a[j] * (g[j] - ga)
-    else:
-        for j in range(a.size):
-            d[j] = g[j] * derivative(code, a[j])
+@inline
+def backprop_row(code, buf, a0, d0, width):
+    """Turn dL/da, held at buf[d0:d0 + width], into dL/dz in place for one row; softmax uses its Jacobian,
+    d_j = a_j (g_j - sum_k g_k a_k)."""
+    if code != SOFTMAX:
+        backprop_span(code, buf, a0, d0, width)
+        return
+    ga = buf.dtype.type(0)
+    for k in range(width):
+        ga += buf[U(d0 + k)] * buf[U(a0 + k)]
+    for j in range(width):
+        buf[U(d0 + j)] = buf[U(a0 + j)] * (buf[U(d0 + j)] - ga)

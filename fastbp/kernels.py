@@ -35,6 +35,7 @@ gradients, so no sum over the batch is ever split. Layers with enough work call 
 
 import numpy as np
 from numba import prange
+from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
 
 from . import activations as act
 from . import losses
@@ -113,14 +114,10 @@ def _delta_offset(spec, n, l):
 
 
 @inline
-def _row(buf, off, width, i):
-    """Row i of the (rows, width) matrix stored at ``buf[off:]``: a 1-D slice, which costs nothing."""
-    return buf[off + i * width:off + (i + 1) * width]
-
-
-@inline
 def _matrix(buf, off, rows, width):
-    """The same matrix as a 2-D view, for BLAS (a reshape costs ~12 ns: fine beside a product worth calling BLAS)."""
+    """The (rows, width) row-major matrix at ``buf[off:]`` as a 2-D view, for BLAS. The hand loops index ``buf``
+    with unsigned offsets instead: a view made inside a loop costs an atomic reference count (a reshape ~12 ns more),
+    and a signed computed index a wraparound test that stops LLVM vectorising."""
     return buf[off:off + rows * width].reshape((rows, width))
 
 
@@ -132,8 +129,9 @@ def _load_input(work, X):
     probe = T(0)  # stays 0 unless some x is NaN or infinite (x * 0 is NaN for those; no nnan/ninf fastmath)
     for i in range(X.shape[0]):
         for k in range(n_in):
-            work[i * n_in + k] = X[i, k]
-            probe += work[i * n_in + k] * T(0)
+            x = T(X[i, k])
+            work[U(i * n_in + k)] = x
+            probe += x * T(0)
     return probe == 0
 
 
@@ -176,20 +174,17 @@ def _forward(flat, spec, work, n):
         for c in prange(_chunks(n)):
             lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
             for i in range(lo, hi):
-                z = _row(work, z_off, n_out, i)
-                if blas:
-                    for j in range(n_out):
-                        z[j] += p[b_off + j]
-                    continue
-                a = _row(work, a_off, n_in, i)
+                a, z = a_off + i * n_in, z_off + i * n_out
                 for j in range(n_out):
-                    w = _row(p, w_off, n_in, j)
-                    s = p[b_off + j]
+                    if blas:
+                        work[U(z + j)] += p[U(b_off + j)]
+                        continue
+                    w = w_off + j * n_in
+                    s = p[U(b_off + j)]
                     for k in range(n_in):
-                        s += w[k] * a[k]
-                    z[j] = s
-            act.activate_block(code, work[z_off + lo * n_out:z_off + hi * n_out],
-                               work[out_off + lo * n_out:out_off + hi * n_out], n_out)
+                        s += p[U(w + k)] * work[U(a + k)]
+                    work[U(z + j)] = s
+            act.activate_span(code, work, z_off + lo * n_out, out_off + lo * n_out, (hi - lo) * n_out, n_out)
         w_off, a_off = b_off + n_out, out_off
 
 
@@ -199,13 +194,13 @@ def _output_error(spec, work, n, Y):
     L = spec[N_LAYERS]
     n_out = spec[SIZES + L]
     z_off, a_off, d_off = _z_offset(spec, n), _act_offset(spec, n, L), _delta_offset(spec, n, L)
-    loss, out_code = spec[LOSS], spec[OUTPUT]
+    loss = spec[LOSS]
     T = work.dtype.type
     scale = T(1) / T(losses.denominator(loss, n, n_out))
     total = T(0)
     for i in range(n):
-        total += losses.output_error(loss, out_code, _row(work, z_off, n_out, i), _row(work, a_off, n_out, i), Y, i,
-                                     _row(work, d_off, n_out, i), scale)
+        r = i * n_out
+        total += losses.output_error(loss, spec[OUTPUT], work, z_off + r, a_off + r, d_off + r, n_out, Y, i, scale)
     return total * scale
 
 
@@ -214,7 +209,6 @@ def _backward(flat, spec, work, n):
     """The delta recursion and the gradient: delta_{l-1} = (delta_l W_l) * phi'(A_{l-1}), dW_l = delta_l^T A_{l-1}."""
     L = spec[N_LAYERS]
     p, g = flat[0], flat[1]
-    hidden = spec[HIDDEN]
     for l in range(L - 1, -1, -1):
         n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
         w_off = _param_offset(spec, l)
@@ -225,20 +219,21 @@ def _backward(flat, spec, work, n):
             np.dot(_matrix(work, d_off, n, n_out).T, _matrix(work, a_off, n, n_in), _matrix(g, w_off, n_out, n_in))
         # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.
         for j in prange(n_out):
-            s = work[d_off + j]
+            s = work[U(d_off + j)]
             for i in range(1, n):
-                s += work[d_off + i * n_out + j]
-            g[b_off + j] = s
+                s += work[U(d_off + i * n_out + j)]
+            g[U(b_off + j)] = s
             if blas:
                 continue
-            dw, a = _row(g, w_off, n_in, j), _row(work, a_off, n_in, 0)
-            d = work[d_off + j]
-            for k in range(n_in):
-                dw[k] = d * a[k]
-            for i in range(1, n):
-                d, a = work[d_off + i * n_out + j], _row(work, a_off, n_in, i)
-                for k in range(n_in):
-                    dw[k] += d * a[k]
+            dw = w_off + j * n_in
+            for i in range(n):
+                d, a = work[U(d_off + i * n_out + j)], a_off + i * n_in
+                if i == 0:
+                    for k in range(n_in):
+                        g[U(dw + k)] = d * work[U(a + k)]
+                else:
+                    for k in range(n_in):
+                        g[U(dw + k)] += d * work[U(a + k)]
         if l == 0:
             break
         dp_off = _delta_offset(spec, n, l)
@@ -246,16 +241,17 @@ def _backward(flat, spec, work, n):
             np.dot(_matrix(work, d_off, n, n_out), _matrix(p, w_off, n_out, n_in), _matrix(work, dp_off, n, n_in))
         for c in prange(_chunks(n)):
             lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
-            if not blas:
-                for i in range(lo, hi):
-                    d_prev = _row(work, dp_off, n_in, i)
-                    d_prev[:] = 0
-                    for j in range(n_out):
-                        d, w = work[d_off + i * n_out + j], _row(p, w_off, n_in, j)
-                        for k in range(n_in):
-                            d_prev[k] += d * w[k]
-            act.backprop_block(hidden, work[a_off + lo * n_in:a_off + hi * n_in],
-                               work[dp_off + lo * n_in:dp_off + hi * n_in])
+            for i in range(lo, hi):
+                if blas:
+                    break
+                dp = dp_off + i * n_in
+                for k in range(n_in):
+                    work[U(dp + k)] = 0
+                for j in range(n_out):
+                    d, w = work[U(d_off + i * n_out + j)], w_off + j * n_in
+                    for k in range(n_in):
+                        work[U(dp + k)] += d * p[U(w + k)]
+            act.backprop_span(spec[HIDDEN], work, a_off + lo * n_in, dp_off + lo * n_in, (hi - lo) * n_in)
 
 
 def _predict(flat, spec, work, X, out):

@@ -7,9 +7,10 @@ computed from the pre-activation ``z`` in a stable form (softplus, log-sum-exp) 
 """
 
 import numpy as np
+from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
-from ._jit import kernel
+from ._jit import inline, kernel
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
 CODES = {"mse": MSE, "bce": BCE, "cross_entropy": CROSS_ENTROPY, "huber": HUBER}
@@ -25,7 +26,7 @@ def denominator(loss, n, n_out):
     return n if loss == CROSS_ENTROPY else n * n_out
 
 
-@kernel
+@inline
 def target(Y, i, j, n_out):
     """y[i, j]; a target array of one column for a wider output holds integer class labels."""
     if Y.shape[1] != n_out:
@@ -33,53 +34,51 @@ def target(Y, i, j, n_out):
     return Y[i, j]
 
 
-@kernel
-def output_error(loss, out_code, z, a, Y, i, d, scale):
-    """Row i's summed loss; writes ``d = scale * dL/dz`` for the row.
+@inline
+def output_error(loss, out_code, buf, z0, a0, d0, n_out, Y, i, scale):
+    """Row i's summed loss; writes ``scale * dL/dz`` for the row.
 
     Parameters
     ----------
-    z, a : ndarray, shape (n_out,)
-        The row's pre-activation and output activation.
+    buf : ndarray, 1-D
+        Holds the row's pre-activation at ``z0``, its output activation at ``a0`` and, written, its output error
+        (already scaled by ``scale``, 1 / the loss's denominator) at ``d0``; each ``n_out`` long.
     Y : ndarray, shape (n, n_out), or integer labels of shape (n, 1)
-    d : ndarray, shape (n_out,)
-        Written: the output error, already scaled by ``scale`` (1 / the loss's denominator).
     """
-    T = a.dtype.type
-    n_out = a.size
+    T = buf.dtype.type
     total = T(0)
     if loss == BCE:
         for j in range(n_out):
-            y = T(target(Y, i, j, n_out))
-            total += max(z[j], T(0)) - y * z[j] + np.log1p(np.exp(-abs(z[j])))
-            d[j] = scale * (a[j] - y)
+            y, z = T(target(Y, i, j, n_out)), buf[U(z0 + j)]
+            total += max(z, T(0)) - y * z + np.log1p(np.exp(-abs(z)))
+            buf[U(d0 + j)] = scale * (buf[U(a0 + j)] - y)
         return total
     if loss == CROSS_ENTROPY:
         # log-sum-exp from the softmax already computed: at the row's argmax, a = 1 / sum(exp(z - max z)).
         top = 0
         for j in range(1, n_out):
-            if z[j] > z[top]:
+            if buf[U(z0 + j)] > buf[U(z0 + top)]:
                 top = j
-        lse = z[top] - np.log(a[top])
+        lse = buf[U(z0 + top)] - np.log(buf[U(a0 + top)])
         ysum = T(0)
         for j in range(n_out):
             ysum += T(target(Y, i, j, n_out))
         for j in range(n_out):
             y = T(target(Y, i, j, n_out))
-            total += y * (lse - z[j])
-            d[j] = scale * (a[j] * ysum - y)
+            total += y * (lse - buf[U(z0 + j)])
+            buf[U(d0 + j)] = scale * (buf[U(a0 + j)] * ysum - y)
         return total
-    # mse and huber: d holds dL/da first, then the activation's backward turns it into dL/dz in place.
+    # mse and huber: the row's d holds dL/da first, then the activation's backward turns it into dL/dz in place.
     for j in range(n_out):
-        r = a[j] - T(target(Y, i, j, n_out))
+        r = buf[U(a0 + j)] - T(target(Y, i, j, n_out))
         if loss == MSE:
             total += r * r
-            d[j] = scale * T(2) * r
+            buf[U(d0 + j)] = scale * T(2) * r
         elif abs(r) <= T(HUBER_DELTA):
             total += T(0.5) * r * r
-            d[j] = scale * r
+            buf[U(d0 + j)] = scale * r
         else:
             total += abs(r) - T(0.5 * HUBER_DELTA)
-            d[j] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
-    act.backprop_row(out_code, a, d, d)
+            buf[U(d0 + j)] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
+    act.backprop_row(out_code, buf, a0, d0, n_out)
     return total
