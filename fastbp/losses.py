@@ -11,6 +11,7 @@ from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
 from ._jit import inline, kernel
+from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
 CODES = {"mse": MSE, "bce": BCE, "cross_entropy": CROSS_ENTROPY, "huber": HUBER}
@@ -50,7 +51,7 @@ def output_error(loss, out_code, buf, z0, a0, d0, n_out, Y, i, scale):
     if loss == BCE:
         for j in range(n_out):
             y, z = T(target(Y, i, j, n_out)), buf[U(z0 + j)]
-            total += max(z, T(0)) - y * z + np.log1p(np.exp(-abs(z)))
+            total += max(z, T(0)) - y * z + np.log1p(exp_nonpositive(-abs(z)))
             buf[U(d0 + j)] = scale * (buf[U(a0 + j)] - y)
         return total
     if loss == CROSS_ENTROPY:

@@ -274,7 +274,7 @@ def test_kernels_from_user_njit_serial_and_prange():
     for m, net in enumerate(nets):
         _user_loop(net.flat, net.spec, net.hyper, net.workspace(6), X, Y, 10)
         _user_loop(net.flat, net.spec, net.hyper, net.workspace(6), X, Y, 10)
-        np.testing.assert_allclose(flats[m], net.flat, rtol=1e-13)
+        np.testing.assert_allclose(flats[m], net.flat, rtol=1e-12, atol=1e-15)  # to rounding: another compilation
         assert hypers[m][7] == net.hyper[7] == 20
 
 
