@@ -311,3 +311,62 @@ gradient, _gradient_parallel = kernel_pair(_gradient)
 train_step, _train_step_parallel = kernel_pair(_train_step)
 PARALLEL = {predict: _predict_parallel, loss: _loss_parallel, gradient: _gradient_parallel,
             train_step: _train_step_parallel}
+
+
+# ---- many networks of one architecture ----------------------------------------------------------------------------
+# A population stores its members' flat arrays stacked: flats (N, 2 + n_slots, n_params), hypers (N, 8), works (N, w),
+# so member m is exactly a network's (flats[m], hypers[m], works[m]) and the kernels above serve it unchanged.
+
+@inline
+def _members_ok(spec, X, Y):
+    """The whole population's input is checked before any member is touched: bad input changes nothing."""
+    for m in range(X.shape[0]):
+        if not (_finite(X[m]) and _targets_ok(spec, Y[m])):
+            return False
+    return True
+
+
+@inline
+def _finite(X):
+    probe = 0.0
+    for i in range(X.shape[0]):
+        for k in range(X.shape[1]):
+            probe += X[i, k] * 0.0
+    return probe == 0
+
+
+def _population_train_step(flats, spec, hypers, works, X, Y, out):
+    """One train step for every member on its own batch: ``out[m]`` = member m's loss before its update.
+
+    Parameters
+    ----------
+    flats : ndarray, shape (N, 2 + n_slots, n_params)
+    hypers : ndarray of float64, shape (N, 8)
+    works : ndarray, shape (N, >= work_size(spec, n))
+    X : ndarray, shape (N, n, n_in); Y : ndarray, shape (N, n, n_out), or labels (N, n, 1)
+    out : ndarray, shape (N,)
+        Written. A member whose loss is not finite gets NaN and keeps its parameters.
+
+    Returns False, touching nothing, if any X or Y is not finite or a label is out of range.
+    """
+    if not _members_ok(spec, X, Y):
+        return False
+    for m in prange(flats.shape[0]):
+        out[m] = train_step(flats[m], spec, hypers[m], works[m], X[m], Y[m])
+    return True
+
+
+def _population_predict(flats, spec, works, X, out):
+    """Every member's output on its own batch: X (N, n, n_in) -> out (N, n, n_out). False if X is not finite."""
+    for m in range(X.shape[0]):
+        if not _finite(X[m]):
+            return False
+    for m in prange(flats.shape[0]):
+        predict(flats[m], spec, works[m], X[m], out[m])
+    return True
+
+
+population_train_step, _population_train_step_parallel = kernel_pair(_population_train_step)
+population_predict, _population_predict_parallel = kernel_pair(_population_predict)
+PARALLEL.update({population_train_step: _population_train_step_parallel,
+                 population_predict: _population_predict_parallel})

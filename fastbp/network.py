@@ -336,17 +336,8 @@ class Network:
         work = self.workspace(X.shape[0])
         args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
             (self.flat, self.spec, work, X, last)
-        if not self._parallel(X.shape[0]):
-            return kern(*args)
-        kern = kernels.PARALLEL[kern]
-        if self.threads is None:
-            return kern(*args)
-        before = numba.get_num_threads()
-        numba.set_num_threads(self.threads)
-        try:
-            return kern(*args)
-        finally:
-            numba.set_num_threads(before)
+        parallel = self._parallel(X.shape[0])
+        return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
 
     def _checked_call(self, kern, X, Y):
         """Check and convert (X, Y), run the kernel, explain a NaN; remember the batch's shapes for the hot path
@@ -420,6 +411,18 @@ class Network:
         for l, (W, b) in enumerate(self.layers(row)):
             out[f"{2 * l}.weight"], out[f"{2 * l}.bias"] = W.copy(), b.copy()
         return out
+
+
+def run_with_threads(kern, args, threads):
+    """kern(*args) with Numba's thread count set to ``threads`` (when not None) and restored after."""
+    if threads is None:
+        return kern(*args)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return kern(*args)
+    finally:
+        numba.set_num_threads(before)
 
 
 def _as_real_array(name, value, dtype):

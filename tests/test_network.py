@@ -306,18 +306,32 @@ ALLOCATION_SCRIPT = textwrap.dedent("""
             fn(2)
             (one, kept1), (thousand, kept1000) = allocations(fn, 1), allocations(fn, 1000)
             print(name, one, thousand, kept1, kept1000)
+
+    @numba.njit
+    def population_loop(flats, spec, hypers, works, X, Y, losses, out, steps):
+        for _ in range(steps):
+            kernels.population_train_step(flats, spec, hypers, works, X, Y, losses)
+            kernels.population_predict(flats, spec, works, X, out)
+
+    pop = fastbp.Population(64, [4, 16, 2], hidden="tanh", seed=0)
+    X = np.random.default_rng(0).normal(size=(64, 1, 4)); Y = np.zeros((64, 1, 2))
+    losses, out, works = np.empty(64), np.empty((64, 1, 2)), pop.workspace(1)
+    user = lambda steps: population_loop(pop.flats, pop.spec, pop.hypers, works, X, Y, losses, out, steps)
+    user(2)
+    (one, kept1), (thousand, kept1000) = allocations(user, 1), allocations(user, 1000)
+    print("user", one, thousand, kept1, kept1000)
 """)
 
 
 def test_no_allocation_per_step():
-    """Numba runtime allocations (NUMBA_NRT_STATS=1): a user @njit loop of 1000 train+predict steps makes as many
-    as a loop of 1 (only the call's own argument wrappers); from Python, a train step makes only the MemInfo
+    """Numba runtime allocations (NUMBA_NRT_STATS=1): a user @njit loop of 1000 train+predict steps (of a network
+    or a population) makes as many as a loop of 1 (only the call's own argument wrappers); from Python, a train step makes only the MemInfo
     wrappers of its 6 array arguments, which Numba creates at any call boundary and frees on return: no buffer."""
     env = {**os.environ, "NUMBA_NRT_STATS": "1"}
     out = subprocess.run([sys.executable, "-c", ALLOCATION_SCRIPT], env=env, capture_output=True, text=True,
                          check=True).stdout
     lines = [line.split() for line in out.strip().splitlines()]
-    assert len(lines) == 6, out
+    assert len(lines) == 7, out  # three networks from a user loop and from Python, and a population
     for name, one, thousand, kept1, kept1000 in lines:
         assert kept1 == kept1000 == "0", out  # nothing outlives a call
         if name == "user":

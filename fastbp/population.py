@@ -1,0 +1,166 @@
+"""Many independent networks of one architecture, queried and trained in one call each."""
+
+import numbers
+
+import numpy as np
+
+from . import kernels
+from .network import Network, _nonfinite, run_with_threads
+
+
+class Population:
+    """N independent networks of one architecture (per-agent brains, ensembles, neuroevolution).
+
+    Every member has its own parameters, optimizer state and step count, stacked so that member m is exactly a
+    :class:`Network`'s ``(flat, hyper)``; each takes its own inputs and targets. Calls run over the members in
+    parallel when the work repays a thread launch.
+
+    Parameters
+    ----------
+    n : int
+        The number of members.
+    sizes, hidden, output, loss, optimizer, dtype, threads
+        As for :class:`Network`.
+    seed : int or None
+        Member m is initialised as ``Network(..., seed=member_seeds[m])``, the seeds drawn from
+        ``np.random.SeedSequence(seed)``.
+
+    Attributes
+    ----------
+    flats : ndarray, shape (n, 2 + n_slots, n_params)
+        Each member's parameters, gradient and optimizer state.
+    params : ndarray, shape (n, n_params)
+        The members' parameter vectors: a view into ``flats`` (perturb it in place, e.g. for evolution strategies).
+    hypers : ndarray of float64, shape (n, 8)
+        Each member's optimizer hyperparameters and step count.
+    member_seeds : ndarray of int64, shape (n,)
+    """
+
+    def __init__(self, n, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
+                 seed=None, threads=None):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+            raise ValueError(f"n must be a positive integer, got {n!r}")
+        self.member_seeds = np.random.SeedSequence(seed).generate_state(n, np.uint32).astype(np.int64)
+        self._args = dict(sizes=sizes, hidden=hidden, output=output, loss=loss, optimizer=optimizer, dtype=dtype,
+                          threads=threads)
+        first = Network(seed=int(self.member_seeds[0]), **self._args)  # validates every argument
+        self._template = first
+        self.sizes, self.hidden, self.output, self.loss = first.sizes, first.hidden, first.output, first.loss
+        self.dtype, self.threads, self.optimizer, self.spec = first.dtype, threads, first.optimizer, first.spec
+        self.flats = np.empty((n, *first.flat.shape), self.dtype)
+        self.hypers = np.empty((n, first.hyper.size), np.float64)
+        for m in range(n):
+            net = first if m == 0 else Network(seed=int(self.member_seeds[m]), **self._args)
+            self.flats[m], self.hypers[m] = net.flat, net.hyper
+        self._works, self._work_rows = np.empty((n, 0), self.dtype), 0
+
+    def __len__(self):
+        return self.flats.shape[0]
+
+    @property
+    def params(self):
+        return self.flats[:, 0]
+
+    @property
+    def n_params(self):
+        return self.flats.shape[2]
+
+    def workspace(self, rows):
+        """Scratch of shape (n, >= work_size(spec, rows)): member m's is row m."""
+        if rows > self._work_rows:
+            self._works = np.empty((len(self), kernels.work_size(self.spec, rows)), self.dtype)
+            self._work_rows = rows
+        return self._works
+
+    def member(self, m):
+        """Member m as a new :class:`Network` (a copy: parameters, optimizer state and step count)."""
+        m = self._index(m)
+        net = Network(seed=int(self.member_seeds[m]), **self._args)
+        net.flat[:], net.hyper[:] = self.flats[m], self.hypers[m]
+        return net
+
+    def set_member(self, m, net):
+        """Copy a :class:`Network` of the same architecture, dtype and optimizer kind into member m."""
+        m = self._index(m)
+        if not isinstance(net, Network):
+            raise TypeError(f"expected a fastbp.Network, got {type(net).__name__}")
+        if (net.sizes, net.hidden, net.output, net.loss, net.dtype) != (
+                self.sizes, self.hidden, self.output, self.loss, self.dtype) or net.flat.shape != self.flats[m].shape \
+                or net.hyper[0] != self.hypers[m, 0]:
+            raise ValueError(f"{net!r} does not fit this population of {self._template!r}")
+        self.flats[m], self.hypers[m] = net.flat, net.hyper
+
+    def forward(self, X, out=None):
+        """Every member's output on its own inputs: X (n_members, rows, n_in) -> (n_members, rows, n_out)."""
+        X = self._inputs(X)
+        shape = (len(self), X.shape[1], self.sizes[-1])
+        if out is None:
+            out = np.empty(shape, self.dtype)
+        elif not (type(out) is np.ndarray and out.shape == shape and out.dtype == self.dtype
+                  and out.flags.c_contiguous and out.flags.writeable):
+            raise ValueError(f"out must be a writeable C-contiguous {self.dtype} array of shape {shape}")
+        if not self._call(kernels.population_predict, X, out, X.shape[1]):
+            raise ValueError(_nonfinite("X", X))
+        return out
+
+    def train_step(self, X, Y):
+        """One train step for every member on its own batch.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_members, rows, n_in)
+        Y : array_like, shape (n_members, rows, n_out), or integer labels (n_members, rows) for cross_entropy
+
+        Returns
+        -------
+        losses : ndarray of float64, shape (n_members,)
+            Each member's mean loss before its update; NaN for a member whose loss was not finite (its parameters are
+            left as they were).
+        """
+        X = self._inputs(X)
+        Y = self._targets(Y, X.shape[1])
+        losses = np.empty(len(self))
+        if not self._call(kernels.population_train_step, X, Y, losses, X.shape[1]):
+            for m in range(len(self)):  # the slow path: name the member and the problem
+                self._template._check_finite(X[m], Y[m])
+        return losses
+
+    def _call(self, kern, X, last, *rest):
+        rows = rest[-1]
+        works = self.workspace(rows)
+        args = (self.flats, self.spec, self.hypers, works, X, last, *rest[:-1]) \
+            if kern is kernels.population_train_step else (self.flats, self.spec, works, X, last)
+        layers = list(zip(self.sizes[:-1], self.sizes[1:]))
+        parallel = len(self) * rows * max(a * b for a, b in layers) >= kernels.PARALLEL_MIN_WORK \
+            and not any(kernels.uses_blas(rows, a, b) for a, b in layers)
+        return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
+
+    def _inputs(self, X):
+        X = np.asarray(X) if not isinstance(X, np.ndarray) else X
+        if X.dtype.kind not in "fiu":
+            raise TypeError(f"X must hold real numbers, got dtype {X.dtype}")
+        if X.ndim != 3 or X.shape[0] != len(self) or X.shape[2] != self.sizes[0] or X.shape[1] == 0:
+            raise ValueError(f"X must have shape ({len(self)}, rows >= 1, {self.sizes[0]}), got {X.shape}")
+        return np.ascontiguousarray(X, self.dtype)
+
+    def _targets(self, Y, rows):
+        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
+        if self.loss == "cross_entropy" and Y.ndim == 2:
+            if Y.dtype.kind not in "iu":
+                raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
+            if Y.shape != (len(self), rows):
+                raise ValueError(f"labels must have shape {(len(self), rows)}, got {Y.shape}")
+            return np.ascontiguousarray(Y, np.int64).reshape(len(self), rows, 1)
+        if Y.dtype.kind not in "fiu":
+            raise TypeError(f"Y must hold real numbers, got dtype {Y.dtype}")
+        if Y.shape != (len(self), rows, self.sizes[-1]):
+            raise ValueError(f"Y must have shape {(len(self), rows, self.sizes[-1])}, got {Y.shape}")
+        return np.ascontiguousarray(Y, self.dtype)
+
+    def _index(self, m):
+        if isinstance(m, bool) or not isinstance(m, numbers.Integral) or not -len(self) <= m < len(self):
+            raise IndexError(f"member index must be an integer in [-{len(self)}, {len(self)}), got {m!r}")
+        return int(m) % len(self)
+
+    def __repr__(self):
+        return f"Population({len(self)}, {self._template!r})"
