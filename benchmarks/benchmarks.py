@@ -55,6 +55,33 @@ class Gradients(_CaseByImpl):
         self.impl.gradients()
 
 
+class _Population:
+    """1024 networks of 4-16-2, one row each: fastbp.Population against numpy batched matmuls, a loop of
+    single-network calls, torch.baddbmm and jax.vmap."""
+
+    params = ["fastbp", "numpy", "loop", "torch", "jax"]
+    param_names = ["impl"]
+    op = None
+
+    def setup(self, impl):
+        self.impl = bench.POPULATION_IMPLS[impl](bench.POPULATION)
+        getattr(self.impl, self.op)()
+
+
+class PopulationTrainStep(_Population):
+    op = "train_step"
+
+    def time_train_step(self, impl):
+        self.impl.train_step()
+
+
+class PopulationForward(_Population):
+    op = "forward"
+
+    def time_forward(self, impl):
+        self.impl.forward()
+
+
 class TrainStepNjitLoop:
     """fastbp's train step from inside a user's @njit loop (no Python per step): time per 1000 steps."""
 

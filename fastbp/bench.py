@@ -128,20 +128,7 @@ class TorchImpl:
         else:
             self.Y, self.loss_fn = torch.from_numpy(Y), {"bce": nn.BCELoss(), "mse": nn.MSELoss()}[case.loss]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
-        self.threads = threads or self._fastest_threads()
-
-    def _fastest_threads(self):
-        best = None
-        for t in range(1, (os.cpu_count() or 1) + 1):
-            self.torch.set_num_threads(t)
-            self.train_step()
-            start = time.perf_counter()
-            for _ in range(5):
-                self.train_step()
-            elapsed = time.perf_counter() - start
-            if best is None or elapsed < best[0]:
-                best = (elapsed, t)
-        return best[1]
+        self.threads = threads or _fastest_torch_threads(torch, self.train_step)
 
     def prepare(self):
         self.torch.set_num_threads(self.threads)
@@ -246,6 +233,200 @@ class NjitLoopImpl:
         njit_train_loop(self.net.flat, self.net.spec, self.net.hyper, self.work, self.X, self.Y, self.STEPS)
 
 
+# ---- populations: many small networks at once ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PopulationCase:
+    """N independent networks of one architecture, each trained on its own batch."""
+
+    name: str
+    n: int
+    sizes: tuple
+    batch: int
+    dtype: type
+    hidden: str = "tanh"
+
+    def data(self, seed=0):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(self.n, self.batch, self.sizes[0])).astype(self.dtype)
+        return X, rng.normal(size=(self.n, self.batch, self.sizes[-1])).astype(self.dtype)
+
+    def population(self):
+        from . import Population
+
+        return Population(self.n, list(self.sizes), hidden=self.hidden, optimizer=SGD(lr=LR), dtype=self.dtype,
+                          seed=0)
+
+    def flops(self, op):
+        return self.n * Case(self.name, self.sizes, self.batch, self.dtype, self.hidden, "identity", "mse").flops(op)
+
+
+POPULATION = PopulationCase("population", 1024, (4, 16, 2), 1, np.float32)
+POPULATION_OPS = ("train_step", "forward")
+
+
+class FastbpPopulationImpl:
+    name = "fastbp"
+
+    def __init__(self, case):
+        self.pop = case.population()
+        self.X, self.Y = case.data()
+        self.out = np.empty((case.n, case.batch, case.sizes[-1]), case.dtype)
+
+    def train_step(self):
+        return self.pop.train_step(self.X, self.Y)
+
+    def forward(self):
+        return self.pop.forward(self.X, out=self.out)
+
+
+class LoopPopulationImpl:
+    """One fastbp Network call per member, from Python."""
+
+    name = "loop"
+
+    def __init__(self, case):
+        pop = case.population()
+        self.nets = [pop.member(m) for m in range(case.n)]
+        self.X, self.Y = case.data()
+        self.out = np.empty((case.n, case.batch, case.sizes[-1]), case.dtype)
+
+    def train_step(self):
+        return [net.train_step(x, y) for net, x, y in zip(self.nets, self.X, self.Y)]
+
+    def forward(self):
+        return [net.forward(x, out=o) for net, x, o in zip(self.nets, self.X, self.out)]
+
+
+def _stacked_layers(case):
+    """The population's weights as stacks (N, n_in, n_out) and biases (N, 1, n_out), for batched matmuls."""
+    pop = case.population()
+    layers, off = [], 0
+    for n_in, n_out in zip(case.sizes[:-1], case.sizes[1:]):
+        W = pop.params[:, off:off + n_out * n_in].reshape(case.n, n_out, n_in).transpose(0, 2, 1).copy()
+        b = pop.params[:, off + n_out * n_in:off + n_out * (n_in + 1)].reshape(case.n, 1, n_out).copy()
+        layers.append((W, b))
+        off += n_out * (n_in + 1)
+    return layers
+
+
+class NumpyPopulationImpl:
+    """Batched matmuls over the member axis (``X @ W`` on stacks), the numpy way to run many networks."""
+
+    name = "numpy"
+
+    def __init__(self, case):
+        (self.W1, self.b1), (self.W2, self.b2) = _stacked_layers(case)
+        self.X, self.Y = case.data()
+        self.lr = case.dtype(LR)
+
+    def forward(self):
+        return np.tanh(self.X @ self.W1 + self.b1) @ self.W2 + self.b2
+
+    def train_step(self):
+        a1 = np.tanh(self.X @ self.W1 + self.b1)
+        z2 = a1 @ self.W2 + self.b2
+        d2 = 2 * (z2 - self.Y) / (self.Y.shape[1] * self.Y.shape[2])
+        d1 = (d2 @ self.W2.transpose(0, 2, 1)) * (1 - a1 * a1)
+        self.W2 -= self.lr * (a1.transpose(0, 2, 1) @ d2)
+        self.b2 -= self.lr * d2.sum(axis=1, keepdims=True)
+        self.W1 -= self.lr * (self.X.transpose(0, 2, 1) @ d1)
+        self.b1 -= self.lr * d1.sum(axis=1, keepdims=True)
+        return ((z2 - self.Y) ** 2).mean(axis=(1, 2))
+
+
+class TorchPopulationImpl:
+    """PyTorch batched matmuls (``torch.baddbmm``) over the member axis, autograd and torch.optim.SGD."""
+
+    name = "torch"
+
+    def __init__(self, case):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("PyTorch is not installed") from None
+        self.torch = torch
+        self.params = [torch.from_numpy(a).requires_grad_() for layer in _stacked_layers(case) for a in layer]
+        X, Y = case.data()
+        self.X, self.Y = torch.from_numpy(X), torch.from_numpy(Y)
+        self.opt = torch.optim.SGD(self.params, lr=LR)
+        self.threads = _fastest_torch_threads(torch, self.train_step)
+
+    def prepare(self):
+        self.torch.set_num_threads(self.threads)
+
+    def _forward(self):
+        W1, b1, W2, b2 = self.params
+        return self.torch.baddbmm(b2, self.torch.tanh(self.torch.baddbmm(b1, self.X, W1)), W2)
+
+    def forward(self):
+        with self.torch.inference_mode():
+            return self._forward()
+
+    def train_step(self):
+        self.opt.zero_grad()
+        losses = ((self._forward() - self.Y) ** 2).mean(dim=(1, 2))
+        losses.sum().backward()  # each member's gradient is that of its own mean loss
+        self.opt.step()
+        return losses.detach()
+
+
+class JaxPopulationImpl:
+    """``jax.vmap`` of the jitted single-network SGD step over the member axis."""
+
+    name = "jax"
+
+    def __init__(self, case):
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError:
+            raise NotImplementedError("JAX is not installed") from None
+        self.params = [(jnp.asarray(W), jnp.asarray(b)) for W, b in _stacked_layers(case)]
+        X, Y = case.data()
+        self.X, self.Y = jnp.asarray(X), jnp.asarray(Y)
+
+        def forward(params, X):
+            (W1, b1), (W2, b2) = params
+            return jnp.tanh(X @ W1 + b1) @ W2 + b2
+
+        def loss(params, X, Y):
+            return jnp.mean((forward(params, X) - Y) ** 2)
+
+        def step(params, X, Y):
+            value, grads = jax.value_and_grad(loss)(params, X, Y)
+            return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
+
+        self._step = jax.jit(jax.vmap(step))
+        self._forward = jax.jit(jax.vmap(forward))
+
+    def train_step(self):
+        self.params, values = self._step(self.params, self.X, self.Y)
+        return values.block_until_ready()
+
+    def forward(self):
+        return self._forward(self.params, self.X).block_until_ready()
+
+
+POPULATION_IMPLS = {impl.name: impl for impl in (FastbpPopulationImpl, NumpyPopulationImpl, LoopPopulationImpl,
+                                                 TorchPopulationImpl, JaxPopulationImpl)}
+
+
+def _fastest_torch_threads(torch, step):
+    """The intra-op thread count at which ``step`` runs fastest."""
+    best = None
+    for t in range(1, (os.cpu_count() or 1) + 1):
+        torch.set_num_threads(t)
+        step()
+        start = time.perf_counter()
+        for _ in range(5):
+            step()
+        elapsed = time.perf_counter() - start
+        if best is None or elapsed < best[0]:
+            best = (elapsed, t)
+    return best[1]
+
+
 def gemm_peak(dtype, n=2048, repeats=5):
     """GFLOP/s of a large ``np.dot`` in ``dtype``, the best of ``repeats``: the machine's practical peak."""
     rng = np.random.default_rng(0)
@@ -322,19 +503,23 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
         numba.set_num_threads(threads)
     rounds, block = (3, 0.02) if quick else (7, 0.1)
     info = machine()
-    dtypes = sorted({np.dtype(CASES[c].dtype).name for c in cases})
+    dtypes = sorted({np.dtype(_case(c).dtype).name for c in cases})
     gemm_n = 1024 if quick else 2048
     peak = {d: gemm_peak(np.dtype(d).type, n=gemm_n) for d in dtypes}
     rows, skipped = [], {}
     for name in cases:
-        case = CASES[name]
-        impls = [FastbpImpl(case, threads), NumpyImpl(case)]
+        case = _case(name)
+        if name == POPULATION.name:
+            impls = [POPULATION_IMPLS[k](case) for k in ("fastbp", "numpy", "loop")]
+        else:
+            impls = [FastbpImpl(case, threads), NumpyImpl(case)]
         for peer in peers:
             try:
-                impls.append(IMPLS[peer](case, threads))
+                impls.append((POPULATION_IMPLS if name == POPULATION.name else IMPLS)[peer](case, *(
+                    () if name == POPULATION.name else (threads,))))
             except NotImplementedError as exc:
                 skipped[peer] = str(exc)
-        for op in ops:
+        for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
             rows.append(_row(case, op, measure(case, op, impls, rounds, block)))
             print(f"  measured {name} {op}", file=sys.stderr)
         if "train_step" in ops and name in ("xor", "policy-online"):
@@ -345,7 +530,7 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
     # A shared machine drifts: the peak is the best of a measurement before the cases and one after them.
     peak = {d: max(g, gemm_peak(np.dtype(d).type, n=gemm_n)) for d, g in peak.items()}
     for row in rows:
-        row["peak_percent"] = 100 * row["gflops"] / peak[np.dtype(CASES[row["case"]].dtype).name]
+        row["peak_percent"] = 100 * row["gflops"] / peak[np.dtype(_case(row["case"]).dtype).name]
     log(_header(info, peak, gemm_n))
     for row in rows:
         log(_format_row(row))
@@ -354,10 +539,14 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
     return {"machine": info, "gemm_peak_gflops": peak, "results": rows, "skipped": skipped}
 
 
+def _case(name):
+    return POPULATION if name == POPULATION.name else CASES[name]
+
+
 def _row(case, op, seconds):
     us = {name: t * 1e6 for name, t in seconds.items()}
     gflops = case.flops(op.split()[0]) / seconds["fastbp"] / 1e9
-    peers = {k: v for k, v in us.items() if k not in ("fastbp", "numpy")}
+    peers = {k: v for k, v in us.items() if k in ("torch", "jax")}
     best = min(peers, key=peers.get) if peers else None
     return {"case": case.name, "op": op, "us": us, "gflops": gflops, "peak_percent": None,
             "speedup_numpy": us["numpy"] / us["fastbp"],
@@ -373,7 +562,7 @@ def _header(info, peak, n):
              + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items()),
              "",
              f"{'case':<14} {'op':<24} {'fastbp us':>10} {'numpy us':>10} {'torch us':>10} {'jax us':>10} "
-             f"{'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
+             f"{'loop us':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
     return "\n".join(lines)
 
 
@@ -381,7 +570,7 @@ def _format_row(row):
     us = row["us"]
     cell = lambda k: f"{us[k]:10.2f}" if k in us else f"{'-':>10}"  # noqa: E731
     peer = f"{row['speedup_best_peer']:7.2f}x ({row['best_peer']})" if row["best_peer"] else f"{'-':>13}"
-    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} "
+    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} {cell('loop')} "
             f"{row['gflops']:8.2f} {row['peak_percent']:6.1f}% {row['speedup_numpy']:8.2f}x {peer}")
 
 
