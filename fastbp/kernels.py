@@ -290,8 +290,8 @@ def _gradient(flat, spec, work, X, Y):
 def _train_step(flat, spec, hyper, work, X, Y):
     """Forward, backward and one optimizer update in place; returns the mean loss before the update.
 
-    Returns NaN and leaves the parameters, optimizer state and step count as they were if X or Y is not finite or
-    the loss is not.
+    Returns NaN and leaves the parameters, optimizer state and step count as they were if X or Y is not finite, if
+    the loss is not, or if the update would make any parameter or state value non-finite.
     """
     n = X.shape[0]
     if not (_load_input(work, X) and _targets_ok(spec, Y)):
@@ -301,8 +301,7 @@ def _train_step(flat, spec, hyper, work, X, Y):
     if not np.isfinite(loss):
         return np.nan
     _backward(flat, spec, work, n)
-    update(flat, hyper)
-    return loss
+    return loss if update(flat, hyper) else np.nan
 
 
 predict, _predict_parallel = kernel_pair(_predict)

@@ -2,6 +2,7 @@
 
 import numbers
 import sys
+import threading
 
 import numba
 import numpy as np
@@ -77,6 +78,9 @@ class Network:
         self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
         self._init_params()
         self._work, self._work_rows = np.empty(0, self.dtype), 0
+        # One call at a time: kernels release the GIL, and two calls at once would share the workspace and the
+        # parameters. A second thread waits for the first (one network per thread runs truly in parallel).
+        self._lock = threading.Lock()
         # Shapes of the last checked batch on the serial kernels: the hot path's test (see train_step).
         self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
@@ -133,13 +137,14 @@ class Network:
         if not isinstance(optimizer, (optim.SGD, optim.Adam)):
             raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
         hyper = optimizer.hyper()
-        if hyper[optim.KIND] == self.hyper[optim.KIND] and optimizer.n_slots == self._optimizer.n_slots:
-            hyper[optim.STEP] = self.hyper[optim.STEP]
-        else:
-            flat = np.zeros((2 + optimizer.n_slots, self.n_params), self.dtype)
-            flat[0] = self.flat[0]
-            self.flat = flat
-        self._optimizer, self.hyper = optimizer, hyper
+        with self._lock:
+            if hyper[optim.KIND] == self.hyper[optim.KIND] and optimizer.n_slots == self._optimizer.n_slots:
+                hyper[optim.STEP] = self.hyper[optim.STEP]
+            else:
+                flat = np.zeros((2 + optimizer.n_slots, self.n_params), self.dtype)
+                flat[0] = self.flat[0]
+                self.flat = flat
+            self._optimizer, self.hyper = optimizer, hyper
 
     # ---- the API -----------------------------------------------------------------------------------------------
 
@@ -167,8 +172,11 @@ class Network:
                   and out.flags.writeable):
             raise ValueError(f"out must be a writeable {self.dtype} array of shape {(n, self.sizes[-1])}, got "
                              f"{getattr(out, 'dtype', type(out).__name__)} {getattr(out, 'shape', '')}")
-        serial = self._fast_forward is not None  # the batch's shape is the checked one, on the serial kernels
-        ok = kernels.predict(self.flat, self.spec, self._work, X, out) if serial else self._call(kernels.predict, X, out)
+        if self._fast_forward is not None:  # the batch's shape is the checked one, on the serial kernels
+            with self._lock:
+                ok = kernels.predict(self.flat, self.spec, self._work, X, out)
+        else:
+            ok = self._call(kernels.predict, X, out)
         if not ok:
             raise ValueError(_nonfinite("X", X))
         return out
@@ -181,7 +189,8 @@ class Network:
         # label range as it reads X and Y, and updates nothing (returning NaN) when they fail.
         if type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is self.dtype and Y.dtype is self._fast_ydtype \
                 and X.shape == self._fast_x and Y.shape == self._fast_y:
-            loss = kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
+            with self._lock:
+                loss = kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
             if loss != loss:
                 self._diagnose(X, Y)
             return loss
@@ -213,7 +222,8 @@ class Network:
             return (P > 0.5).astype(np.int64)
         return P
 
-    def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, validation=None, patience=None, progress=False):
+    def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, validation=None, patience=None, progress=False,
+            on_nonfinite="raise"):
         """Minibatch training.
 
         Parameters
@@ -231,11 +241,16 @@ class Network:
             restore the parameters of the best epoch.
         progress : bool
             Show a progress bar (tqdm when installed, else a line per epoch on stderr).
+        on_nonfinite : {"raise", "stop", "skip"}
+            What to do when a step would give a non-finite loss or parameter (the step is never applied, so the
+            parameters stay finite): raise ``FloatingPointError`` (the default), stop training there, or skip that
+            batch and go on.
 
         Returns
         -------
         history : dict
-            ``loss`` (the mean training loss of each epoch), ``val_loss`` with validation.
+            ``loss`` (the mean training loss of each epoch over the steps applied), ``val_loss`` with validation,
+            ``nonfinite_steps`` (steps not applied) and ``stopped`` (True if ``on_nonfinite="stop"`` ended it).
         """
         X = self._input(X)
         Y = self._targets(Y, X.shape[0])
@@ -243,6 +258,7 @@ class Network:
         epochs = _check_int("epochs", epochs, 1)
         batch_size = n if batch_size is None else min(_check_int("batch_size", batch_size, 1), n)
         patience = None if patience is None else _check_int("patience", patience, 1)
+        on_nonfinite = _check_name("on_nonfinite", on_nonfinite, ("raise", "stop", "skip"))
         if validation is not None:
             if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
                 raise TypeError("validation must be a pair (X_val, Y_val)")
@@ -252,25 +268,36 @@ class Network:
         self._check_finite(X, Y)
 
         history = {"loss": []} if validation is None else {"loss": [], "val_loss": []}
+        history.update(nonfinite_steps=0, stopped=False)
         best, best_params, waited = np.inf, None, 0
         bar = _progress(epochs) if progress else None
         for epoch in range(epochs):
             order = self._rng.permutation(n) if shuffle else None
             Xe, Ye = (X[order], Y[order]) if shuffle else (X, Y)
-            total = 0.0
+            total, counted = 0.0, 0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
                 step_loss = self._call(kernels.train_step, Xe[start:stop], Ye[start:stop])
-                if step_loss != step_loss:
-                    raise FloatingPointError(f"the loss became non-finite in epoch {epoch}; the parameters are "
-                                             "those before that step (lower the learning rate)")
+                if step_loss != step_loss:  # not applied: the parameters are those before this step
+                    history["nonfinite_steps"] += 1
+                    if on_nonfinite == "raise":
+                        raise FloatingPointError(f"epoch {epoch}, samples {start}:{stop}: the loss or a parameter "
+                                                 "would become non-finite; the step was not applied (lower the "
+                                                 "learning rate, or fit(on_nonfinite='stop' or 'skip'))")
+                    if on_nonfinite == "stop":
+                        history["stopped"] = True
+                        break
+                    continue
                 total += step_loss * (stop - start)
-            history["loss"].append(total / n)
+                counted += stop - start
+            history["loss"].append(total / counted if counted else float("nan"))
             if validation is not None:
                 history["val_loss"].append(self._call(kernels.loss, Xv, Yv))
             monitored = history["val_loss" if validation is not None else "loss"][-1]
             if bar is not None:
                 bar(epoch, history)
+            if history["stopped"]:
+                break
             if patience is not None:
                 if monitored < best:
                     best, best_params, waited = monitored, self.params.copy(), 0
@@ -311,9 +338,10 @@ class Network:
             if not np.isfinite(value).all():
                 raise ValueError(f"state_dict[{key!r}] contains NaN or infinity")
             values[key] = value
-        for (W, b), l in zip(self.layers(), range(0, 2 * len(self.sizes), 2)):
-            W[:] = values[f"{l}.weight"]
-            b[:] = values[f"{l}.bias"]
+        with self._lock:
+            for (W, b), l in zip(self.layers(), range(0, 2 * len(self.sizes), 2)):
+                W[:] = values[f"{l}.weight"]
+                b[:] = values[f"{l}.bias"]
 
     def save(self, path):
         """Write the architecture, optimizer and parameters to a ``.npz`` file, atomically."""
@@ -324,6 +352,13 @@ class Network:
         """A network from a file written by :meth:`save`."""
         return io.load(cls, path)
 
+    def __getstate__(self):  # copy and pickle without the lock
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def __repr__(self):
         return (f"Network({self.sizes}, hidden={self.hidden!r}, output={self.output!r}, loss={self.loss!r}, "
                 f"optimizer={self._optimizer!r}, dtype={self.dtype.name})")
@@ -333,11 +368,13 @@ class Network:
     def _call(self, kern, X, last):
         """Run one kernel on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when the
         batch repays a thread launch and no layer runs on BLAS's threads, under the network's thread count."""
-        work = self.workspace(X.shape[0])
-        args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
-            (self.flat, self.spec, work, X, last)
-        parallel = self._parallel(X.shape[0])
-        return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
+        with self._lock:
+            work = self.workspace(X.shape[0])
+            args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
+                (self.flat, self.spec, work, X, last)
+            parallel = self._parallel(X.shape[0])
+            return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args,
+                                    self.threads if parallel else None)
 
     def _checked_call(self, kern, X, Y):
         """Check and convert (X, Y), run the kernel, explain a NaN; remember the batch's shapes for the hot path
@@ -404,7 +441,8 @@ class Network:
                 raise ValueError(f"class labels must be in [0, {self.sizes[-1]}), got values from {Y.min()} to "
                                  f"{Y.max()}")
             raise ValueError(_nonfinite("Y", Y))
-        raise FloatingPointError("the loss is not finite (the parameters have diverged); nothing was updated")
+        raise FloatingPointError("the step was not applied: the loss, or a parameter after the update, would not be "
+                                 "finite (diverging: lower the learning rate); the parameters are unchanged")
 
     def _named(self, row):
         out = {}

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._jit import kernel
+from ._jit import inline, kernel
 
 SGD_KIND, ADAM_KIND = 0, 1
 KIND, LR, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV, STEP = range(8)  # BETA1 is SGD's momentum
@@ -86,6 +86,9 @@ def from_hyper(hyper):
 def update(flat, hyper):
     """One optimizer step in place: parameters ``flat[0]`` from the gradient ``flat[1]`` and the state ``flat[2:]``.
 
+    All or nothing: a first pass computes every new value and only checks that it is finite; the second writes. A
+    step that would make any parameter or state value NaN or infinite changes nothing and returns False.
+
     Parameters
     ----------
     flat : ndarray, shape (2 + n_slots, n_params)
@@ -93,29 +96,51 @@ def update(flat, hyper):
     hyper : ndarray of float64, shape (8,)
         Read: the hyperparameters. Written: the step count ``hyper[STEP]``.
     """
+    if not _step(flat, hyper, False):
+        return False
+    _step(flat, hyper, True)
+    hyper[STEP] += 1
+    return True
+
+
+@inline
+def _step(flat, hyper, write):
+    """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
     T = flat.dtype.type
     p, g = flat[0], flat[1]
-    hyper[STEP] += 1
     lr, wd = T(hyper[LR]), T(hyper[WEIGHT_DECAY])
+    probe = T(0)  # stays 0 unless a new value is NaN or infinite (their product with 0 is NaN)
     if hyper[KIND] == SGD_KIND:
         if flat.shape[0] == 2:
             for k in range(p.size):
-                p[k] -= lr * (g[k] + wd * p[k])
-            return
+                new = p[k] - lr * (g[k] + wd * p[k])
+                if write:
+                    p[k] = new
+                else:
+                    probe += new * T(0)
+            return probe == 0
         mu, nesterov, v = T(hyper[BETA1]), hyper[NESTEROV] != 0, flat[2]
         for k in range(p.size):
             gk = g[k] + wd * p[k]
-            v[k] = mu * v[k] + gk  # v starts at zero, so the first step gives v = g as in PyTorch
-            p[k] -= lr * (gk + mu * v[k] if nesterov else v[k])
-        return
+            vk = mu * v[k] + gk  # v starts at zero, so the first step gives v = g as in PyTorch
+            new = p[k] - lr * (gk + mu * vk if nesterov else vk)
+            if write:
+                p[k], v[k] = new, vk
+            else:
+                probe += (new + vk) * T(0)
+        return probe == 0
     # AdamW in PyTorch's arithmetic: lerp for the first moment, bias corrections folded into the step and the denominator.
-    b1, b2, t = hyper[BETA1], hyper[BETA2], hyper[STEP]
+    b1, b2, t = hyper[BETA1], hyper[BETA2], hyper[STEP] + 1
     step = T(hyper[LR] / (1.0 - b1**t))
     root_bc2 = T(math.sqrt(1.0 - b2**t))
     eps, decay, c1, c2, b2T = T(hyper[EPS]), T(1.0 - hyper[LR] * hyper[WEIGHT_DECAY]), T(1.0 - b1), T(1.0 - b2), T(b2)
     m, v = flat[2], flat[3]
     for k in range(p.size):
-        p[k] *= decay
-        m[k] += c1 * (g[k] - m[k])
-        v[k] = b2T * v[k] + c2 * g[k] * g[k]
-        p[k] -= step * m[k] / (np.sqrt(v[k]) / root_bc2 + eps)
+        mk = m[k] + c1 * (g[k] - m[k])
+        vk = b2T * v[k] + c2 * g[k] * g[k]
+        new = p[k] * decay - step * mk / (np.sqrt(vk) / root_bc2 + eps)
+        if write:
+            p[k], m[k], v[k] = new, mk, vk
+        else:
+            probe += (new + mk + vk) * T(0)
+    return probe == 0
