@@ -25,7 +25,8 @@ def save(net, path):
     }
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".fastbp-", suffix=".tmp")
+    # Named after the target: a writer killed mid-save leaves this (harmless) file, never a half-written model.
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -37,10 +38,15 @@ def save(net, path):
         raise
 
 
+def _open(path):
+    return path if hasattr(path, "read") else open(os.fspath(path), "rb")
+
+
 def load(cls, path):
     """A ``cls`` (Network) from a file written by :func:`save`; ``ValueError`` for anything else."""
     try:
-        with np.load(os.fspath(path), allow_pickle=False) as archive:
+        # Opened here, so the file is closed even when np.load gives up half-way through a corrupt archive.
+        with _open(path) as f, np.load(f, allow_pickle=False) as archive:
             data = {key: archive[key] for key in archive.files}
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise

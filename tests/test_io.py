@@ -1,0 +1,145 @@
+"""Model files: atomic, crash-safe saves; every corrupted, truncated, newer or hand-edited file refused clearly."""
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import zipfile
+
+import numpy as np
+import pytest
+
+import fastbp
+
+
+def model(seed=0):
+    return fastbp.Network([4, 6, 3], hidden="tanh", output="softmax", loss="cross_entropy",
+                          optimizer=fastbp.Adam(lr=0.01), seed=seed)
+
+
+def assert_same(a, b):
+    assert repr(a) == repr(b) and a.flat.tobytes() == b.flat.tobytes() and a.hyper.tobytes() == b.hyper.tobytes()
+
+
+def test_corrupted_files_are_refused(tmp_path):
+    """Every single-byte flip and every truncation at k/16 of the file: a ValueError, or (a flip in bytes the
+    format does not use, such as a zip timestamp) the same model. Never a wrong model, never another error."""
+    net = model()
+    path = tmp_path / "m.npz"
+    net.save(path)
+    data = path.read_bytes()
+    rng = np.random.default_rng(0)
+    positions = sorted(set(rng.integers(0, len(data), 300).tolist()))
+    corrupted = []
+    for pos in positions:
+        flipped = bytearray(data)
+        flipped[pos] ^= 1 << int(rng.integers(8))
+        corrupted.append(bytes(flipped))
+    corrupted += [data[:len(data) * k // 16] for k in range(16)]
+    refused = 0
+    for i, blob in enumerate(corrupted):
+        bad = tmp_path / f"bad{i}.npz"
+        bad.write_bytes(blob)
+        try:
+            loaded = fastbp.Network.load(bad)
+        except ValueError as exc:
+            assert str(bad) in str(exc)
+            refused += 1
+        else:
+            assert_same(loaded, net)
+    print(f"{len(corrupted)} corrupted files ({len(positions)} flips, 16 truncations): {refused} refused, "
+          f"{len(corrupted) - refused} flips in unused bytes loaded the same model")
+    assert refused >= len(corrupted) * 0.8
+
+
+def rewrite(path, **changes):
+    """The saved file with some entries changed, added (value given) or removed (value None)."""
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        else:
+            arrays[key] = value
+    np.savez(path, **arrays)
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"format": np.int64(2)}, "newer fastbp .* upgrade"),
+    ({"format": None}, "not a fastbp model file"),
+    ({"sizes": np.array([4, 7, 3])}, "do not fit"),
+    ({"hidden": np.str_("swish")}, "describes no valid network"),
+    ({"flat": np.full((4, 51), np.nan)}, "NaN or infinity"),
+    ({"flat": np.zeros((4, 51), np.float32)}, "do not fit"),
+    ({"extra": np.zeros(3)}, "not a fastbp model file of format 1"),
+    ({"hyper": None}, "not a fastbp model file of format 1"),
+])
+def test_hand_edited_files_are_refused(tmp_path, changes, match):
+    path = tmp_path / "m.npz"
+    model().save(path)
+    rewrite(path, **changes)
+    with pytest.raises(ValueError, match=match):
+        fastbp.Network.load(path)
+
+
+def test_pickled_content_is_refused(tmp_path):
+    path = tmp_path / "m.npz"
+    model().save(path)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    arrays["sizes"] = np.array([4, 6, 3], dtype=object)  # an object array is stored pickled
+    np.savez(path, **arrays)
+    with pytest.raises(ValueError, match="not a readable fastbp model"):
+        fastbp.Network.load(path)
+
+
+def test_files_record_the_version_and_no_pickle(tmp_path):
+    path = tmp_path / "m.npz"
+    model().save(path)
+    with zipfile.ZipFile(path) as z:
+        for name in z.namelist():
+            header = z.read(name)[:128]
+            assert b"'O'" not in header and b"|O" not in header  # no object (pickled) arrays
+    with np.load(path, allow_pickle=False) as f:
+        assert str(f["fastbp_version"]) == fastbp.__version__ and int(f["format"]) == 1
+
+
+def test_missing_and_directory_paths(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        fastbp.Network.load(tmp_path / "absent.npz")
+    with pytest.raises(ValueError):
+        fastbp.Network.load(io.BytesIO(b"PK\x03\x04 truncated"))
+
+
+WRITER = textwrap.dedent("""
+    import sys, numpy as np, fastbp
+    net = fastbp.Network([256, 2048, 1024], seed=0)  # ~2.4 M parameters: a save takes tens of milliseconds
+    print("ready", flush=True)
+    k = 0
+    while True:
+        k += 1
+        net.params[0] = k  # marks the version
+        net.save(sys.argv[1])
+""")
+
+
+def test_killed_writer_leaves_a_whole_file(tmp_path):
+    """A process killed (SIGKILL) mid-save leaves the previous file whole: the rename is atomic."""
+    path = tmp_path / "m.npz"
+    rng = np.random.default_rng(0)
+    kills = 0
+    for _ in range(8):
+        proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+        assert proc.stdout.readline().strip() == "ready"
+        time.sleep(0.3 + rng.random() * 0.4)  # several saves in, and most likely in the middle of one
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        kills += 1
+        net = fastbp.Network.load(path)  # whole, and one of the versions written
+        assert net.params[0] >= 1 and net.params[0] == int(net.params[0])
+    leftovers = [p for p in os.listdir(tmp_path) if p.endswith(".fastbp-tmp")]
+    print(f"{kills} writers killed mid-run; every file loaded; {len(leftovers)} temporary files left behind")
