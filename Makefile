@@ -21,7 +21,7 @@ demo: $(VENV)/.demo
 	$(PY) -m fastbp demo
 
 test: $(VENV)/.test
-	$(PY) -m pytest
+	$(PY) -m pytest --hypothesis-show-statistics
 	$(MAKE) asv-quick
 
 bench: $(VENV)/.test

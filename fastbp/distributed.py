@@ -87,8 +87,7 @@ def train_step(net, X_shard, Y_shard, comm, global_batch=None):
     buf = getattr(net, "_allreduce_buffer", None)
     if buf is None or buf.shape != (n + 2,) or buf.dtype != net.dtype:
         buf = net._allreduce_buffer = np.empty(n + 2, net.dtype)
-    error = None
-    buf[:] = 0
+    error, buf[n:] = None, 0
     try:
         if rows:
             X = net._input(X_shard)
@@ -104,8 +103,10 @@ def train_step(net, X_shard, Y_shard, comm, global_batch=None):
             buf[n] = loss * (rows / B)
         elif len(Y_shard):
             raise ValueError(f"X_shard has 0 rows but Y_shard has {len(Y_shard)}")
+        else:
+            buf[:n] = 0  # an empty shard adds nothing
     except (ValueError, TypeError) as exc:  # raised after the collective, so no rank is left waiting in it
-        error, buf[n + 1] = exc, 1
+        error, buf[:n], buf[n + 1] = exc, 0, 1
     comm.Allreduce(MPI.IN_PLACE, buf, op=MPI.SUM)
     if buf[n + 1] != 0:
         if error is not None:
@@ -226,4 +227,5 @@ def _abort_on_error(comm, enabled):
         print(f"fastbp.distributed: rank {comm.Get_rank()} failed; aborting all ranks", file=sys.stderr)
         traceback.print_exc()
         sys.stderr.flush()
-        comm.Abort(1)
+        comm.Abort(1)  # asks the launcher to kill every rank: it may return before this rank is killed, so
+        raise          # re-raise rather than let the caller go on with partial results
