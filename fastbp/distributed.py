@@ -227,5 +227,5 @@ def _abort_on_error(comm, enabled):
         print(f"fastbp.distributed: rank {comm.Get_rank()} failed; aborting all ranks", file=sys.stderr)
         traceback.print_exc()
         sys.stderr.flush()
-        comm.Abort(1)  # asks the launcher to kill every rank: it may return before this rank is killed, so
-        raise          # re-raise rather than let the caller go on with partial results
+        comm.Abort(1)
+        raise  # Abort asks the launcher to kill every rank and may return first: never go on with partial results
