@@ -64,7 +64,7 @@ def n_params(spec):
     return total
 
 
-@kernel
+@inline
 def uses_blas(n, n_in, n_out):
     """Whether a layer of n_in -> n_out on n rows hands its products to BLAS."""
     return n >= 2 and n * n_in * n_out >= BLAS_MIN_WORK and min(n_in, n_out) >= BLAS_MIN_WIDTH

@@ -21,7 +21,7 @@ PAIRS = {"bce": ("sigmoid",), "cross_entropy": ("softmax",), "mse": act.OUTPUT, 
 HUBER_DELTA = 1.0  # PyTorch's default
 
 
-@kernel
+@inline
 def denominator(loss, n, n_out):
     """The count a summed loss is divided by: samples for cross_entropy, elements otherwise."""
     return n if loss == CROSS_ENTROPY else n * n_out

@@ -153,7 +153,8 @@ assert np.array_equal(net.flat[0], before[0]) and np.array_equal(net.flat[2:], b
 assert np.array_equal(net.hyper, hyper)
 X[2, 1] = 1.0
 distributed.train_step(net, X, Y, comm)  # the ranks are still in step afterwards
-open(f"ok{rank}", "w").write(message)
+with open(f"ok{rank}", "w") as f:
+    f.write(message)
 """)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "ok0").exists() and (tmp_path / "ok1").exists()
