@@ -9,8 +9,10 @@ Python in between::
     @numba.njit
     def simulate(flat, spec, hyper, work, X, Y, out):
         for t in range(1000):
-            fastbp.kernels.forward(flat, spec, work, X, out)
-            fastbp.kernels.train_step(flat, spec, hyper, work, X, Y)
+            fastbp.kernels.predict(flat, spec, work, X, out)         # query
+            fastbp.kernels.train_step(flat, spec, hyper, work, X, Y) # learn
+
+One sample is a batch of one row, shape (1, n_in).
 
 The arrays
 ----------
@@ -24,8 +26,12 @@ hyper : ndarray of float64, shape (8,)
 work : ndarray, shape (>= work_size(spec, n),), the network's dtype
     Scratch for a batch of n rows: the input copy, the activations, the output pre-activation and the deltas.
 X : ndarray, shape (n, n_in); Y : ndarray, shape (n, n_out), or integer class labels of shape (n, 1)
-    Read only. Non-finite values (or labels outside [0, n_out)) make a kernel return NaN (``forward`` returns False)
-    before it writes anything but ``work``.
+    Read only. Non-finite values (or labels outside [0, n_out)) make a kernel return NaN (``predict`` returns False)
+    before it writes anything but ``work``. ``train_step`` also returns NaN, applying nothing, when the loss or any
+    updated parameter would not be finite.
+
+The population kernels take the same arrays stacked over members: ``flats`` (N, 2 + n_slots, n_params),
+``hypers`` (N, 8), ``works`` (N, w), ``X`` (N, n, n_in) and ``Y`` (N, n, n_out).
 
 Every kernel comes in two compilations of one source. The public ones are serial, safe inside a user's ``prange``;
 ``PARALLEL`` holds the twins the network uses for large batches. Results do not depend on the thread count: rows are
