@@ -14,7 +14,7 @@ $(VENV)/.demo: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,demo,bench]"
+	$(PY) -m pip install --quiet -e ".[test,demo,bench,mpi]"
 	touch $@
 
 demo: $(VENV)/.demo

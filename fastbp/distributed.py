@@ -5,7 +5,8 @@ parameters equal, and each step every rank computes the gradient of its shard of
 shard gradients weighted by shard size, and every rank applies the same optimizer update to the same parameters. The
 parameters therefore stay identical with no further communication, and the result equals a single process's step on
 the whole global batch up to rounding (the sum is formed in a different order). This assumes the MPI library gives
-every rank the same bits from ``Allreduce``, as MPICH and Open MPI do for built-in reductions on one machine type.
+every rank the same bits from ``Allreduce`` (tests/test_distributed.py checks it with MPICH on 2 ranks); with one that
+does not, call :func:`broadcast_parameters` now and then.
 
 Run under ``mpiexec -n 4 python train.py`` (or ``srun`` under Slurm); every rank runs the same script::
 
