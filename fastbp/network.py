@@ -233,7 +233,7 @@ class Network:
         return P
 
     def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, validation=None, patience=None, progress=False,
-            on_nonfinite="raise"):
+            on_nonfinite="raise", comm=None):
         """Minibatch training.
 
         Parameters
@@ -261,7 +261,19 @@ class Network:
         history : dict
             ``loss`` (the mean training loss of each epoch over the steps applied), ``val_loss`` with validation,
             ``nonfinite_steps`` (steps not applied) and ``stopped`` (True if ``on_nonfinite="stop"`` ended it).
+        comm : mpi4py.MPI.Comm, optional
+            Train data-parallel across the communicator's ranks (every rank calls ``fit`` with the same X and Y):
+            :func:`fastbp.distributed.fit`, which supports ``epochs``, ``batch_size`` and ``shuffle``.
         """
+        if comm is not None:
+            unsupported = [name for name, value, default in (
+                ("validation", validation, None), ("patience", patience, None), ("progress", progress, False),
+                ("on_nonfinite", on_nonfinite, "raise")) if value != default]
+            if unsupported:
+                raise ValueError(f"fit(comm=...) does not support {', '.join(unsupported)}")
+            from . import distributed
+
+            return distributed.fit(self, X, Y, comm, epochs=epochs, batch_size=batch_size, shuffle=shuffle)
         X = self._input(X)
         Y = self._targets(Y, X.shape[0])
         n = X.shape[0]

@@ -67,6 +67,9 @@ assert comm.Get_size() == 2, "mpiexec and mpi4py come from different MPIs: every
 OPTIMIZERS = {"sgd_momentum": "fastbp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=1e-3)",
               "adam": "fastbp.Adam(lr=0.01, weight_decay=1e-2)"}
 N, EPOCHS, BATCH = 49, 3, 16  # the last batch of each epoch has 1 row: rank 0's shard is empty
+# Both forms of the call: the module's fit, and Network.fit with a communicator.
+FIT = {"sgd_momentum": f"distributed.fit(net, X, Y, comm, epochs={EPOCHS}, batch_size={BATCH})",
+       "adam": f"net.fit(X, Y, epochs={EPOCHS}, batch_size={BATCH}, comm=comm)"}
 
 
 def network(optimizer):
@@ -86,7 +89,7 @@ rng = np.random.default_rng(7)
 X, Y = rng.normal(size=({N}, 5)), rng.normal(size=({N}, 3))
 net = fastbp.Network([5, 8, 3], hidden="tanh", output="identity", loss="mse", optimizer={OPTIMIZERS[optimizer]},
                      seed=3 if rank == 0 else 99)  # rank 1 starts elsewhere: fit broadcasts rank 0's parameters
-history = distributed.fit(net, X, Y, comm, epochs={EPOCHS}, batch_size={BATCH})
+history = {FIT[optimizer]}
 np.save(f"params{{rank}}.npy", net.params)
 np.save(f"loss{{rank}}.npy", history["loss"])
 """)
