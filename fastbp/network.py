@@ -57,7 +57,7 @@ class Network:
                              "with any output")
         if output == "softmax" and sizes[-1] < 2:
             raise ValueError(f"a softmax output needs at least 2 units, got {sizes[-1]}")
-        if np.dtype(dtype) not in DTYPES if _is_dtype(dtype) else True:
+        if not _is_dtype(dtype) or np.dtype(dtype) not in DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
@@ -410,9 +410,11 @@ class Network:
             self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
         return loss
 
-    def _parallel(self, n):
-        layers = list(zip(self.sizes[:-1], self.sizes[1:]))
-        return (n * self._widest >= kernels.PARALLEL_MIN_WORK
+    def _parallel(self, n, members=1):
+        """Whether ``members`` networks like this one on n rows each go to the parallel twins: enough work in the
+        largest layer, and no layer on BLAS (which runs its own threads)."""
+        layers = zip(self.sizes[:-1], self.sizes[1:])
+        return (members * n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))
 
     def _input(self, X):

@@ -130,9 +130,7 @@ class Population:
         works = self.workspace(rows)
         args = (self.flats, self.spec, self.hypers, works, X, last, *rest[:-1]) \
             if kern is kernels.population_train_step else (self.flats, self.spec, works, X, last)
-        layers = list(zip(self.sizes[:-1], self.sizes[1:]))
-        parallel = len(self) * rows * max(a * b for a, b in layers) >= kernels.PARALLEL_MIN_WORK \
-            and not any(kernels.uses_blas(rows, a, b) for a, b in layers)
+        parallel = self._template._parallel(rows, members=len(self))
         return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
 
     def _inputs(self, X):
