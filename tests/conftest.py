@@ -11,7 +11,8 @@ from . import reference as ref
 # Hypothesis: 200 examples per property in CI (make test); HYPOTHESIS_PROFILE=quick for a fast local run.
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow],
                           derandomize=True)
-settings.register_profile("quick", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("quick", max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
+                          derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 DTYPES = [np.float32, np.float64]
@@ -58,8 +59,9 @@ def finite_difference_error(net, X, Y, h=1e-6):
         down = net.evaluate(X, Y)
         net.params[k] = saved
         numeric[k] = (up - down) / (2 * h)
-    # A near-zero gradient is compared on an absolute scale.
-    return np.linalg.norm(analytic - numeric) / max(np.linalg.norm(numeric), 1e-3)
+    # Central differences carry ~eps |loss| / h = 2e-10 |loss| of rounding noise per component, so a gradient of
+    # norm below 1e-2 is compared on that absolute scale (a wrong gradient is still off by its own size).
+    return np.linalg.norm(analytic - numeric) / max(np.linalg.norm(numeric), 1e-2)
 
 
 @pytest.fixture(scope="session")
