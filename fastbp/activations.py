@@ -15,7 +15,6 @@ from ._math import exp_nonpositive, expm1_nonpositive
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
 CODES = {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU, "leaky_relu": LEAKY_RELU,
          "softmax": SOFTMAX}
-NAMES = {code: name for name, code in CODES.items()}
 HIDDEN = ("relu", "leaky_relu", "tanh", "sigmoid", "identity")
 OUTPUT = HIDDEN + ("softmax",)
 LEAKY_SLOPE = 0.01  # PyTorch's default negative_slope

@@ -150,10 +150,16 @@ def _targets_ok(spec, Y):
             if not (0 <= Y[i, 0] < n_out):
                 return False
         return True
+    return _finite(Y)
+
+
+@inline
+def _finite(X):
+    """False if the 2-D array X holds a NaN or an infinity (x * 0 is NaN for those; no nnan/ninf fastmath)."""
     probe = 0.0
-    for i in range(Y.shape[0]):
-        for j in range(Y.shape[1]):
-            probe += Y[i, j] * 0.0
+    for i in range(X.shape[0]):
+        for k in range(X.shape[1]):
+            probe += X[i, k] * 0.0
     return probe == 0
 
 
@@ -329,15 +335,6 @@ def _members_ok(spec, X, Y):
         if not (_finite(X[m]) and _targets_ok(spec, Y[m])):
             return False
     return True
-
-
-@inline
-def _finite(X):
-    probe = 0.0
-    for i in range(X.shape[0]):
-        for k in range(X.shape[1]):
-            probe += X[i, k] * 0.0
-    return probe == 0
 
 
 def _population_train_step(flats, spec, hypers, works, X, Y, out):

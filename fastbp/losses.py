@@ -15,7 +15,6 @@ from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
 CODES = {"mse": MSE, "bce": BCE, "cross_entropy": CROSS_ENTROPY, "huber": HUBER}
-NAMES = {code: name for name, code in CODES.items()}
 # The output activations each loss accepts; bce needs probabilities from a sigmoid and cross_entropy needs a softmax.
 PAIRS = {"bce": ("sigmoid",), "cross_entropy": ("softmax",), "mse": act.OUTPUT, "huber": act.OUTPUT}
 HUBER_DELTA = 1.0  # PyTorch's default

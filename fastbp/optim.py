@@ -14,7 +14,6 @@ from ._jit import inline, kernel
 
 SGD_KIND, ADAM_KIND = 0, 1
 KIND, LR, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV, STEP = range(8)  # BETA1 is SGD's momentum
-HYPER_SIZE = 8
 
 
 def _check(name, value, low, high=math.inf, low_open=False, high_open=True):
