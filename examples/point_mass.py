@@ -88,7 +88,7 @@ def evaluate(flat, spec, work, episodes, seed):
 def train_population(flats, spec, hypers, works, episodes, seed):
     """Every agent learns on its own episode; one population kernel call per simulation step trains them all."""
     np.random.seed(seed)
-    n = flats.shape[0]
+    n = flats.shape[2]  # members are the last axis
     states, X, Y, losses = np.empty((n, 6)), np.empty((n, 1, 4)), np.empty((n, 1, 2)), np.empty(n)
     for _ in range(episodes):
         for m in range(n):
@@ -106,7 +106,7 @@ def train_population(flats, spec, hypers, works, episodes, seed):
 def evaluate_population(flats, spec, works, episodes, seed):
     """The fraction of (agent, episode) pairs that end within TOLERANCE of the target, each agent steering alone."""
     np.random.seed(seed)
-    n = flats.shape[0]
+    n = flats.shape[2]  # members are the last axis
     states, X, F = np.empty((n, 6)), np.empty((n, 1, 4)), np.empty((n, 1, 2))
     hits = 0
     for _ in range(episodes):

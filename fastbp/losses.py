@@ -27,58 +27,58 @@ def denominator(loss, n, n_out):
 
 
 @inline
-def target(Y, i, j, n_out):
-    """y[i, j]; a target array of one column for a wider output holds integer class labels."""
-    if Y.shape[1] != n_out:
-        return 1.0 if j == Y[i, 0] else 0.0
-    return Y[i, j]
+def target(buf, y0, j, stride, labels):
+    """The target of output unit j: buf[y0 + j * stride], or, for ``labels``, 1 where j is the class at buf[y0]."""
+    if labels:
+        return buf.dtype.type(1 if j == buf[U(y0)] else 0)
+    return buf[U(y0 + j * stride)]
 
 
 @inline
-def output_error(loss, out_code, buf, z0, a0, d0, n_out, Y, i, scale):
-    """Row i's summed loss; writes ``scale * dL/dz`` for the row.
+def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, scale):
+    """One row's summed loss; writes ``scale * dL/dz`` for the row.
 
     Parameters
     ----------
     buf : ndarray, 1-D
-        Holds the row's pre-activation at ``z0``, its output activation at ``a0`` and, written, its output error
-        (already scaled by ``scale``, 1 / the loss's denominator) at ``d0``; each ``n_out`` long.
-    Y : ndarray, shape (n, n_out), or integer labels of shape (n, 1)
+        Holds the row's pre-activation from ``z0``, its output activation from ``a0``, its targets from ``y0`` (one
+        class label if ``labels``) and, written, its output error (already scaled by ``scale``, 1 / the loss's
+        denominator) from ``d0``: ``n_out`` units each, ``stride`` apart.
     """
     T = buf.dtype.type
     total = T(0)
     if loss == BCE:
         for j in range(n_out):
-            y, z = T(target(Y, i, j, n_out)), buf[U(z0 + j)]
+            y, z = target(buf, y0, j, stride, labels), buf[U(z0 + j * stride)]
             total += max(z, T(0)) - y * z + np.log1p(exp_nonpositive(-abs(z)))
-            buf[U(d0 + j)] = scale * (buf[U(a0 + j)] - y)
+            buf[U(d0 + j * stride)] = scale * (buf[U(a0 + j * stride)] - y)
         return total
     if loss == CROSS_ENTROPY:
         # log-sum-exp from the softmax already computed: at the row's argmax, a = 1 / sum(exp(z - max z)).
         top = 0
         for j in range(1, n_out):
-            if buf[U(z0 + j)] > buf[U(z0 + top)]:
+            if buf[U(z0 + j * stride)] > buf[U(z0 + top * stride)]:
                 top = j
-        lse = buf[U(z0 + top)] - np.log(buf[U(a0 + top)])
+        lse = buf[U(z0 + top * stride)] - np.log(buf[U(a0 + top * stride)])
         ysum = T(0)
         for j in range(n_out):
-            ysum += T(target(Y, i, j, n_out))
+            ysum += target(buf, y0, j, stride, labels)
         for j in range(n_out):
-            y = T(target(Y, i, j, n_out))
-            total += y * (lse - buf[U(z0 + j)])
-            buf[U(d0 + j)] = scale * (buf[U(a0 + j)] * ysum - y)
+            y = target(buf, y0, j, stride, labels)
+            total += y * (lse - buf[U(z0 + j * stride)])
+            buf[U(d0 + j * stride)] = scale * (buf[U(a0 + j * stride)] * ysum - y)
         return total
     # mse and huber: the row's d holds dL/da first, then the activation's backward turns it into dL/dz in place.
     for j in range(n_out):
-        r = buf[U(a0 + j)] - T(target(Y, i, j, n_out))
+        r = buf[U(a0 + j * stride)] - target(buf, y0, j, stride, labels)
         if loss == MSE:
             total += r * r
-            buf[U(d0 + j)] = scale * T(2) * r
+            buf[U(d0 + j * stride)] = scale * T(2) * r
         elif abs(r) <= T(HUBER_DELTA):
             total += T(0.5) * r * r
-            buf[U(d0 + j)] = scale * r
+            buf[U(d0 + j * stride)] = scale * r
         else:
             total += abs(r) - T(0.5 * HUBER_DELTA)
-            buf[U(d0 + j)] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
-    act.backprop_row(out_code, buf, a0, d0, n_out)
+            buf[U(d0 + j * stride)] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
+    act.backprop_row(out_code, buf, a0, d0, n_out, stride)
     return total

@@ -410,11 +410,11 @@ class Network:
             self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
         return loss
 
-    def _parallel(self, n, members=1):
-        """Whether ``members`` networks like this one on n rows each go to the parallel twins: enough work in the
-        largest layer, and no layer on BLAS (which runs its own threads)."""
+    def _parallel(self, n):
+        """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, and no layer on
+        BLAS (which runs its own threads)."""
         layers = zip(self.sizes[:-1], self.sizes[1:])
-        return (members * n * self._widest >= kernels.PARALLEL_MIN_WORK
+        return (n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))
 
     def _input(self, X):

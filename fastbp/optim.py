@@ -105,41 +105,59 @@ def update(flat, hyper):
 @inline
 def _step(flat, hyper, write):
     """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
+    c = coefficients(flat.dtype.type, hyper[KIND], hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS],
+                     hyper[WEIGHT_DECAY], hyper[NESTEROV], hyper[STEP])
+    if hyper[KIND] == ADAM_KIND:
+        return _step_loop(flat, c, ADAM_KIND, 2, write)
+    if flat.shape[0] == 3:
+        return _step_loop(flat, c, SGD_KIND, 1, write)
+    return _step_loop(flat, c, SGD_KIND, 0, write)
+
+
+@inline
+def _step_loop(flat, c, kind, n_slots, write):
+    # Called with a constant kind and slot count, so each loop is branch-free and vectorises.
     T = flat.dtype.type
-    p, g = flat[0], flat[1]
-    lr, wd = T(hyper[LR]), T(hyper[WEIGHT_DECAY])
+    s1, s2 = min(2, 1 + n_slots), 1 + n_slots  # the state rows; a missing one reads a row it then ignores
     probe = T(0)  # stays 0 unless a new value is NaN or infinite (their product with 0 is NaN)
-    if hyper[KIND] == SGD_KIND:
-        if flat.shape[0] == 2:
-            for k in range(p.size):
-                new = p[k] - lr * (g[k] + wd * p[k])
-                if write:
-                    p[k] = new
-                else:
-                    probe += new * T(0)
-            return probe == 0
-        mu, nesterov, v = T(hyper[BETA1]), hyper[NESTEROV] != 0, flat[2]
-        for k in range(p.size):
-            gk = g[k] + wd * p[k]
-            vk = mu * v[k] + gk  # v starts at zero, so the first step gives v = g as in PyTorch
-            new = p[k] - lr * (gk + mu * vk if nesterov else vk)
-            if write:
-                p[k], v[k] = new, vk
-            else:
-                probe += (new + vk) * T(0)
-        return probe == 0
-    # AdamW in PyTorch's arithmetic: lerp for the first moment, bias corrections folded into the step and the denominator.
-    b1, b2, t = hyper[BETA1], hyper[BETA2], hyper[STEP] + 1
-    step = T(hyper[LR] / (1.0 - b1**t))
-    root_bc2 = T(math.sqrt(1.0 - b2**t))
-    eps, decay, c1, c2, b2T = T(hyper[EPS]), T(1.0 - hyper[LR] * hyper[WEIGHT_DECAY]), T(1.0 - b1), T(1.0 - b2), T(b2)
-    m, v = flat[2], flat[3]
-    for k in range(p.size):
-        mk = m[k] + c1 * (g[k] - m[k])
-        vk = b2T * v[k] + c2 * g[k] * g[k]
-        new = p[k] * decay - step * mk / (np.sqrt(vk) / root_bc2 + eps)
+    for k in range(flat.shape[1]):
+        new, v1, v2 = new_values(kind, n_slots, c, flat[0, k], flat[1, k], flat[s1, k], flat[s2, k])
         if write:
-            p[k], m[k], v[k] = new, mk, vk
+            flat[0, k] = new
+            if n_slots > 0:
+                flat[s1, k] = v1
+            if n_slots > 1:
+                flat[s2, k] = v2
         else:
-            probe += (new + mk + vk) * T(0)
+            probe += (new + v1 + v2) * T(0)
     return probe == 0
+
+
+@inline
+def coefficients(T, kind, lr, beta1, beta2, eps, weight_decay, nesterov, step):
+    """The constants of one step, in the parameters' dtype T, from a ``hyper`` array's values.
+
+    SGD: (lr, weight decay, momentum, nesterov). AdamW in PyTorch's arithmetic: (lr / the first bias correction,
+    the square root of the second, eps, 1 - lr * weight decay, 1 - beta1, 1 - beta2, beta2).
+    """
+    if kind == SGD_KIND:
+        return T(lr), T(weight_decay), T(beta1), T(nesterov), T(0), T(0), T(0)
+    t = step + 1
+    return (T(lr / (1.0 - beta1**t)), T(math.sqrt(1.0 - beta2**t)), T(eps), T(1.0 - lr * weight_decay),
+            T(1.0 - beta1), T(1.0 - beta2), T(beta2))
+
+
+@inline
+def new_values(kind, n_slots, c, p, g, v1, v2):
+    """One parameter's new value and state (v1, v2) from its gradient g, with the step's ``coefficients`` c."""
+    if kind == SGD_KIND:
+        lr, decay, mu, nesterov = c[0], c[1], c[2], c[3]
+        g = g + decay * p
+        if n_slots == 0:
+            return p - lr * g, v1, v2
+        v = mu * v1 + g  # v starts at zero, so the first step gives v = g as in PyTorch
+        return p - lr * (g + mu * v if nesterov != 0 else v), v, v2
+    step, root_bc2, eps, decay, c1, c2, b2 = c
+    m = v1 + c1 * (g - v1)  # lerp, as PyTorch
+    v = b2 * v2 + c2 * g * g
+    return p * decay - step * m / (np.sqrt(v) / root_bc2 + eps), m, v

@@ -11,9 +11,10 @@ from .network import Network, _nonfinite, run_with_threads
 class Population:
     """N independent networks of one architecture (per-agent brains, ensembles, neuroevolution).
 
-    Every member has its own parameters, optimizer state and step count, stacked so that member m is exactly a
-    :class:`Network`'s ``(flat, hyper)``; each takes its own inputs and targets. Calls run over the members in
-    parallel when the work repays a thread launch.
+    Every member has its own parameters, optimizer state and step count, and takes its own inputs and targets.
+    The members are interleaved: member m's :class:`Network` ``flat`` is the column ``flats[:, :, m]``, so the
+    kernels run each step of the arithmetic for all members as one SIMD row (see :mod:`fastbp.kernels`). Calls run
+    blocks of members in parallel when the work repays a thread launch.
 
     Parameters
     ----------
@@ -27,10 +28,10 @@ class Population:
 
     Attributes
     ----------
-    flats : ndarray, shape (n, 2 + n_slots, n_params)
-        Each member's parameters, gradient and optimizer state.
+    flats : ndarray, shape (2 + n_slots, n_params, n)
+        The members' parameters, gradients and optimizer states, member m in column m.
     params : ndarray, shape (n, n_params)
-        The members' parameter vectors: a view into ``flats`` (perturb it in place, e.g. for evolution strategies).
+        The members' parameter vectors, ``flats[0].T``: a view (perturb it in place, e.g. for evolution strategies).
     hypers : ndarray of float64, shape (n, 8)
         Each member's optimizer hyperparameters and step count.
     member_seeds : ndarray of int64, shape (n,)
@@ -47,28 +48,28 @@ class Population:
         self._template = first
         self.sizes, self.hidden, self.output, self.loss = first.sizes, first.hidden, first.output, first.loss
         self.dtype, self.threads, self.optimizer, self.spec = first.dtype, threads, first.optimizer, first.spec
-        self.flats = np.empty((n, *first.flat.shape), self.dtype)
+        self.flats = np.empty((*first.flat.shape, n), self.dtype)
         self.hypers = np.empty((n, first.hyper.size), np.float64)
         for m in range(n):
             net = first if m == 0 else Network(seed=int(self.member_seeds[m]), **self._args)
-            self.flats[m], self.hypers[m] = net.flat, net.hyper
-        self._works, self._work_rows = np.empty((n, 0), self.dtype), 0
+            self.flats[:, :, m], self.hypers[m] = net.flat, net.hyper
+        self._works, self._work_rows = np.empty((0, n), self.dtype), 0
 
     def __len__(self):
-        return self.flats.shape[0]
+        return self.hypers.shape[0]
 
     @property
     def params(self):
-        return self.flats[:, 0]
+        return self.flats[0].T
 
     @property
     def n_params(self):
-        return self.flats.shape[2]
+        return self.flats.shape[1]
 
     def workspace(self, rows):
-        """Scratch of shape (n, >= work_size(spec, rows)): member m's is row m."""
+        """Scratch for batches of up to ``rows`` rows, shape (>= population_work_size(spec, rows), n)."""
         if rows > self._work_rows:
-            self._works = np.empty((len(self), kernels.work_size(self.spec, rows)), self.dtype)
+            self._works = np.empty((kernels.population_work_size(self.spec, rows), len(self)), self.dtype)
             self._work_rows = rows
         return self._works
 
@@ -76,7 +77,7 @@ class Population:
         """Member m as a new :class:`Network` (a copy: parameters, optimizer state and step count)."""
         m = self._index(m)
         net = Network(seed=int(self.member_seeds[m]), **self._args)
-        net.flat[:], net.hyper[:] = self.flats[m], self.hypers[m]
+        net.flat[:], net.hyper[:] = self.flats[:, :, m], self.hypers[m]
         return net
 
     def set_member(self, m, net):
@@ -85,10 +86,10 @@ class Population:
         if not isinstance(net, Network):
             raise TypeError(f"expected a fastbp.Network, got {type(net).__name__}")
         if (net.sizes, net.hidden, net.output, net.loss, net.dtype) != (
-                self.sizes, self.hidden, self.output, self.loss, self.dtype) or net.flat.shape != self.flats[m].shape \
+                self.sizes, self.hidden, self.output, self.loss, self.dtype) or net.flat.shape != self.flats.shape[:2] \
                 or net.hyper[0] != self.hypers[m, 0]:
             raise ValueError(f"{net!r} does not fit this population of {self._template!r}")
-        self.flats[m], self.hypers[m] = net.flat, net.hyper
+        self.flats[:, :, m], self.hypers[m] = net.flat, net.hyper
 
     def forward(self, X, out=None):
         """Every member's output on its own inputs: X (n_members, rows, n_in) -> (n_members, rows, n_out)."""
@@ -130,7 +131,7 @@ class Population:
         works = self.workspace(rows)
         args = (self.flats, self.spec, self.hypers, works, X, last, *rest[:-1]) \
             if kern is kernels.population_train_step else (self.flats, self.spec, works, X, last)
-        parallel = self._template._parallel(rows, members=len(self))
+        parallel = len(self) > kernels.LANES  # blocks of members go to threads
         return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
 
     def _inputs(self, X):

@@ -1,5 +1,7 @@
 """Population: N networks in one call each, equal to N separate Networks."""
 
+import dataclasses
+
 import numba
 import numpy as np
 import pytest
@@ -35,6 +37,83 @@ def test_population_equals_separate_networks(dtype, n, rows):
         assert pop.hypers[m, 7] == nets[m].hyper[7] == 4
 
 
+ARCHITECTURES = [  # (sizes, hidden, output, loss, targets): every activation and loss, two and three layers
+    ([3, 8, 1], "relu", "sigmoid", "bce", "binary"),
+    ([3, 8, 3], "leaky_relu", "softmax", "cross_entropy", "labels"),
+    ([3, 8, 3], "sigmoid", "softmax", "cross_entropy", "one-hot"),
+    ([3, 6, 5, 2], "tanh", "identity", "huber", "real"),
+    ([3, 6, 2], "identity", "tanh", "mse", "real"),
+]
+OPTIMIZERS = [fastbp.SGD(lr=0.1), fastbp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+              fastbp.Adam(lr=0.01, weight_decay=0.1)]
+
+
+def targets(kind, rng, shape):
+    if kind == "binary":
+        return rng.integers(0, 2, shape).astype(float)
+    if kind == "labels":
+        return rng.integers(0, shape[-1], shape[:-1])
+    if kind == "one-hot":
+        return np.eye(shape[-1])[rng.integers(0, shape[-1], shape[:-1])]
+    return 3 * rng.normal(size=shape)  # large enough for huber's linear part
+
+
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: "-".join(a[1:4]))
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=["sgd", "nesterov", "adamw"])
+def test_every_architecture_and_optimizer_equals_separate_networks(arch, opt):
+    sizes, hidden, output, loss, kind = arch
+    n, rows = 7, 3
+    pop = fastbp.Population(n, sizes, hidden=hidden, output=output, loss=loss, optimizer=opt, seed=5)
+    nets = [pop.member(m) for m in range(n)]
+    rng = np.random.default_rng(1)
+    for _ in range(3):
+        X, Y = rng.normal(size=(n, rows, sizes[0])), targets(kind, rng, (n, rows, sizes[-1]))
+        losses = pop.train_step(X, Y)
+        np.testing.assert_allclose(losses, [net.train_step(x, y) for net, x, y in zip(nets, X, Y)], rtol=1e-12)
+    np.testing.assert_allclose(pop.params, np.stack([net.params for net in nets]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(pop.flats[2:], np.stack([net.flat[2:] for net in nets], axis=-1), rtol=1e-12,
+                               atol=1e-15)
+    np.testing.assert_allclose(pop.forward(X), np.stack([net.forward(x) for net, x in zip(nets, X)]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("opt", OPTIMIZERS, ids=["sgd", "nesterov", "adamw"])
+def test_members_with_their_own_hyperparameters(opt):
+    """Members that differ in learning rate and step count are updated member by member, each with its own."""
+    n = 300  # two blocks of members
+    pop = fastbp.Population(n, [4, 16, 2], hidden="tanh", optimizer=opt, seed=2)
+    rng = np.random.default_rng(0)
+    for m in (0, 17, 299):
+        net = pop.member(m)
+        net.optimizer = dataclasses.replace(opt, lr=opt.lr * (m + 2))
+        net.train_step(rng.normal(size=(2, 4)), rng.normal(size=(2, 2)))  # one step ahead, another lr
+        pop.set_member(m, net)
+    nets = [pop.member(m) for m in range(n)]
+    for _ in range(3):
+        X, Y = rng.normal(size=(n, 2, 4)), rng.normal(size=(n, 2, 2))
+        losses = pop.train_step(X, Y)
+        np.testing.assert_allclose(losses, [net.train_step(x, y) for net, x, y in zip(nets, X, Y)], rtol=1e-12)
+    np.testing.assert_allclose(pop.params, np.stack([net.params for net in nets]), rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(pop.hypers, np.stack([net.hyper for net in nets]))
+
+
+def test_member_whose_update_overflows_keeps_its_parameters():
+    """A finite loss whose update would overflow: that member alone keeps everything; the others step."""
+    pop = fastbp.Population(3, [2, 4, 2], hidden="tanh", optimizer=fastbp.SGD(lr=1e38), dtype=np.float32, seed=0)
+    X = np.random.default_rng(0).normal(size=(3, 2, 2)).astype(np.float32)
+    X[0] = 0
+    Y = 10 * np.ones((3, 2, 2), np.float32)
+    Y[0] = pop.forward(X)[0]  # member 0's error, so its gradient, is zero: its update is finite
+    before = pop.flats.copy()
+    losses = pop.train_step(X, Y)
+    assert losses[0] == 0 and np.isnan(losses[1:]).all()
+    kept = [0, *range(2, pop.flats.shape[0])]  # parameters and optimizer state (row 1, the gradient, is scratch)
+    assert pop.flats[kept][:, :, 1:].tobytes() == before[kept][:, :, 1:].tobytes()
+    np.testing.assert_array_equal(pop.hypers[:, 7], [1, 0, 0])
+    with pytest.raises(FloatingPointError):
+        fastbp.Population(3, [2, 4, 2], hidden="tanh", optimizer=fastbp.SGD(lr=1e38), dtype=np.float32,
+                          seed=0).member(1).train_step(X[1], Y[1])
+
+
 def test_population_labels_and_members():
     pop = fastbp.Population(4, [3, 8, 3], output="softmax", loss="cross_entropy", seed=0)
     rng = np.random.default_rng(0)
@@ -44,7 +123,7 @@ def test_population_labels_and_members():
     assert net.evaluate(X[2], labels[2]) < losses[2]  # the member has taken its step
     net.train_step(X[2], labels[2])
     pop.set_member(2, net)
-    assert pop.flats[2].tobytes() == net.flat.tobytes() and pop.hypers[2].tobytes() == net.hyper.tobytes()
+    assert pop.flats[:, :, 2].tobytes() == net.flat.tobytes() and pop.hypers[2].tobytes() == net.hyper.tobytes()
     assert pop.member(-1).params.tobytes() == pop.params[3].tobytes()
 
 
@@ -65,8 +144,9 @@ def test_diverged_member_keeps_its_parameters():
     before = pop.flats.copy()
     losses = pop.train_step(X, Y)
     assert np.isnan(losses[1]) and np.isfinite(losses[[0, 2]]).all()
-    assert pop.flats[1].tobytes() == before[1].tobytes()
-    assert not np.array_equal(pop.flats[0], before[0])
+    kept = [0, *range(2, pop.flats.shape[0])]  # parameters and optimizer state (row 1, the gradient, is scratch)
+    assert pop.flats[kept][:, :, 1].tobytes() == before[kept][:, :, 1].tobytes() and pop.hypers[1, 7] == 0
+    assert not np.array_equal(pop.flats[0, :, 0], before[0, :, 0]) and pop.hypers[0, 7] == 1
 
 
 def test_bad_input_raises_and_changes_nothing():
