@@ -361,35 +361,29 @@ def population_work_size(spec, n):
 
 
 @inline
-def _members_ok(spec, X, Y):
-    """The whole population's input is checked before any member is touched: bad input changes nothing."""
-    probe = 0.0
-    for m in range(X.shape[0]):
-        for i in range(X.shape[1]):
-            for k in range(X.shape[2]):
-                probe += X[m, i, k] * 0.0
-    if Y is None:
-        return probe == 0
-    n_out = spec[SIZES + spec[N_LAYERS]]
-    for m in range(Y.shape[0]):
-        for i in range(Y.shape[1]):
-            for j in range(Y.shape[2]):
-                y = Y[m, i, j]
-                probe += y * 0.0
-                if Y.shape[2] != n_out and not (0 <= y < n_out):
-                    return False
-    return probe == 0
-
-
-@inline
 def _load_lanes(buf, N, off, A, lo, hi):
-    """Members lo..hi of A (N, rows, width) into the lane rows from ``off`` (row-major over rows and width)."""
+    """Members lo..hi of A (N, rows, width) into the lane rows from ``off`` (row-major over rows and width); 0, or
+    NaN if any value is NaN or infinite."""
     T = buf.dtype.type
+    probe = T(0)
     for i in range(A.shape[1]):
         for k in range(A.shape[2]):
             e = (off + i * A.shape[2] + k) * N
             for m in range(lo, hi):
-                buf[U(e + m)] = T(A[m, i, k])
+                x = T(A[m, i, k])
+                buf[U(e + m)] = x
+                probe += x * T(0)
+    return probe
+
+
+@inline
+def _labels_ok(spec, Y):
+    n_out = spec[SIZES + spec[N_LAYERS]]
+    for m in range(Y.shape[0]):
+        for i in range(Y.shape[1]):
+            if not (0 <= Y[m, i, 0] < n_out):
+                return False
+    return True
 
 
 @inline
@@ -551,17 +545,19 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
 
     Returns False, touching nothing, if any X or Y is not finite or a label is out of range.
     """
-    if not _members_ok(spec, X, Y):
-        return False
     N, n = X.shape[0], X.shape[1]
     buf = works.reshape(works.size)
     labels = Y.shape[2] != spec[SIZES + spec[N_LAYERS]]
     c_row = work_size(spec, n)
     status = c_row + 7
+    probe = 0.0  # the whole population's input is loaded and checked before any member is touched
     for b in prange(_blocks(N)):
         lo, hi = b * LANES, min(N, (b + 1) * LANES)
-        _load_lanes(buf, N, 0, X, lo, hi)
-        _load_lanes(buf, N, _target_offset(spec, n), Y, lo, hi)
+        probe += _load_lanes(buf, N, 0, X, lo, hi) + _load_lanes(buf, N, _target_offset(spec, n), Y, lo, hi)
+    if probe != 0 or (labels and not _labels_ok(spec, Y)):
+        return False
+    for b in prange(_blocks(N)):
+        lo, hi = b * LANES, min(N, (b + 1) * LANES)
         _forward_lanes(flats, spec, buf, N, n, lo, hi)
         _output_error_lanes(spec, buf, N, n, labels, lo, hi, out)
         _backward_lanes(flats, spec, buf, N, n, lo, hi)
@@ -609,14 +605,17 @@ def _update_together(flats, hypers):
 
 def _population_predict(flats, spec, works, X, out):
     """Every member's output on its own batch: X (N, n, n_in) -> out (N, n, n_out). False if X is not finite."""
-    if not _members_ok(spec, X, None):
-        return False
     N, n = X.shape[0], X.shape[1]
     buf = works.reshape(works.size)
     a_off, n_out = _act_offset(spec, n, spec[N_LAYERS]), out.shape[2]
+    probe = 0.0
     for b in prange(_blocks(N)):
         lo, hi = b * LANES, min(N, (b + 1) * LANES)
-        _load_lanes(buf, N, 0, X, lo, hi)
+        probe += _load_lanes(buf, N, 0, X, lo, hi)
+    if probe != 0:
+        return False
+    for b in prange(_blocks(N)):
+        lo, hi = b * LANES, min(N, (b + 1) * LANES)
         _forward_lanes(flats, spec, buf, N, n, lo, hi)
         for i in range(n):
             for j in range(n_out):
