@@ -418,18 +418,31 @@ def _forward_lanes(flats, spec, buf, N, n, lo, hi):
 def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
     """_output_error for members lo..hi: out[m] = member m's mean loss; writes delta_L."""
     L = spec[N_LAYERS]
-    n_out = spec[SIZES + L]
+    n_out, loss, code = spec[SIZES + L], spec[LOSS], spec[OUTPUT]
     width = 1 if labels else n_out
     z_off, a_off, d_off, y_off = _z_offset(spec, n), _act_offset(spec, n, L), _delta_offset(spec, n, L), \
         _target_offset(spec, n)
-    loss = spec[LOSS]
     T = buf.dtype.type
     scale = T(1) / T(losses.denominator(loss, n, n_out))
+    if (loss == losses.MSE or loss == losses.HUBER) and code != act.SOFTMAX:
+        # Unit by unit, each a row over members (vectorised): out accumulates the members' sums.
+        for m in range(lo, hi):
+            out[m] = 0
+        for e in range(n * n_out):
+            a, d, y = (a_off + e) * N, (d_off + e) * N, (y_off + e) * N
+            for m in range(lo, hi):
+                value, grad = losses.unit_error(loss, buf[U(a + m)] - buf[U(y + m)])
+                out[m] += value
+                buf[U(d + m)] = scale * grad
+            act.backprop_span(code, buf, a + lo, d + lo, hi - lo)
+        for m in range(lo, hi):
+            out[m] *= scale
+        return
     for m in range(lo, hi):
         total = T(0)
         for i in range(n):
             r = i * n_out
-            total += losses.output_error(loss, spec[OUTPUT], buf, (z_off + r) * N + m, (a_off + r) * N + m,
+            total += losses.output_error(loss, code, buf, (z_off + r) * N + m, (a_off + r) * N + m,
                                          (d_off + r) * N + m, (y_off + i * width) * N + m, n_out, N, labels, scale)
         out[m] = total * scale
 

@@ -70,15 +70,19 @@ def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, sca
         return total
     # mse and huber: the row's d holds dL/da first, then the activation's backward turns it into dL/dz in place.
     for j in range(n_out):
-        r = buf[U(a0 + j * stride)] - target(buf, y0, j, stride, labels)
-        if loss == MSE:
-            total += r * r
-            buf[U(d0 + j * stride)] = scale * T(2) * r
-        elif abs(r) <= T(HUBER_DELTA):
-            total += T(0.5) * r * r
-            buf[U(d0 + j * stride)] = scale * r
-        else:
-            total += abs(r) - T(0.5 * HUBER_DELTA)
-            buf[U(d0 + j * stride)] = scale * (T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA))
+        value, grad = unit_error(loss, buf[U(a0 + j * stride)] - target(buf, y0, j, stride, labels))
+        total += value
+        buf[U(d0 + j * stride)] = scale * grad
     act.backprop_row(out_code, buf, a0, d0, n_out, stride)
     return total
+
+
+@inline
+def unit_error(loss, r):
+    """mse's or huber's value and derivative dL/da for one output unit with residual r = a - y."""
+    T = type(r)
+    if loss == MSE:
+        return r * r, T(2) * r
+    if abs(r) <= T(HUBER_DELTA):
+        return T(0.5) * r * r, r
+    return abs(r) - T(0.5 * HUBER_DELTA), T(HUBER_DELTA) if r > 0 else T(-HUBER_DELTA)
