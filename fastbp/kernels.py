@@ -171,16 +171,6 @@ def _load_targets(spec, work, Y):
 
 
 @inline
-def _finite(X):
-    """False if the 2-D array X holds a NaN or an infinity (x * 0 is NaN for those; no nnan/ninf fastmath)."""
-    probe = 0.0
-    for i in range(X.shape[0]):
-        for k in range(X.shape[1]):
-            probe += X[i, k] * 0.0
-    return probe == 0
-
-
-@inline
 def _chunks(n):
     """Rows go to threads in chunks of CHUNK_ROWS (one chunk, and no thread, for a small batch)."""
     return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
@@ -598,7 +588,7 @@ def _same_hypers(hypers):
 
 @inline
 def _finite_losses(out):
-    probe = 0.0
+    probe = 0.0  # x * 0 is NaN for a NaN or an infinity (no nnan/ninf fastmath)
     for m in range(out.shape[0]):
         probe += out[m] * 0.0
     return probe == 0
