@@ -10,7 +10,6 @@ then the smallest normal rather than a subnormal or 0); a NaN comes back as NaN.
 """
 
 import numpy as np
-from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 

@@ -9,7 +9,7 @@ pre-activation: ``sigmoid' = a (1 - a)``, ``tanh' = 1 - a**2``, ``relu' = [a > 0
 import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test, so the loops vectorise
 
-from ._jit import inline, kernel
+from ._jit import inline
 from ._math import exp_nonpositive, expm1_nonpositive
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)

@@ -2,7 +2,6 @@
 
 import os
 import tempfile
-import zipfile
 
 import numpy as np
 

@@ -10,7 +10,7 @@ import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
-from ._jit import inline, kernel
+from ._jit import inline
 from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)

@@ -9,7 +9,6 @@ import numpy as np
 
 from . import activations as act
 from . import io, kernels, losses, optim
-from .kernels import HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

@@ -53,7 +53,7 @@ def test_blas_and_parallel_paths_match_reference(dtype, sizes, n, path):
         np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
         np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
     # The other compilation of the same source agrees to rounding (LLVM may fuse multiply-adds differently in each).
-    other = kernels._gradient_parallel if path == "blas" else kernels.gradient
+    other = kernels.PARALLEL[kernels.gradient] if path == "blas" else kernels.gradient
     np.testing.assert_allclose(other(net.flat, net.spec, net.workspace(n), X, Y), loss, **TOL[dtype])
     np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in grads.values()]), **TOL[dtype])
 

@@ -1,0 +1,198 @@
+"""The generic kernels for one network: loops over run-time sizes, any architecture, BLAS for large layers.
+
+Every kernel comes in two compilations of one source. The public ones are serial, safe inside a user's ``prange``;
+``PARALLEL`` holds the twins the network uses for large batches. Results do not depend on the thread count: rows are
+split between threads for the forward pass and the deltas, and gradient *rows* (output units) for the weight
+gradients, so no sum over the batch is ever split. Layers with enough work call BLAS through ``np.dot`` instead.
+"""
+
+import numpy as np
+from numba import prange
+from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
+
+from .. import activations as act
+from .. import losses
+from .._jit import inline, kernel_pair
+from ..optim import update
+from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _load_input, _load_targets,
+                     _matrix, _param_offset, _target_offset, _z_offset)
+
+
+# A layer's products go to BLAS from this many multiply-adds (rows x n_in x n_out), with 2 or more rows and no
+# dimension under BLAS_MIN_WIDTH; below, the hand loops win (measured: 8-64 and 64-64 layers cross over near 8k for
+# batches of 4 to 32; a single row's outer-product gradient is faster by hand at every size). The parallel twins
+# split rows between threads; the network uses them only for batches with PARALLEL_MIN_WORK multiply-adds in some
+# layer and no layer on BLAS, as BLAS runs its own threads (and OpenMP's spinning workers would starve them).
+BLAS_MIN_WORK = 1 << 13
+BLAS_MIN_WIDTH = 4
+PARALLEL_MIN_WORK = 1 << 16
+CHUNK_ROWS = 64
+
+@inline
+def uses_blas(n, n_in, n_out):
+    """Whether a layer of n_in -> n_out on n rows hands its products to BLAS."""
+    return n >= 2 and n * n_in * n_out >= BLAS_MIN_WORK and min(n_in, n_out) >= BLAS_MIN_WIDTH
+
+
+@inline
+def _chunks(n):
+    """Rows go to threads in chunks of CHUNK_ROWS (one chunk, and no thread, for a small batch)."""
+    return (n + CHUNK_ROWS - 1) // CHUNK_ROWS
+
+
+@inline
+def _forward(flat, spec, work, n):
+    """Fill the activations for the n rows already loaded into A_0: z = W a + b, a = phi(z), layer by layer."""
+    L = spec[N_LAYERS]
+    p = flat[0]
+    w_off, a_off = 0, 0
+    for l in range(L):
+        n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
+        b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
+        z_off = _z_offset(spec, n) if l == L - 1 else out_off  # hidden layers activate in place
+        code = spec[OUTPUT] if l == L - 1 else spec[HIDDEN]
+        blas = uses_blas(n, n_in, n_out)
+        if blas:
+            np.dot(_matrix(work, a_off, n, n_in), _matrix(p, w_off, n_out, n_in).T, _matrix(work, z_off, n, n_out))
+        for c in prange(_chunks(n)):
+            lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
+            for i in range(lo, hi):
+                a, z = a_off + i * n_in, z_off + i * n_out
+                for j in range(n_out):
+                    if blas:
+                        work[U(z + j)] += p[U(b_off + j)]
+                        continue
+                    w = w_off + j * n_in
+                    s = p[U(b_off + j)]
+                    for k in range(n_in):
+                        s += p[U(w + k)] * work[U(a + k)]
+                    work[U(z + j)] = s
+            act.activate_span(code, work, z_off + lo * n_out, out_off + lo * n_out, (hi - lo) * n_out, n_out)
+        w_off, a_off = b_off + n_out, out_off
+
+
+@inline
+def _output_error(spec, work, n, Y):
+    """The mean loss of the targets loaded from Y; writes delta_L."""
+    L = spec[N_LAYERS]
+    n_out, width = spec[SIZES + L], Y.shape[1]
+    z_off, a_off, d_off, y_off = _z_offset(spec, n), _act_offset(spec, n, L), _delta_offset(spec, n, L), \
+        _target_offset(spec, n)
+    loss = spec[LOSS]
+    T = work.dtype.type
+    scale = T(1) / T(losses.denominator(loss, n, n_out))
+    total = T(0)
+    for i in range(n):
+        r = i * n_out
+        total += losses.output_error(loss, spec[OUTPUT], work, z_off + r, a_off + r, d_off + r, y_off + i * width,
+                                     n_out, 1, width != n_out, scale)
+    return total * scale
+
+
+@inline
+def _backward(flat, spec, work, n):
+    """The delta recursion and the gradient: delta_{l-1} = (delta_l W_l) * phi'(A_{l-1}), dW_l = delta_l^T A_{l-1}."""
+    L = spec[N_LAYERS]
+    p, g = flat[0], flat[1]
+    for l in range(L - 1, -1, -1):
+        n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
+        w_off = _param_offset(spec, l)
+        b_off = w_off + n_out * n_in
+        a_off, d_off = _act_offset(spec, n, l), _delta_offset(spec, n, l + 1)
+        blas = uses_blas(n, n_in, n_out)
+        if blas:
+            np.dot(_matrix(work, d_off, n, n_out).T, _matrix(work, a_off, n, n_in), _matrix(g, w_off, n_out, n_in))
+        # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.
+        for j in prange(n_out):
+            s = work[U(d_off + j)]
+            for i in range(1, n):
+                s += work[U(d_off + i * n_out + j)]
+            g[U(b_off + j)] = s
+            if blas:
+                continue
+            dw = w_off + j * n_in
+            for i in range(n):
+                d, a = work[U(d_off + i * n_out + j)], a_off + i * n_in
+                if i == 0:
+                    for k in range(n_in):
+                        g[U(dw + k)] = d * work[U(a + k)]
+                else:
+                    for k in range(n_in):
+                        g[U(dw + k)] += d * work[U(a + k)]
+        if l == 0:
+            break
+        dp_off = _delta_offset(spec, n, l)
+        if blas:
+            np.dot(_matrix(work, d_off, n, n_out), _matrix(p, w_off, n_out, n_in), _matrix(work, dp_off, n, n_in))
+        for c in prange(_chunks(n)):
+            lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
+            for i in range(lo, hi):
+                if blas:
+                    break
+                dp = dp_off + i * n_in
+                for k in range(n_in):
+                    work[U(dp + k)] = 0
+                for j in range(n_out):
+                    d, w = work[U(d_off + i * n_out + j)], w_off + j * n_in
+                    for k in range(n_in):
+                        work[U(dp + k)] += d * p[U(w + k)]
+            act.backprop_span(spec[HIDDEN], work, a_off + lo * n_in, dp_off + lo * n_in, (hi - lo) * n_in)
+
+
+def _predict(flat, spec, work, X, out):
+    """Write the network's output for X into ``out`` (n, n_out); False, writing nothing to out, if X is not finite."""
+    n = X.shape[0]
+    if not _load_input(work, X):
+        return False
+    _forward(flat, spec, work, n)
+    a_off, n_out = _act_offset(spec, n, spec[N_LAYERS]), out.shape[1]
+    for i in range(n):
+        for j in range(n_out):
+            out[i, j] = work[a_off + i * n_out + j]
+    return True
+
+
+def _loss(flat, spec, work, X, Y):
+    """The mean loss of the batch, with no gradient; NaN for non-finite input."""
+    n = X.shape[0]
+    if not (_load_input(work, X) and _load_targets(spec, work, Y)):
+        return np.nan
+    _forward(flat, spec, work, n)
+    return _output_error(spec, work, n, Y)
+
+
+def _gradient(flat, spec, work, X, Y):
+    """The mean loss; writes its gradient into ``flat[1]``. NaN, and no gradient written, for non-finite input."""
+    n = X.shape[0]
+    if not (_load_input(work, X) and _load_targets(spec, work, Y)):
+        return np.nan
+    _forward(flat, spec, work, n)
+    loss = _output_error(spec, work, n, Y)
+    _backward(flat, spec, work, n)
+    return loss
+
+
+def _train_step(flat, spec, hyper, work, X, Y):
+    """Forward, backward and one optimizer update in place; returns the mean loss before the update.
+
+    Returns NaN and leaves the parameters, optimizer state and step count as they were if X or Y is not finite, if
+    the loss is not, or if the update would make any parameter or state value non-finite.
+    """
+    n = X.shape[0]
+    if not (_load_input(work, X) and _load_targets(spec, work, Y)):
+        return np.nan
+    _forward(flat, spec, work, n)
+    loss = _output_error(spec, work, n, Y)
+    if not np.isfinite(loss):
+        return np.nan
+    _backward(flat, spec, work, n)
+    return loss if update(flat, hyper) else np.nan
+
+
+predict, _predict_parallel = kernel_pair(_predict)
+loss, _loss_parallel = kernel_pair(_loss)
+gradient, _gradient_parallel = kernel_pair(_gradient)
+train_step, _train_step_parallel = kernel_pair(_train_step)
+PARALLEL = {predict: _predict_parallel, loss: _loss_parallel, gradient: _gradient_parallel,
+            train_step: _train_step_parallel}
+

@@ -1,0 +1,110 @@
+"""The arrays' layout, shared by every kernel: the ``spec`` fields, offsets into ``flat`` and ``work``, and the loading
+of a batch into ``work`` (converted once, checked for finiteness on the way)."""
+
+from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
+
+from .._jit import inline, kernel
+
+N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
+
+
+@kernel
+def n_params(spec):
+    """The length of the flat parameter vector."""
+    total = 0
+    for l in range(spec[N_LAYERS]):
+        total += spec[SIZES + l + 1] * (spec[SIZES + l] + 1)
+    return total
+
+
+@kernel
+def work_size(spec, n):
+    """The length of ``work`` a batch of n rows needs."""
+    L = spec[N_LAYERS]
+    width = spec[SIZES] + 3 * spec[SIZES + L]  # input copy, output pre-activation, output delta, target copy
+    for l in range(1, L + 1):
+        width += 2 * spec[SIZES + l] if l < L else spec[SIZES + l]  # activations and deltas
+    return n * width
+
+
+# Offsets into the flat arrays. Layer l's weight W (n_out, n_in) and bias b (n_out) follow layer l-1's in every row
+# of ``flat``. ``work`` holds, for a batch of n rows, the blocks A_0 (the input copy), A_1 .. A_L (activations),
+# Z_L (the output pre-activation), D_1 .. D_L (the deltas) and Y (the target copy), each (n, width) row-major.
+
+@inline
+def _param_offset(spec, l):
+    off = 0
+    for k in range(l):
+        off += spec[SIZES + k + 1] * (spec[SIZES + k] + 1)
+    return off
+
+
+@inline
+def _act_offset(spec, n, l):
+    col = 0
+    for k in range(l):
+        col += spec[SIZES + k]
+    return n * col
+
+
+@inline
+def _z_offset(spec, n):
+    return _act_offset(spec, n, spec[N_LAYERS] + 1)
+
+
+@inline
+def _delta_offset(spec, n, l):
+    off = _z_offset(spec, n) + n * spec[SIZES + spec[N_LAYERS]]
+    for k in range(1, l):
+        off += n * spec[SIZES + k]
+    return off
+
+
+@inline
+def _target_offset(spec, n):
+    return _delta_offset(spec, n, spec[N_LAYERS]) + n * spec[SIZES + spec[N_LAYERS]]
+
+
+@inline
+def _matrix(buf, off, rows, width):
+    """The (rows, width) row-major matrix at ``buf[off:]`` as a 2-D view, for BLAS. The hand loops index ``buf``
+    with unsigned offsets instead: a view made inside a loop costs an atomic reference count (a reshape ~12 ns more),
+    and a signed computed index a wraparound test that stops LLVM vectorising."""
+    return buf[off:off + rows * width].reshape((rows, width))
+
+
+@inline
+def _load_input(work, X):
+    """Copy X into A_0 (converting dtype and layout once); False if X holds a NaN or an infinity."""
+    T = work.dtype.type
+    n_in = X.shape[1]
+    probe = T(0)  # stays 0 unless some x is NaN or infinite (x * 0 is NaN for those; no nnan/ninf fastmath)
+    for i in range(X.shape[0]):
+        for k in range(n_in):
+            x = T(X[i, k])
+            work[U(i * n_in + k)] = x
+            probe += x * T(0)
+    return probe == 0
+
+
+@inline
+def _load_targets(spec, work, Y):
+    """Copy Y into the target block; False if Y holds a NaN or an infinity, or a class label outside [0, n_out)."""
+    T = work.dtype.type
+    n, width = Y.shape
+    y_off = _target_offset(spec, n)
+    n_out = spec[SIZES + spec[N_LAYERS]]
+    if width != n_out:  # class labels
+        for i in range(n):
+            if not (0 <= Y[i, 0] < n_out):
+                return False
+            work[U(y_off + i)] = T(Y[i, 0])
+        return True
+    probe = T(0)
+    for i in range(n):
+        for j in range(width):
+            y = T(Y[i, j])
+            work[U(y_off + i * width + j)] = y
+            probe += y * T(0)
+    return probe == 0
+
