@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench asv-quick clean clear-cache
+.PHONY: demo test bench asv-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,6 @@ asv-quick: $(VENV)/.test
 	$(VENV)/bin/asv check --python=same
 	$(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
 
-clean: clear-cache
+# The compiled kernels' cache (README, "Compiled kernels") needs no clearing: it is keyed by every source file.
+clean:
 	rm -rf $(VENV) .asv build *.egg-info
-
-# Numba's cache notices a change to a kernel's own file only: after editing activations.py, losses.py or _math.py,
-# clear it so kernels.py's functions are compiled again.
-clear-cache:
-	rm -f fastbp/__pycache__/*.nbi fastbp/__pycache__/*.nbc

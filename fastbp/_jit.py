@@ -1,21 +1,106 @@
-"""The one place that owns Numba's decorator options, so kernels never repeat them."""
+"""The one place that owns Numba's decorator options and its disk cache, so kernels never repeat them."""
 
+import functools
+import hashlib
+import os
+import pathlib
 import types
 
+import numba
 from numba import njit
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
 
 # fastmath without nnan/ninf: reassociation lets LLVM vectorise the dot products, while a NaN or an infinity still
 # propagates and can be seen (stumpy's config.STUMPY_FASTMATH_FLAGS does the same).
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-_OPTIONS = dict(cache=True, fastmath=FASTMATH, error_model="numpy", nogil=True)
+_OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
+PACKAGE = pathlib.Path(__file__).resolve().parent
+
+
+def cache_dir():
+    """Where fastbp keeps compiled code: ``$NUMBA_CACHE_DIR/fastbp`` when Numba's variable is set, else
+    ``$XDG_CACHE_HOME/fastbp`` (``~/.cache/fastbp``). Safe to delete at any time."""
+    root = os.environ.get("NUMBA_CACHE_DIR") or os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return pathlib.Path(root) / "fastbp"
+
+
+@functools.cache
+def source_hash():
+    """A hash of every fastbp source file and the fastbp and Numba versions: kernels inline helpers from other
+    files, so a change to any of them must make every cached kernel stale (Numba's own stamp is the mtime of the
+    function's file alone)."""
+    h = hashlib.sha256(numba.__version__.encode())
+    for path in sorted(PACKAGE.rglob("*.py")):
+        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
+class _Locator(_CacheLocator):
+    """Numba's cache files for a fastbp kernel, under :func:`cache_dir`, stamped with :func:`source_hash` and the
+    contents of the kernel's own file (a generated module lives outside the package)."""
+
+    def __init__(self, py_func, py_file):
+        self._lineno = py_func.__code__.co_firstlineno
+        self._stamp = source_hash() + hashlib.sha256(pathlib.Path(py_file).read_bytes()).hexdigest()
+        self._cache_path = str(cache_dir() / "numba" / self.get_suitable_cache_subpath(py_file))
+
+    def get_cache_path(self):
+        return self._cache_path
+
+    def get_source_stamp(self):
+        return self._stamp
+
+    def get_disambiguator(self):
+        return str(self._lineno)
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        try:
+            self = cls(py_func, py_file)
+            self.ensure_cache_path()
+        except OSError:  # no writable cache directory: Numba's own locators are tried next
+            return None
+        return self
+
+
+class _CacheImpl(CompileResultCacheImpl):
+    _locator_classes = [_Locator, *CompileResultCacheImpl._locator_classes]
+
+
+class _Cache(FunctionCache):
+    """Numba's function cache with fastbp's locator; a cache file that does not load (truncated, corrupt) is
+    compiled afresh and overwritten, never trusted. Numba writes its files atomically (a temporary file, renamed)."""
+
+    _impl_class = _CacheImpl
+
+    def load_overload(self, sig, target_context):
+        try:
+            return super().load_overload(sig, target_context)
+        except Exception:
+            return None
+
+    def save_overload(self, sig, data):
+        try:
+            super().save_overload(sig, data)
+        except Exception:  # an unreadable index: start it afresh (caching is an optimisation, never an error)
+            try:
+                self._cache_file.flush()
+                super().save_overload(sig, data)
+            except Exception:
+                pass
+
+
+def _cached(dispatcher):
+    dispatcher._cache = _Cache(dispatcher.py_func)
+    return dispatcher
 
 
 def kernel(fn=None, *, parallel=False):
     """Compile ``fn`` with the project's options; ``parallel=True`` turns its ``prange`` loops into threads."""
     if fn is None:
         return lambda f: kernel(f, parallel=parallel)
-    return njit(parallel=parallel, **_OPTIONS)(fn)
+    return _cached(njit(parallel=parallel, **_OPTIONS)(fn))
 
 
 def inline(fn):

@@ -79,7 +79,9 @@ def _expm1_parts64(u):
     p = p * r + _F4
     p = p * r + _F3
     p = p * r + _F2
-    return _float_from_bits((np.int64(k) + np.int64(1023)) << np.int64(52)), r + r * r * p
+    # k through int32: AVX2 converts packed floats to int32 but not to int64, and a scalar conversion would stop
+    # the loop from vectorising (|k| < 1100 fits).
+    return _float_from_bits((np.int64(np.int32(k)) + np.int64(1023)) << np.int64(52)), r + r * r * p
 
 
 @kernel_inline
@@ -96,7 +98,8 @@ def _expm1_parts32(u):
     p = p * r + T(_F3)
     p = p * r + T(_F2)
     # Numba widens int32 arithmetic to int64: truncate back so the bitcast sees the 32 bits of a float32.
-    return _float_from_bits(np.int32((np.int64(k) + 127) << 23)), r + r * r * p
+    # (k through int32 for the same reason as in _expm1_parts64.)
+    return _float_from_bits(np.int32((np.int64(np.int32(k)) + 127) << 23)), r + r * r * p
 
 
 def _exp64(u):

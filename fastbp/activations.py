@@ -20,39 +20,92 @@ OUTPUT = HIDDEN + ("softmax",)
 LEAKY_SLOPE = 0.01  # PyTorch's default negative_slope
 
 
+# Each activation and its derivative, the derivative from the output a = phi(z). Small and branch-free (selects, not
+# branches), so a loop over them vectorises; the generated kernels call them by name, the generic ones by code.
+
+@inline
+def sigmoid(z):
+    # From exp(-|z|) <= 1, so nothing overflows.
+    T = type(z)
+    e = exp_nonpositive(-abs(z))
+    s = T(1) / (T(1) + e)
+    return s if z >= 0 else e * s
+
+
+@inline
+def sigmoid_derivative(a):
+    return a * (type(a)(1) - a)
+
+
+@inline
+def tanh(z):
+    # tanh|z| = -m / (2 + m) with m = expm1(-2|z|): accurate near 0, and 1 for large |z|.
+    T = type(z)
+    m = expm1_nonpositive(T(-2) * abs(z))
+    return np.copysign(-m / (T(2) + m), z)
+
+
+@inline
+def tanh_derivative(a):
+    return type(a)(1) - a * a
+
+
+@inline
+def relu(z):
+    return z if z > 0 else type(z)(0)
+
+
+@inline
+def relu_derivative(a):
+    return type(a)(1) if a > 0 else type(a)(0)
+
+
+@inline
+def leaky_relu(z):
+    return z if z > 0 else type(z)(LEAKY_SLOPE) * z
+
+
+@inline
+def leaky_relu_derivative(a):
+    return type(a)(1) if a > 0 else type(a)(LEAKY_SLOPE)
+
+
+@inline
+def identity(z):
+    return z
+
+
+@inline
+def identity_derivative(a):
+    return type(a)(1)
+
+
 @inline
 def activate(code, z):
     """phi(z) for one element; softmax is a row operation, handled by :func:`activate_span`."""
-    T = type(z)
     if code == SIGMOID:
-        # From exp(-|z|) <= 1, so nothing overflows; a select, not a branch, so the loop still vectorises.
-        e = exp_nonpositive(-abs(z))
-        s = T(1) / (T(1) + e)
-        return s if z >= 0 else e * s
+        return sigmoid(z)
     if code == TANH:
-        # tanh|z| = -m / (2 + m) with m = expm1(-2|z|): accurate near 0, and 1 for large |z|.
-        m = expm1_nonpositive(T(-2) * abs(z))
-        return np.copysign(-m / (T(2) + m), z)
+        return tanh(z)
     if code == RELU:
-        return z if z > 0 else T(0)
+        return relu(z)
     if code == LEAKY_RELU:
-        return z if z > 0 else T(LEAKY_SLOPE) * z
+        return leaky_relu(z)
     return z
 
 
 @inline
 def derivative(code, a):
     """phi'(z) for one element, from a = phi(z)."""
-    T = type(a)
     if code == SIGMOID:
-        return a * (T(1) - a)
+        return sigmoid_derivative(a)
     if code == TANH:
-        return T(1) - a * a
+        return tanh_derivative(a)
     if code == RELU:
-        return T(1) if a > 0 else T(0)
+        return relu_derivative(a)
     if code == LEAKY_RELU:
-        return T(1) if a > 0 else T(LEAKY_SLOPE)
-    return T(1)
+        return leaky_relu_derivative(a)
+    return type(a)(1)
 
 
 # The span functions take one flat buffer and offsets rather than slices: a slice made inside a loop costs an atomic

@@ -10,7 +10,7 @@ import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
-from ._jit import inline
+from ._jit import inline, kernel
 from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
@@ -75,6 +75,11 @@ def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, sca
         buf[U(d0 + j * stride)] = scale * grad
     act.backprop_row(out_code, buf, a0, d0, n_out, stride)
     return total
+
+
+# output_error as a function of its own, compiled once and called (not inlined) by the generated kernels for the
+# losses they do not write out: inlined per call site, its branches made compile times explode.
+output_error_call = kernel(output_error.py_func)
 
 
 @inline

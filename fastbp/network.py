@@ -3,14 +3,21 @@
 import numbers
 import sys
 import threading
+import types
 
 import numba
 import numpy as np
 
 from . import activations as act
 from . import io, kernels, losses, optim
+from .kernels import codegen
+from .kernels import compiled as compiled_kernels
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+KERNELS = ("predict", "loss", "gradient", "train_step")
+COMPILED_DEFAULT = True  # Network(compiled=None): the kernels compiled for each network
+GENERIC = types.SimpleNamespace(**{name: getattr(kernels, name) for name in KERNELS})
+GENERIC_PARALLEL = types.SimpleNamespace(**{name: kernels.PARALLEL[getattr(kernels, name)] for name in KERNELS})
 
 
 class Network:
@@ -35,6 +42,11 @@ class Network:
         and leaky_relu; zero biases) and ``fit``'s shuffling.
     threads : int or None
         Threads for the parallel kernels on large batches (Numba's current count when None).
+    compiled : bool or None
+        None means ``fastbp.network.COMPILED_DEFAULT`` (True). True: run the kernels compiled for this network (:attr:`compiled`) when every layer is small enough for them
+        (at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights; larger layers run on BLAS through the generic
+        kernels). A new architecture compiles at its first call, then loads from the disk cache. False: always the
+        generic kernels of :mod:`fastbp.kernels`, which any architecture shares.
 
     Attributes
     ----------
@@ -45,7 +57,7 @@ class Network:
     """
 
     def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
-                 seed=None, threads=None):
+                 seed=None, threads=None, compiled=None):
         sizes = _check_sizes(sizes)
         hidden = _check_name("hidden", hidden, act.HIDDEN)
         output = _check_name("output", output, act.OUTPUT)
@@ -63,6 +75,9 @@ class Network:
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                     or not 1 <= threads <= numba.config.NUMBA_NUM_THREADS):
             raise ValueError(f"threads must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}], got {threads!r}")
+        compiled = COMPILED_DEFAULT if compiled is None else compiled
+        if not isinstance(compiled, (bool, np.bool_)):
+            raise TypeError(f"compiled must be True, False or None, got {compiled!r}")
         optimizer = optim.SGD(lr=0.01) if optimizer is None else optimizer
         if not isinstance(optimizer, (optim.SGD, optim.Adam)):
             raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
@@ -83,6 +98,14 @@ class Network:
         # Shapes of the last checked batch on the serial kernels: the hot path's test (see train_step).
         self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
+        self._signature = codegen.signature(sizes, hidden, output, loss, self.dtype)
+        self._use_compiled = bool(compiled) and compiled_kernels.eligible(sizes)
+        self._select_kernels()
+
+    def _select_kernels(self):
+        """The serial and parallel kernels this network's methods call: compiled for it, or the generic ones."""
+        self._compiled_pair = compiled_kernels.for_network(self._signature) if self._use_compiled else None
+        self._kernels, self._kernels_parallel = self._compiled_pair or (GENERIC, GENERIC_PARALLEL)
 
     def _init_params(self):
         for l, (W, _) in enumerate(self.layers()):
@@ -120,11 +143,23 @@ class Network:
         return out
 
     def workspace(self, n):
-        """The scratch array for batches of up to n rows; it grows (and is replaced) only when n grows."""
+        """The scratch array for batches of up to n rows, for the generic and the compiled kernels alike; it grows
+        (and is replaced) only when n grows."""
         if n > self._work_rows:
-            self._work = np.empty(kernels.work_size(self.spec, n), self.dtype)
+            size = max(kernels.work_size(self.spec, n), codegen.work_size(self._signature, n))
+            self._work = np.empty(size, self.dtype)
             self._work_rows = n
         return self._work
+
+    @property
+    def compiled(self):
+        """The kernels compiled for this network, for a user's own ``@njit`` code: ``train_step``, ``predict``,
+        ``gradient`` and ``loss``, each taking exactly the arguments of the generic kernel of the same name in
+        :mod:`fastbp.kernels` (with ``work`` from :meth:`workspace`), plus ``work_size(n)`` and ``source`` (the path
+        of the generated module). Generated on first access; each kernel compiles at its first call."""
+        if self._compiled_pair is None:
+            self._compiled_pair = compiled_kernels.for_network(self._signature)
+        return self._compiled_pair[0]
 
     @property
     def optimizer(self):
@@ -177,11 +212,11 @@ class Network:
             lock = self._lock
             lock.acquire()
             try:
-                ok = kernels.predict(self.flat, self.spec, self._work, X, out)
+                ok = self._kernels.predict(self.flat, self.spec, self._work, X, out)
             finally:
                 lock.release()
         else:
-            ok = self._call(kernels.predict, X, out)
+            ok = self._call("predict", X, out)
         if not ok:
             raise ValueError(_nonfinite("X", X))
         return out
@@ -197,13 +232,13 @@ class Network:
             lock = self._lock  # acquire/release on a local: half the cost of a with statement
             lock.acquire()
             try:
-                loss = kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
+                loss = self._kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
             finally:
                 lock.release()
             if loss != loss:
                 self._diagnose(X, Y)
             return loss
-        return self._checked_call(kernels.train_step, X, Y)
+        return self._checked_call("train_step", X, Y)
 
     def gradients(self, X, Y):
         """The mean loss and its gradient, with no update.
@@ -214,12 +249,12 @@ class Network:
         grads : dict of ndarray
             Keyed like :meth:`state_dict` (``"0.weight"``, ``"0.bias"``, ...); copies.
         """
-        loss = self._checked_call(kernels.gradient, X, Y)
+        loss = self._checked_call("gradient", X, Y)
         return loss, self._named(row=1)
 
     def evaluate(self, X, Y):
         """The mean loss on (X, Y), with no gradient and no update."""
-        return self._checked_call(kernels.loss, X, Y)
+        return self._checked_call("loss", X, Y)
 
     def predict(self, X):
         """Class predictions: the argmax for a softmax output (labels), else outputs thresholded at 0.5 for a
@@ -298,7 +333,7 @@ class Network:
             total, counted = 0.0, 0
             for start in range(0, n, batch_size):
                 stop = min(start + batch_size, n)
-                step_loss = self._call(kernels.train_step, Xe[start:stop], Ye[start:stop])
+                step_loss = self._call("train_step", Xe[start:stop], Ye[start:stop])
                 if step_loss != step_loss:  # not applied: the parameters are those before this step
                     history["nonfinite_steps"] += 1
                     if on_nonfinite == "raise":
@@ -313,7 +348,7 @@ class Network:
                 counted += stop - start
             history["loss"].append(total / counted if counted else float("nan"))
             if validation is not None:
-                history["val_loss"].append(self._call(kernels.loss, Xv, Yv))
+                history["val_loss"].append(self._call("loss", Xv, Yv))
             monitored = history["val_loss" if validation is not None else "loss"][-1]
             if bar is not None:
                 bar(epoch, history)
@@ -373,12 +408,14 @@ class Network:
         """A network from a file written by :meth:`save`."""
         return io.load(cls, path)
 
-    def __getstate__(self):  # copy and pickle without the lock
-        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+    def __getstate__(self):  # copy and pickle without the lock and the kernels
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._lock = threading.Lock()
+        self._select_kernels()
 
     def __repr__(self):
         return (f"Network({self.sizes}, hidden={self.hidden!r}, output={self.output!r}, loss={self.loss!r}, "
@@ -386,23 +423,23 @@ class Network:
 
     # ---- the boundary -----------------------------------------------------------------------------------------
 
-    def _call(self, kern, X, last):
-        """Run one kernel on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when the
-        batch repays a thread launch and no layer runs on BLAS's threads, under the network's thread count."""
+    def _call(self, name, X, last):
+        """Run the kernel ``name`` on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when
+        the batch repays a thread launch and no layer runs on BLAS's threads, under the network's thread count."""
         with self._lock:
             work = self.workspace(X.shape[0])
-            args = (self.flat, self.spec, self.hyper, work, X, last) if kern is kernels.train_step else \
+            args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
             parallel = self._parallel(X.shape[0])
-            return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args,
-                                    self.threads if parallel else None)
+            kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
+            return run_with_threads(kern, args, self.threads if parallel else None)
 
-    def _checked_call(self, kern, X, Y):
+    def _checked_call(self, name, X, Y):
         """Check and convert (X, Y), run the kernel, explain a NaN; remember the batch's shapes for the hot path
         when it runs on the serial kernels."""
         X = self._input(X)
         Y = self._targets(Y, X.shape[0])
-        loss = self._call(kern, X, Y)
+        loss = self._call(name, X, Y)
         if loss != loss:
             self._diagnose(X, Y)
         if not self._parallel(X.shape[0]):
@@ -410,8 +447,10 @@ class Network:
         return loss
 
     def _parallel(self, n):
-        """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, and no layer on
-        BLAS (which runs its own threads)."""
+        """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, more than one tile
+        for the compiled kernels, and no layer on BLAS (which runs its own threads) for the generic ones."""
+        if self._use_compiled:
+            return n > codegen.tile_rows(self.dtype) and n * self._widest >= kernels.PARALLEL_MIN_WORK
         layers = zip(self.sizes[:-1], self.sizes[1:])
         return (n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))

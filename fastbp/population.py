@@ -42,8 +42,9 @@ class Population:
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
         self.member_seeds = np.random.SeedSequence(seed).generate_state(n, np.uint32).astype(np.int64)
+        # Members are built as Networks on the generic kernels: the population runs its own.
         self._args = dict(sizes=sizes, hidden=hidden, output=output, loss=loss, optimizer=optimizer, dtype=dtype,
-                          threads=threads)
+                          threads=threads, compiled=False)
         first = Network(seed=int(self.member_seeds[0]), **self._args)  # validates every argument
         self._template = first
         self.sizes, self.hidden, self.output, self.loss = first.sizes, first.hidden, first.output, first.loss

@@ -108,3 +108,23 @@ def _load_targets(spec, work, Y):
             probe += y * T(0)
     return probe == 0
 
+
+
+@inline
+def inputs_ok(X, Y, n_out):
+    """Whether X (and Y, unless None) are finite and any class labels (Y of width 1 for n_out > 1) in range."""
+    probe = 0.0  # x * 0 is NaN for a NaN or an infinity (no nnan/ninf fastmath)
+    for i in range(X.shape[0]):
+        for k in range(X.shape[1]):
+            probe += X[i, k] * 0.0
+    if Y is None:
+        return probe == 0
+    if Y.shape[1] != n_out:
+        for i in range(Y.shape[0]):
+            if not (0 <= Y[i, 0] < n_out):
+                return False
+        return probe == 0
+    for i in range(Y.shape[0]):
+        for j in range(Y.shape[1]):
+            probe += Y[i, j] * 0.0
+    return probe == 0

@@ -1,0 +1,451 @@
+"""The source of the kernels compiled for one network signature: sizes, activations, loss and dtype.
+
+The generated module is ordinary Numba code that takes exactly the arguments of the generic kernels
+(:mod:`fastbp.kernels.generic`), with every size and offset a literal, so LLVM unrolls the short loops, keeps a unit's
+weights in registers and vectorises along the long axis:
+
+- a batch runs in tiles of ``TILE`` rows, activations stored feature-major, (units, TILE): every multiply-add is then a
+  contiguous row of the tile times a broadcast weight, ``CHUNK`` inputs summed per pass over the row;
+- forward, output error, backward and the tile's gradient are fused per tile while it sits in cache; tiles are dealt
+  to ``GROUPS`` groups, each with its own gradient partial, merged in a fixed order (so the result does not depend on
+  the thread count, and the parallel twin runs groups on threads);
+- a single row takes a row-major path instead, vectorised along each unit's inputs.
+
+The loops over units stay loops with constant bounds; only the short sums over a chunk of inputs are written out
+(unrolling every unit in the source makes Numba's compile time and memory explode).
+"""
+
+import numpy as np
+
+from .. import activations as act
+from .. import losses
+
+CHUNK = 8  # inputs summed per pass over a tile's rows: their weights sit in registers for the pass
+GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
+TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)
+GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
+
+
+def signature(sizes, hidden, output, loss, dtype):
+    """The tuple that shapes the generated code (and names its cache entry)."""
+    return (tuple(int(s) for s in sizes), hidden, output, loss, np.dtype(dtype).name)
+
+
+def tile_rows(dtype):
+    """Rows per tile for this dtype."""
+    return TILE_BYTES // np.dtype(dtype).itemsize
+
+
+def work_size(sig, n):
+    """The length of ``work`` the generated kernels need for a batch of n rows (the generated ``work_size``)."""
+    m = _Module(*sig)
+    if n == 1:
+        return m.width
+    return m.width * m.tile if n <= m.tile else GROUPS * (m.width * m.tile + m.n_params + 1)
+
+
+def source(sig, name):
+    """The generated module's source for ``sig`` (see :func:`signature`); ``name`` is its module name."""
+    return _Module(*sig).render(name)
+
+
+class _Module:
+    def __init__(self, sizes, hidden, output, loss, dtype):
+        self.sizes, self.hidden, self.output, self.loss, self.dtype = sizes, hidden, output, loss, dtype
+        self.L = len(sizes) - 1
+        self.tile = tile_rows(dtype)
+        # Parameter offsets: layer l's weight (n_out, n_in) at W[l], its bias at B[l].
+        self.W, self.B, off = [], [], 0
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            self.W.append(off)
+            self.B.append(off + a * b)
+            off += b * (a + 1)
+        self.n_params = off
+        # Work blocks, in units: A_0 .. A_L (input copy, activations), Z (output pre-activation), Y (targets),
+        # D_1 .. D_L (deltas). A tile stores block (units, TILE); a single row stores the same blocks with stride 1.
+        self.units, u = {}, 0
+        for l, s in enumerate(sizes):
+            self.units[f"A{l}"] = u
+            u += s
+        for blk in ("Z", "Y"):
+            self.units[blk] = u
+            u += sizes[-1]
+        for l in range(1, self.L + 1):
+            self.units[f"D{l}"] = u
+            u += sizes[l]
+        self.width = u
+
+    # ---- helpers for the text ----------------------------------------------------------------------------------
+
+    def off(self, block, stride):
+        """The offset expression of ``block`` in a tile at ``t`` (stride TILE) or in a single row (stride 1)."""
+        return f"t + {self.units[block] * stride}"
+
+    def name(self, l):
+        """The activation after layer l (0-based)."""
+        return self.output if l == self.L - 1 else self.hidden
+
+    @staticmethod
+    def activate(name, z, a, count, pad):
+        """Lines for a[i] = phi(z[i]), i < count (not softmax): one branch-free loop that vectorises."""
+        if name == "identity" and z == a:
+            return []
+        return [f"{pad}for i in range({count}):", f"{pad}    buf[U({a} + i)] = act.{name}(buf[U({z} + i)])"]
+
+    @staticmethod
+    def backprop(name, a, d, count, pad):
+        """Lines for d[i] *= phi'(z[i]) from a = phi(z), i < count (not softmax)."""
+        if name == "identity":
+            return []
+        return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= act.{name}_derivative(buf[U({a} + i)])"]
+
+    def chunks(self, n_in, emit):
+        """Lines for the inputs 0 .. n_in in passes of CHUNK: the first pass, a loop over the middle ones, the last
+        (which may be the first). ``emit(start, count, first, last, indent)`` writes one pass."""
+        starts = list(range(0, n_in, CHUNK))
+        if len(starts) == 1:
+            return emit("0", n_in, True, True, 8)
+        lines = emit("0", CHUNK, True, False, 8)
+        if len(starts) > 2:
+            lines.append(f"        for c in range({starts[1]}, {starts[-1]}, {CHUNK}):")
+            lines += emit("c", CHUNK, False, False, 12)
+        return lines + emit(str(starts[-1]), n_in - starts[-1], False, True, 8)
+
+    # ---- the tile path -------------------------------------------------------------------------------------------
+
+    def matvec_tile(self, out_units, n_in, out_block, in_block, base, step, init, finish, setup=()):
+        """out[u, r] = finish(init + sum_k p[base(k) + step k] in[k, r]) over the tile's m rows, CHUNK inputs per
+        pass (their coefficients in registers); ``base(start)`` indexes input ``start``'s coefficient for unit u.
+
+        ``finish(value)`` gives the last pass's statements: the activation (or the derivative) is applied as the sum
+        completes, never by a pass of its own over the row (in place, LLVM turns relu's store into a masked store,
+        microcoded and slow on AMD)."""
+        T = self.tile
+
+        def emit(start, count, first, last, indent):
+            pad = " " * indent
+            loads = ", ".join(f"p[U(w + {step * i})]" if i else "p[U(w)]" for i in range(count))
+            terms = " + ".join(f"w{i} * buf[U(x + {i * T} + r)]" if i else "w0 * buf[U(x + r)]" for i in range(count))
+            value = f"{init}{terms}" if first else f"buf[U(o + r)] + {terms}"
+            body = finish(value) if last else [f"buf[U(o + r)] = {value}"]
+            return ([f"{pad}w = {base(start)}",
+                     f"{pad}{', '.join(f'w{i}' for i in range(count))} = {loads}",
+                     f"{pad}x = {self.off(in_block, T)} + {start} * {T}",
+                     f"{pad}for r in range(m):"]
+                    + [f"{pad}    {line}" for line in body])
+
+        return ([f"    for u in range({out_units}):", f"        o = {self.off(out_block, T)} + u * {T}",
+                 *(f"        {line}" for line in setup)] + self.chunks(n_in, emit))
+
+    def forward_tile(self):
+        T, lines = self.tile, []
+        for l in range(self.L):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            last = l == self.L - 1
+            out, name = ("Z" if last else f"A{l + 1}"), self.name(l)
+            shift = (self.units[f"A{l + 1}"] - self.units[out]) * T  # from z to a: 0 for the hidden layers
+            if name == "softmax" or (name == "identity" and shift == 0):
+                finish = lambda v: [f"buf[U(o + r)] = {v}"]  # noqa: E731
+            elif shift == 0:
+                finish = lambda v, name=name: [f"buf[U(o + r)] = act.{name}({v})"]  # noqa: E731
+            else:  # the output layer keeps z beside a = phi(z)
+                finish = lambda v, name=name, shift=shift: [  # noqa: E731
+                    f"z = {v}", "buf[U(o + r)] = z", f"buf[U(o - {-shift} + r)] = act.{name}(z)"]
+            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
+            lines += self.matvec_tile(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1,
+                                      f"p[U({self.B[l]} + u)] + ", finish)
+            if name == "softmax":
+                lines += ["    for r in range(m):",
+                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, {b}, {T})"]
+        return lines
+
+    def backward_tile(self):
+        """The gradient of every layer into g[goff:] (set when ``first``, else added) and the deltas."""
+        T, lines = self.tile, []
+        for l in range(self.L - 1, -1, -1):
+            a, b = self.sizes[l], self.sizes[l + 1]
+
+            def emit(start, count, first, last, indent, l=l, a=a):
+                pad = " " * indent
+                acc = ", ".join(f"s{i}" for i in range(count))
+                return ([f"{pad}{acc} = {', '.join(['T(0)'] * count)}",
+                         f"{pad}x = {self.off(f'A{l}', T)} + {start} * {T}",
+                         f"{pad}for r in range(m):",
+                         f"{pad}    dr = buf[U(d + r)]"]
+                        + [f"{pad}    s{i} += dr * buf[U(x + {i * T} + r)]" for i in range(count)]
+                        + [f"{pad}e = goff + {self.W[l]} + j * {a} + {start}"]
+                        + [f"{pad}g[U(e + {i})] = s{i} if first else g[U(e + {i})] + s{i}" for i in range(count)])
+
+            lines += [f"    # layer {l + 1}: the gradient, dW = delta a^T and db = delta summed over the rows",
+                      f"    for j in range({b}):",
+                      f"        d = {self.off(f'D{l + 1}', T)} + j * {T}",
+                      "        s = T(0)",
+                      "        for r in range(m):",
+                      "            s += buf[U(d + r)]",
+                      f"        e = goff + {self.B[l]} + j",
+                      "        g[U(e)] = s if first else g[U(e)] + s"]
+            lines += self.chunks(a, emit)
+            if l == 0:
+                continue
+            lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
+            if self.hidden == "identity":
+                finish = lambda v: [f"buf[U(o + r)] = {v}"]  # noqa: E731
+            else:
+                finish = lambda v: [f"buf[U(o + r)] = ({v}) * act.{self.hidden}_derivative(buf[U(a + r)])"]  # noqa: E731
+            lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda k, l=l, a=a: f"{self.W[l]} + u + {k} * {a}",
+                                      a, "", finish, setup=[f"a = {self.off(f'A{l}', T)} + u * {T}"])
+        return lines
+
+    # ---- the single-row path -----------------------------------------------------------------------------------
+
+    def forward_row(self):
+        lines = []
+        for l in range(self.L):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            out = "Z" if l == self.L - 1 else f"A{l + 1}"
+            lines += [f"    # layer {l + 1}: {a} -> {b}",
+                      f"    for j in range({b}):",
+                      f"        w = {self.W[l]} + j * {a}",
+                      f"        s = p[U({self.B[l]} + j)]",
+                      f"        for k in range({a}):",
+                      f"            s += p[U(w + k)] * buf[U({self.off(f'A{l}', 1)} + k)]",
+                      f"        buf[U({self.off(out, 1)} + j)] = s"]
+            if self.name(l) == "softmax":
+                lines.append(f"    act.softmax(buf, {self.off(out, 1)}, {self.off(f'A{l + 1}', 1)}, {b}, 1)")
+            else:
+                lines += self.activate(self.name(l), self.off(out, 1), self.off(f"A{l + 1}", 1), b, "    ")
+        return lines
+
+    def backward_row(self):
+        lines = []
+        for l in range(self.L - 1, -1, -1):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            d, al = self.off(f"D{l + 1}", 1), self.off(f"A{l}", 1)
+            lines += [f"    # layer {l + 1}: the gradient, an outer product",
+                      f"    for j in range({b}):",
+                      f"        d = buf[U({d} + j)]",
+                      f"        g[U({self.B[l]} + j)] = d",
+                      f"        w = {self.W[l]} + j * {a}",
+                      f"        for k in range({a}):",
+                      f"            g[U(w + k)] = d * buf[U({al} + k)]"]
+            if l == 0:
+                continue
+            dl = self.off(f"D{l}", 1)
+            lines += [f"    # layer {l + 1}: the deltas of layer {l}",
+                      f"    for k in range({a}):",
+                      f"        buf[U({dl} + k)] = 0",
+                      f"    for j in range({b}):",
+                      f"        d = buf[U({d} + j)]",
+                      f"        w = {self.W[l]} + j * {a}",
+                      f"        for k in range({a}):",
+                      f"            buf[U({dl} + k)] += p[U(w + k)] * d"]
+            lines += self.backprop(self.hidden, al, dl, a, "    ")
+        return lines
+
+    # ---- the module ----------------------------------------------------------------------------------------------
+    # Bodies are pasted into the few functions that run them rather than called as ``inline="always"`` helpers:
+    # Numba's IR inliner deep-copies a helper at every call site, which made compile times explode (measured: 33 s
+    # for one 4-32-16-4 kernel, 836 deep copies).
+
+    def load_tile(self, targets):
+        T = self.tile
+        lines = [f"for k in range({self.sizes[0]}):",
+                 "    for r in range(m):",
+                 f"        buf[U(t + k * {T} + r)] = T(X[start + r, k])"]
+        if targets:
+            lines += [f"for j in range(1 if labels else {self.sizes[-1]}):",
+                      "    for r in range(m):",
+                      f"        buf[U({self.off('Y', T)} + j * {T} + r)] = T(Y[start + r, j])"]
+        return lines
+
+    def output_error_tile(self):
+        T, L, nL = self.tile, self.L, self.sizes[-1]
+        loss, out_code = losses.CODES[self.loss], act.CODES[self.output]
+        if self.loss in ("mse", "huber") and self.output != "softmax":  # unit by unit, rows in SIMD lanes
+            return [f"for j in range({nL}):",
+                    f"    a = {self.off(f'A{L}', T)} + j * {T}",
+                    f"    y = {self.off('Y', T)} + j * {T}",
+                    f"    d = {self.off(f'D{L}', T)} + j * {T}",
+                    "    for r in range(m):",
+                    f"        value, grad = losses.unit_error({loss}, buf[U(a + r)] - buf[U(y + r)])",
+                    "        total += value",
+                    "        buf[U(d + r)] = scale * grad" + (
+                        "" if self.output == "identity" else f" * act.{self.output}_derivative(buf[U(a + r)])")]
+        return ["for r in range(m):",
+                f"    total += losses.output_error_call({loss}, {out_code}, buf, {self.off('Z', T)} + r, "
+                f"{self.off(f'A{L}', T)} + r, {self.off(f'D{L}', T)} + r, {self.off('Y', T)} + r, {nL}, {T}, labels, "
+                "scale)"]
+
+    def render(self, name):
+        T, L, n0, nL = self.tile, self.L, self.sizes[0], self.sizes[-1]
+        loss, out_code = losses.CODES[self.loss], act.CODES[self.output]
+        denominator = "n" if self.loss == "cross_entropy" else f"n * {nL}"
+        a_out = self.units[f"A{L}"]
+        tile_body = (self.load_tile(True) + dedent(self.forward_tile()) + self.output_error_tile()
+                     + ["if backward:"] + self.backward_tile())
+        text = [
+            f'"""Kernels compiled for Network({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, '
+            f'loss={self.loss!r}), {self.dtype}.',
+            "",
+            f"Generated by fastbp.kernels.codegen as module {name}: edit the generator, not this file. The",
+            "public kernels take the arguments of the generic ones in fastbp.kernels (``spec`` is not read: the",
+            "sizes are the literals below).",
+            '"""',
+            "",
+            "import numpy as np",
+            "from numba import prange",
+            "from numba import uint64 as U",
+            "",
+            "from fastbp import activations as act",
+            "from fastbp import losses",
+            "from fastbp._jit import kernel",
+            "from fastbp.kernels.layout import inputs_ok",
+            "from fastbp.optim import update",
+            "",
+            f"T = np.{self.dtype}",
+            f"N_PARAMS = {self.n_params}",
+            f"TILE = {T}  # rows per tile",
+            f"GROUPS = {GROUPS}  # groups of tiles, each with its own gradient partial",
+            "# One tile's blocks, each (units, TILE): " + ", ".join(f"{k} at {v * T}" for k, v in self.units.items()),
+            f"TILE_SIZE = {self.width * T}",
+            f"ROW_SIZE = {self.width}  # the same blocks for one row, stride 1",
+            "PARTIALS = GROUPS * TILE_SIZE  # after the groups' tiles: their gradient partials, then their loss sums",
+            "SUMS = PARTIALS + GROUPS * N_PARAMS",
+            "",
+            "",
+            "@kernel",
+            "def work_size(n):",
+            '    """The length of ``work`` a batch of n rows needs."""',
+            "    return ROW_SIZE if n == 1 else (TILE_SIZE if n <= TILE else SUMS + GROUPS)",
+            "",
+            "",
+            "@kernel",
+            "def _group(p, g, goff, buf, t, X, Y, lo, hi, labels, scale, backward):",
+            '    """Rows lo .. hi, tile by tile: their summed loss and, if ``backward``, their gradient summed into',
+            '    g[goff:goff + N_PARAMS]. A function of its own, so the threaded loop stays apart from the vector code."""',
+            "    total = T(0)",
+            "    for start in range(lo, hi, TILE):",
+            "        m = min(TILE, hi - start)",
+            "        first = start == lo  # the first tile sets the group's gradient, the others add to it",
+            *indent(tile_body, 8),
+            "    return total",
+            "",
+            "",
+            "@kernel",
+            "def _row(p, g, buf, X, Y, labels, scale, backward):",
+            '    """One row, row-major (stride 1): vectorised along each unit\'s inputs."""',
+            "    t = 0",
+            f"    for k in range({n0}):",
+            "        buf[U(k)] = T(X[0, k])",
+            f"    for j in range(1 if labels else {nL}):",
+            f"        buf[U({self.units['Y']} + j)] = T(Y[0, j])",
+            *self.forward_row(),
+            f"    total = losses.output_error_call({loss}, {out_code}, buf, {self.units['Z']}, {a_out}, "
+            f"{self.units[f'D{L}']}, {self.units['Y']}, {nL}, 1, labels, scale)",
+            "    if backward:",
+            *indent(dedent(self.backward_row()), 8),
+            "    return total",
+            "",
+            ""]
+        for suffix, parallel in (("", False), ("_parallel", True)):
+            loop = "prange" if parallel else "range"
+            text += [
+                f"@kernel(parallel={parallel})",
+                f"def _run{suffix}(flat, work, X, Y, backward):",
+                '    """The mean loss of (X, Y) (checked); its gradient into flat[1] if ``backward``."""',
+                "    n = X.shape[0]",
+                f"    labels = Y.shape[1] != {nL}",
+                f"    scale = T(1) / T({denominator})",
+                "    p, g = flat[0], flat[1]",
+                "    if n == 1:",
+                "        return _row(p, g, work, X, Y, labels, scale, backward) * scale",
+                "    tiles = (n + TILE - 1) // TILE",
+                "    per = (tiles + GROUPS - 1) // GROUPS * TILE  # rows per group: whole tiles, dealt evenly",
+                "    groups = (n + per - 1) // per",
+                "    if groups == 1:",
+                "        zero = np.int64(0)  # not a literal 0: Numba would compile a specialisation for it",
+                "        return _group(p, g, zero, work, zero, X, Y, zero, n, labels, scale, backward) * scale",
+                f"    for q in {loop}(groups):",
+                "        work[U(SUMS + q)] = _group(p, work, PARTIALS + q * N_PARAMS, work, q * TILE_SIZE, X, Y, q * per,",
+                "                                  min(n, (q + 1) * per), labels, scale, backward)",
+                "    total = T(0)",
+                "    for q in range(groups):  # a fixed order: the same sums whatever the thread count",
+                "        total += work[U(SUMS + q)]",
+                "    if backward:",
+                "        for e in range(N_PARAMS):",
+                "            g[U(e)] = work[U(PARTIALS + e)]",
+                "        for q in range(1, groups):",
+                "            for e in range(N_PARAMS):",
+                "                g[U(e)] += work[U(PARTIALS + q * N_PARAMS + e)]",
+                "    return total * scale",
+                "",
+                "",
+                f"@kernel(parallel={parallel})",
+                f"def _predict{suffix}(flat, work, X, out):",
+                "    n = X.shape[0]",
+                "    p = flat[0]",
+                "    if n == 1:",
+                "        buf, t = work, 0",
+                f"        for k in range({n0}):",
+                "            buf[U(k)] = T(X[0, k])",
+                *indent(dedent(self.forward_row()), 8),
+                f"        for j in range({nL}):",
+                f"            out[0, j] = buf[U({a_out} + j)]",
+                "        return",
+                "    tiles = (n + TILE - 1) // TILE",
+                f"    for q in {loop}(min(tiles, GROUPS)):",
+                "        buf, t = work, q * TILE_SIZE",
+                "        for start in range(q * TILE, n, GROUPS * TILE):",
+                "            m = min(TILE, n - start)",
+                *indent(self.load_tile(False) + dedent(self.forward_tile()), 12),
+                f"            for j in range({nL}):",
+                "                for r in range(m):",
+                f"                    out[start + r, j] = buf[U({self.off(f'A{L}', T)} + j * {T} + r)]",
+                "",
+                "",
+                "@kernel",
+                f"def loss{suffix}(flat, spec, work, X, Y):",
+                '    """As fastbp.kernels.loss."""',
+                f"    if work.size < work_size(X.shape[0]) or not inputs_ok(X, Y, {nL}):",
+                "        return np.nan",
+                f"    return _run{suffix}(flat, work, X, Y, np.bool_(False))",
+                "",
+                "",
+                "@kernel",
+                f"def gradient{suffix}(flat, spec, work, X, Y):",
+                '    """As fastbp.kernels.gradient."""',
+                f"    if work.size < work_size(X.shape[0]) or not inputs_ok(X, Y, {nL}):",
+                "        return np.nan",
+                f"    return _run{suffix}(flat, work, X, Y, np.bool_(True))",
+                "",
+                "",
+                "@kernel",
+                f"def train_step{suffix}(flat, spec, hyper, work, X, Y):",
+                '    """As fastbp.kernels.train_step."""',
+                f"    if work.size < work_size(X.shape[0]) or not inputs_ok(X, Y, {nL}):",
+                "        return np.nan",
+                f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True))  # np.bool_: not a literal, one compilation",
+                "    if not np.isfinite(loss):",
+                "        return np.nan",
+                "    return loss if update(flat, hyper) else np.nan",
+                "",
+                "",
+                "@kernel",
+                f"def predict{suffix}(flat, spec, work, X, out):",
+                '    """As fastbp.kernels.predict."""',
+                f"    if work.size < work_size(X.shape[0]) or not inputs_ok(X, None, {nL}):",
+                "        return False",
+                f"    _predict{suffix}(flat, work, X, out)",
+                "    return True",
+                "",
+                ""]
+        return "\n".join(text).rstrip() + "\n"
+
+
+def indent(lines, n):
+    return [" " * n + line if line else line for line in lines]
+
+
+def dedent(lines):
+    """Lines written for a function body (4 spaces) at the left margin."""
+    return [line[4:] for line in lines]

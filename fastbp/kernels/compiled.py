@@ -1,0 +1,98 @@
+"""Kernels compiled for one network: the generated source (:mod:`.codegen`) written to the cache directory, imported
+by name, and compiled by Numba with its cache beside it.
+
+A generated module is named by a hash of everything that shaped it: the signature, the generator and every fastbp
+source file (:func:`fastbp._jit.source_hash`), so an edit anywhere can never serve a stale kernel. It is written
+atomically (a temporary file in the same directory, renamed), rewritten when its text is not exactly what the
+generator makes (a truncated or edited file), and registered in ``sys.modules`` before use, because Numba's cache
+rebuilds a cached function's environment by importing its module by name.
+"""
+
+import hashlib
+import importlib.util
+import os
+import sys
+import tempfile
+import threading
+import types
+
+from .._jit import cache_dir, source_hash
+from . import codegen
+
+# Networks whose every layer has at most this many weights run compiled; larger layers belong to BLAS, which the
+# generic kernels call (measured: see README, "Compiled kernels").
+MAX_LAYER_WEIGHTS = 128 * 128
+
+_lock = threading.Lock()
+
+
+def eligible(sizes):
+    """Whether a network of these sizes runs on compiled kernels by default."""
+    return max(a * b for a, b in zip(sizes[:-1], sizes[1:])) <= MAX_LAYER_WEIGHTS
+
+
+def key(sig):
+    """The cache key of a signature: a hash of the signature, the generator version and the sources."""
+    text = repr((sig, codegen.GENERATOR_VERSION, source_hash()))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def module_path(sig):
+    return cache_dir() / "generated" / f"fastbp_net_{key(sig)}.py"
+
+
+def load(sig):
+    """The module of kernels compiled for ``sig`` (:func:`codegen.signature`): written if missing, imported once
+    per process. Compilation itself happens at the first call of each kernel (or comes from Numba's cache)."""
+    name = f"fastbp_net_{key(sig)}"
+    with _lock:
+        module = sys.modules.get(name)
+        if module is not None:
+            return module
+        path = module_path(sig)
+        text = codegen.source(sig, name)
+        try:
+            current = path.read_text()
+        except (OSError, UnicodeDecodeError):
+            current = None
+        if current != text:
+            _write_atomically(path, text)
+        spec = importlib.util.spec_from_file_location(name, path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        try:
+            spec.loader.exec_module(module)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return module
+
+
+def _write_atomically(path, text):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def namespace(module, parallel=False):
+    """The kernels of a generated module as a namespace: ``train_step``, ``predict``, ``gradient``, ``loss`` (the
+    serial ones, or their parallel twins) and ``work_size(n)``."""
+    suffix = "_parallel" if parallel else ""
+    return types.SimpleNamespace(**{name: getattr(module, name + suffix)
+                                    for name in ("train_step", "predict", "gradient", "loss")},
+                                 work_size=module.work_size, source=module.__file__)
+
+
+def for_network(sig):
+    """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`)."""
+    module = load(sig)
+    return namespace(module), namespace(module, parallel=True)
+
+
+__all__ = ["eligible", "for_network", "load", "key"]

@@ -1,0 +1,289 @@
+"""The kernels compiled for each network: against the generic kernels and tests/reference.py, bad input, threads,
+user @njit code, and the disk cache.
+
+Every architecture here is a compilation of its own (~10-20 s), so the cases are a small covering set: every hidden
+activation, every output/loss pairing (labels too), both dtypes, every optimizer.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import fastbp
+from fastbp import _jit
+from fastbp.kernels import codegen
+from fastbp.kernels import compiled as compiled_kernels
+
+from .conftest import TOL, make_data, ref_gradients
+from .test_kernels import OPTIMIZERS
+from .test_network import _bad_calls
+
+# (sizes, hidden, output, loss, dtype): each hidden activation and each output/loss pairing at least once.
+CASES = [
+    ([5, 7, 6, 4], "tanh", "identity", "mse", np.float32),
+    ([5, 9, 3], "relu", "softmax", "cross_entropy", np.float64),
+    ([3, 11, 2], "sigmoid", "sigmoid", "bce", np.float32),
+    ([6, 10, 10, 3], "leaky_relu", "tanh", "huber", np.float64),
+    ([4, 13, 5], "identity", "softmax", "mse", np.float64),
+    ([2, 9, 3], "relu", "relu", "huber", np.float32),
+    ([3, 17, 2], "tanh", "leaky_relu", "mse", np.float64),
+    ([4, 6, 3], "sigmoid", "sigmoid", "mse", np.float64),
+]
+
+
+def pair(sizes, hidden, output, loss, dtype, optimizer=None, seed=3):
+    """The same network twice: on its compiled kernels and on the generic ones."""
+    make = lambda compiled: fastbp.Network(sizes, hidden=hidden, output=output, loss=loss, dtype=dtype, seed=seed,  # noqa: E731
+                                           optimizer=optimizer or fastbp.SGD(lr=0.1), compiled=compiled)
+    net = make(True)
+    assert net._kernels is not fastbp.network.GENERIC
+    return net, make(False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sizes, hidden, output, loss, dtype", CASES, ids=[f"{c[1]}-{c[2]}-{c[3]}" for c in CASES])
+def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype):
+    net, generic = pair(sizes, hidden, output, loss, dtype)
+    tile = codegen.tile_rows(dtype)
+    # One row (the row-major path), one short tile, several groups of tiles (serial and the parallel twin).
+    for n in (1, 5, 2 * tile + 7, 9 * tile + 3):
+        for labels in ((False, True) if loss == "cross_entropy" else (False,)):
+            X, Y = make_data(sizes, n, output, loss, dtype, seed=n, labels=labels)
+            want_loss, dWs, dbs = ref_gradients(net, X, Y)
+            loss_c, grads_c = net.gradients(X, Y)
+            loss_g, grads_g = generic.gradients(X, Y)
+            np.testing.assert_allclose(loss_c, want_loss, **TOL[dtype])
+            np.testing.assert_allclose(loss_c, loss_g, **TOL[dtype])
+            for l in range(len(dWs)):
+                np.testing.assert_allclose(grads_c[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
+                np.testing.assert_allclose(grads_c[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
+                np.testing.assert_allclose(grads_c[f"{2 * l}.weight"], grads_g[f"{2 * l}.weight"], **TOL[dtype])
+            np.testing.assert_allclose(net.evaluate(X, Y), loss_c, **TOL[dtype])
+            np.testing.assert_allclose(net.forward(X), generic.forward(X), **TOL[dtype])
+            if sizes == CASES[0][0] or sizes == CASES[1][0]:  # the parallel twins agree to rounding (two cases:
+                parallel = net._compiled_pair[1]             # each twin is another compilation)
+                work, Yk = net.workspace(n), (Y.reshape(-1, 1) if labels else Y)  # labels as the kernels take them
+                np.testing.assert_allclose(parallel.gradient(net.flat, net.spec, work, X, Yk), loss_c, **TOL[dtype])
+                np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in grads_c.values()]),
+                                           **TOL[dtype])
+                out = np.empty((n, sizes[-1]), dtype)
+                assert parallel.predict(net.flat, net.spec, work, X, out)
+                np.testing.assert_allclose(out, generic.forward(X), **TOL[dtype])
+    # A few full train steps stay with the generic network.
+    X, Y = make_data(sizes, 3 * tile, output, loss, dtype)
+    for _ in range(3):
+        np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
+    np.testing.assert_allclose(net.params, generic.params, **TOL[dtype])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("opt, ref_opt", OPTIMIZERS, ids=[repr(o) for o, _ in OPTIMIZERS])
+def test_compiled_train_steps_match_generic(dtype, opt, ref_opt):
+    net, generic = pair([5, 7, 6, 4], "tanh", "identity", "mse", dtype, optimizer=opt)
+    for n in (1, 8):
+        X, Y = make_data([5, 7, 6, 4], n, "identity", "mse", dtype, seed=n)
+        for _ in range(4):
+            np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
+        np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
+        assert net.hyper.tobytes() == generic.hyper.tobytes()
+
+
+@pytest.mark.slow
+@settings(max_examples=4)  # each example is a new architecture: a compilation of its own
+@given(sizes=st.lists(st.integers(1, 12), min_size=2, max_size=4), n=st.integers(1, 300),
+       hidden=st.sampled_from(["relu", "leaky_relu", "tanh", "sigmoid", "identity"]))
+def test_compiled_random_architectures(sizes, n, hidden):
+    net, generic = pair(sizes, hidden, "identity", "mse", np.float64)
+    X, Y = make_data(sizes, n, "identity", "mse", np.float64, seed=n)
+    want_loss, dWs, dbs = ref_gradients(net, X, Y)
+    loss, grads = net.gradients(X, Y)
+    np.testing.assert_allclose(loss, want_loss, **TOL[np.float64])
+    for l in range(len(dWs)):
+        np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[np.float64])
+        np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[np.float64])
+    np.testing.assert_allclose(net.forward(X), generic.forward(X), **TOL[np.float64])
+
+
+def test_large_layers_stay_generic():
+    net = fastbp.Network([784, 256, 10], compiled=True)
+    assert net._kernels is fastbp.network.GENERIC and not compiled_kernels.eligible(net.sizes)
+    assert compiled_kernels.eligible([8, 64, 64, 2])
+
+
+@pytest.mark.slow
+def test_compiled_bad_input_raises_and_changes_nothing(tmp_path):
+    net, _ = pair([3, 4, 2], "tanh", "identity", "mse", np.float64, optimizer=fastbp.SGD(lr=0.1, momentum=0.9))
+    X, Y = make_data([3, 4, 2], 5, "identity", "mse", np.float64)
+    net.train_step(X, Y)
+    for call in _bad_calls(tmp_path):
+        name, args = call[0], call[1]
+        kwargs, exc, match = (call[2], call[3], call[4]) if len(call) == 5 else ({}, call[2], call[3])
+        flat, hyper = net.flat.tobytes(), net.hyper.tobytes()
+        with pytest.raises(exc, match=match):
+            getattr(net, name)(*args, **kwargs)
+        assert net.flat.tobytes() == flat and net.hyper.tobytes() == hyper, name
+    # The hot path (a batch like the last one) with a NaN: the kernel refuses it, the error names it.
+    bad = X.copy()
+    bad[1, 1] = np.nan
+    flat = net.flat.tobytes()
+    with pytest.raises(ValueError, match="X contains NaN"):
+        net.train_step(bad, Y)
+    # A work array too small is refused by the kernel itself, not overrun.
+    assert np.isnan(net.compiled.train_step(net.flat, net.spec, net.hyper, np.empty(3), X, Y))
+    # A step that would overflow is not applied.
+    net.optimizer = fastbp.SGD(lr=1e308, momentum=0.9)
+    params, state, step = net.params.tobytes(), net.flat[2:].tobytes(), net.hyper[7]
+    with pytest.raises(FloatingPointError):
+        net.train_step(X, Y * 1e6)  # a finite loss, but lr * gradient overflows
+    # Parameters, optimizer state and step count as they were (row 1 holds the refused step's gradient).
+    assert net.params.tobytes() == params and net.flat[2:].tobytes() == state and net.hyper[7] == step
+
+
+@pytest.mark.slow
+def test_compiled_threads_agree_and_same_seed_same_run():
+    tile = codegen.tile_rows(np.float32)
+    X, Y = make_data([5, 7, 6, 4], 16 * tile, "identity", "mse", np.float32)
+    runs = []
+    for threads in (1, 2, 2):
+        net = fastbp.Network([5, 7, 6, 4], hidden="tanh", dtype=np.float32, seed=1, threads=threads,
+                             optimizer=fastbp.Adam(lr=1e-2), compiled=True)
+        assert net._parallel(X.shape[0])
+        for _ in range(5):
+            net.train_step(X, Y)
+        runs.append(net.flat.copy())
+    np.testing.assert_allclose(runs[0], runs[1], **TOL[np.float32])
+    assert runs[1].tobytes() == runs[2].tobytes()
+    # The groups do not depend on the thread count: bitwise the same even for 1 and 2 threads.
+    assert runs[0].tobytes() == runs[1].tobytes()
+
+
+USER_SCRIPT = textwrap.dedent("""
+    import sys
+    import numba, numpy as np, fastbp
+    from numba.core.runtime import rtsys
+
+    net = fastbp.Network([4, 16, 2], hidden="tanh", output="identity", loss="mse",
+                         optimizer=fastbp.SGD(lr=0.05, momentum=0.5), seed=0)
+    train_step, predict = net.compiled.train_step, net.compiled.predict
+
+    @numba.njit(cache=True)
+    def loop(flat, spec, hyper, work, X, Y, out, steps):
+        loss = 0.0
+        for _ in range(steps):
+            loss = train_step(flat, spec, hyper, work, X, Y)
+            predict(flat, spec, work, X, out)
+        return loss
+
+    @numba.njit(parallel=True)
+    def many(flats, spec, hypers, works, X, Y, steps):
+        for m in numba.prange(flats.shape[0]):
+            for _ in range(steps):
+                train_step(flats[m], spec, hypers[m], works[m], X, Y)
+
+    def allocations(fn, steps):
+        before = rtsys.get_allocation_stats()
+        fn(steps)
+        after = rtsys.get_allocation_stats()
+        return after.alloc - before.alloc
+
+    for n in (1, 40, 300):
+        X = np.random.default_rng(n).normal(size=(n, 4)); Y = np.zeros((n, 2)); out = np.empty((n, 2))
+        work = net.workspace(n)
+        user = lambda steps: loop(net.flat, net.spec, net.hyper, work, X, Y, out, steps)
+        user(2)
+        print("alloc", n, allocations(user, 1), allocations(user, 1000))
+    X = np.random.default_rng(0).normal(size=(6, 4)); Y = np.zeros((6, 2))
+    flats = np.stack([net.flat.copy() for _ in range(4)]); hypers = np.stack([net.hyper.copy() for _ in range(4)])
+    works = np.stack([net.workspace(6).copy() for _ in range(4)])
+    many(flats, net.spec, hypers, works, X, Y, 10)
+    for _ in range(10):
+        train_step(net.flat, net.spec, net.hyper, net.workspace(6), X, Y)
+    print("prange", all(np.allclose(flats[m], net.flat, rtol=1e-12) for m in range(4)))
+""")
+
+
+@pytest.mark.slow
+def test_user_njit_loops_allocate_nothing_and_cache(tmp_path):
+    """From a user's @njit(cache=True) function (run twice: compiled, then loaded from both caches) and from
+    inside a prange: as many Numba runtime allocations for 1000 steps as for 1."""
+    script = tmp_path / "user.py"
+    script.write_text(USER_SCRIPT)
+    env = {**os.environ, "NUMBA_NRT_STATS": "1", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    for _ in range(2):
+        out = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+        lines = [line.split() for line in out.stdout.strip().splitlines()]
+        allocs = [line for line in lines if line[0] == "alloc"]
+        assert len(allocs) == 3 and all(one == thousand for _, _, one, thousand in allocs), out.stdout
+        assert ["prange", "True"] in lines, out.stdout
+
+
+# ---- the disk cache ---------------------------------------------------------------------------------------------
+
+CACHE_SCRIPT = textwrap.dedent("""
+    import numpy as np, fastbp
+    net = fastbp.Network([3, 5, 2], hidden="sigmoid", output="identity", loss="mse", seed=0, compiled=True)
+    X = np.linspace(-1, 1, 12).reshape(4, 3); Y = np.ones((4, 2))
+    print(repr(net.train_step(X, Y)), net.compiled.source)
+""")
+
+
+def _run(script, cache):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
+    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+@pytest.mark.slow
+def test_cache_two_processes_then_corrupt_files(tmp_path):
+    cache = tmp_path / "cache"
+    procs = [_run(CACHE_SCRIPT, cache) for _ in range(2)]  # one new architecture, compiled by two at once
+    outs = [p.communicate(timeout=900) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+    (loss1, source), (loss2, _) = (out.split() for out, _ in outs)
+    assert loss1 == loss2
+    files = sorted(p for p in cache.rglob("*") if p.is_file())
+    assert not [p for p in files if ".tmp" in p.name], files  # no temporary file left behind
+    assert source.startswith(str(cache / "fastbp" / "generated"))
+    # Truncate the generated module and every Numba cache file: rewritten and recompiled, the same result.
+    for p in files:
+        if p.suffix in (".py", ".nbi", ".nbc"):
+            p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
+    out, err = _run(CACHE_SCRIPT, cache).communicate(timeout=900)
+    assert out.split()[0] == loss1, err
+
+
+def test_cache_key_follows_every_source(monkeypatch):
+    sig = codegen.signature([3, 5, 2], "tanh", "identity", "mse", np.float64)
+    key = compiled_kernels.key(sig)
+    assert compiled_kernels.key(codegen.signature([3, 5, 3], "tanh", "identity", "mse", np.float64)) != key
+    assert compiled_kernels.key(codegen.signature([3, 5, 2], "tanh", "identity", "mse", np.float32)) != key
+    # An edit to any fastbp source file changes the hash the key and Numba's stamp are made from.
+    monkeypatch.setattr(_jit, "source_hash", lambda: "an edited helper")
+    monkeypatch.setattr(compiled_kernels, "source_hash", lambda: "an edited helper")
+    assert compiled_kernels.key(sig) != key
+    locator = _jit._Locator(fastbp.kernels.generic._train_step, fastbp.kernels.generic.__file__)
+    assert locator.get_source_stamp().startswith("an edited helper")
+
+
+def test_cache_dir_follows_numba(monkeypatch, tmp_path):
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    assert _jit.cache_dir() == tmp_path / "fastbp"
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert _jit.cache_dir() == tmp_path / "xdg" / "fastbp"
+
+
+def test_generated_source_is_plain_python():
+    sig = codegen.signature([4, 32, 16, 4], "tanh", "identity", "mse", np.float32)
+    text = codegen.source(sig, "fastbp_net_example")
+    compile(text, "generated", "exec")  # valid Python
+    assert "def train_step(flat, spec, hyper, work, X, Y):" in text and "numba" in text
+    assert max(len(line) for line in text.splitlines()) < 400
