@@ -22,7 +22,7 @@ from fastbp.kernels import compiled as compiled_kernels
 
 from .conftest import TOL, make_data, ref_gradients
 from .test_kernels import OPTIMIZERS
-from .test_network import _bad_calls
+from .test_network import assert_bad_calls_change_nothing
 
 # (sizes, hidden, output, loss, dtype): each hidden activation and each output/loss pairing at least once.
 CASES = [
@@ -120,21 +120,15 @@ def test_large_layers_stay_generic():
 @pytest.mark.slow
 def test_compiled_bad_input_raises_and_changes_nothing(tmp_path):
     net, _ = pair([3, 4, 2], "tanh", "identity", "mse", np.float64, optimizer=fastbp.SGD(lr=0.1, momentum=0.9))
+    assert_bad_calls_change_nothing(net, tmp_path)
     X, Y = make_data([3, 4, 2], 5, "identity", "mse", np.float64)
-    net.train_step(X, Y)
-    for call in _bad_calls(tmp_path):
-        name, args = call[0], call[1]
-        kwargs, exc, match = (call[2], call[3], call[4]) if len(call) == 5 else ({}, call[2], call[3])
-        flat, hyper = net.flat.tobytes(), net.hyper.tobytes()
-        with pytest.raises(exc, match=match):
-            getattr(net, name)(*args, **kwargs)
-        assert net.flat.tobytes() == flat and net.hyper.tobytes() == hyper, name
     # The hot path (a batch like the last one) with a NaN: the kernel refuses it, the error names it.
     bad = X.copy()
     bad[1, 1] = np.nan
     flat = net.flat.tobytes()
     with pytest.raises(ValueError, match="X contains NaN"):
         net.train_step(bad, Y)
+    assert net.flat.tobytes() == flat
     # A work array too small is refused by the kernel itself, not overrun.
     assert np.isnan(net.compiled.train_step(net.flat, net.spec, net.hyper, np.empty(3), X, Y))
     # A step that would overflow is not applied.

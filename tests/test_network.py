@@ -185,6 +185,11 @@ def _bad_calls(tmp_path):
 
 def test_bad_input_raises_and_changes_nothing(tmp_path):
     net = fastbp.Network([3, 4, 2], hidden="tanh", optimizer=fastbp.SGD(lr=0.1, momentum=0.9), seed=0)
+    assert_bad_calls_change_nothing(net, tmp_path)
+
+
+def assert_bad_calls_change_nothing(net, tmp_path):
+    """Every bad call on a [3, 4, 2] network raises the expected error and leaves it bitwise unchanged."""
     X, Y = make_data([3, 4, 2], 5, "identity", "mse", np.float64)
     net.train_step(X, Y)  # non-trivial optimizer state
     for call in _bad_calls(tmp_path):
