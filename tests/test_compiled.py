@@ -129,8 +129,13 @@ def test_compiled_bad_input_raises_and_changes_nothing(tmp_path):
     with pytest.raises(ValueError, match="X contains NaN"):
         net.train_step(bad, Y)
     assert net.flat.tobytes() == flat
-    # A work array too small is refused by the kernel itself, not overrun.
-    assert np.isnan(net.compiled.train_step(net.flat, net.spec, net.hyper, np.empty(3), X, Y))
+    # Arrays of the wrong shapes, or a work array too small, are refused by the kernel itself, not overrun.
+    kern, work = net.compiled, net.workspace(5)
+    assert np.isnan(kern.train_step(net.flat, net.spec, net.hyper, np.empty(3), X, Y))
+    assert np.isnan(kern.train_step(net.flat, net.spec, net.hyper, work, np.ascontiguousarray(X[:, :2]), Y))
+    assert np.isnan(kern.train_step(net.flat[:, :5].copy(), net.spec, net.hyper, work, X, Y))
+    assert np.isnan(kern.gradient(net.flat, net.spec, work, X, Y[:4]))
+    assert not kern.predict(net.flat, net.spec, work, X, np.empty((5, 3)))
     # A step that would overflow is not applied.
     net.optimizer = fastbp.SGD(lr=1e308, momentum=0.9)
     params, state, step = net.params.tobytes(), net.flat[2:].tobytes(), net.hyper[7]
