@@ -43,10 +43,11 @@ class Network:
     threads : int or None
         Threads for the parallel kernels on large batches (Numba's current count when None).
     compiled : bool or None
-        None means ``fastbp.network.COMPILED_DEFAULT`` (True). True: run the kernels compiled for this network (:attr:`compiled`) when every layer is small enough for them
+        True: run the kernels compiled for this network (:attr:`compiled`) when every layer is small enough for them
         (at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights; larger layers run on BLAS through the generic
         kernels). A new architecture compiles at its first call, then loads from the disk cache. False: always the
-        generic kernels of :mod:`fastbp.kernels`, which any architecture shares.
+        generic kernels of :mod:`fastbp.kernels`, which any architecture shares. None (the default):
+        ``fastbp.network.COMPILED_DEFAULT``, which is True.
 
     Attributes
     ----------

@@ -234,9 +234,9 @@ CACHE_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _run(script, cache):
+def _run(script, cache, *args):
     env = {**os.environ, "NUMBA_CACHE_DIR": str(cache)}
-    return subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-c", script, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
 
 
@@ -257,6 +257,30 @@ def test_cache_two_processes_then_corrupt_files(tmp_path):
             p.write_bytes(p.read_bytes()[: len(p.read_bytes()) // 2])
     out, err = _run(CACHE_SCRIPT, cache).communicate(timeout=900)
     assert out.split()[0] == loss1, err
+
+
+PARALLEL_SCRIPT = textwrap.dedent("""
+    import sys, numpy as np, fastbp
+    net = fastbp.Network([3, 5, 2], hidden="tanh", output="identity", loss="mse", seed=0, compiled=True)
+    X = np.linspace(-1, 1, 3 * 20000).reshape(-1, 3); Y = np.ones((20000, 2))
+    assert net._parallel(len(X))
+    print(repr(getattr(net, sys.argv[1])(X, Y)))
+""")
+
+
+@pytest.mark.slow
+def test_cache_parallel_kernels_across_processes(tmp_path):
+    """Each process compiles what the cache lacks: the parallel train step, compiled against a parallel callee from
+    the cache, is then loaded by a third process, which must start Numba's thread pool itself (numba#4807: the
+    cached callee's initialiser is lost; this crashed with a jump to address 0)."""
+    cache = tmp_path / "cache"
+    losses = []
+    for op in ("evaluate", "train_step", "train_step"):
+        proc = _run(PARALLEL_SCRIPT, cache, op)
+        out, err = proc.communicate(timeout=900)
+        assert proc.returncode == 0, (op, proc.returncode, err)
+        losses.append(out)
+    assert losses[1] == losses[2]
 
 
 def test_cache_key_follows_every_source(monkeypatch):

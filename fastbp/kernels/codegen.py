@@ -156,7 +156,8 @@ class _Module:
                                       f"p[U({self.B[l]} + u)] + ", finish)
             if name == "softmax":
                 lines += ["    for r in range(m):",
-                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, {b}, {T})"]
+                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, "
+                          f"{b}, {T})"]
         return lines
 
     def backward_tile(self):
@@ -281,6 +282,7 @@ class _Module:
         loss, out_code = losses.CODES[self.loss], act.CODES[self.output]
         denominator = "n" if self.loss == "cross_entropy" else f"n * {nL}"
         a_out = self.units[f"A{L}"]
+        labels_fit = " or Y.shape[1] == 1" if self.loss == "cross_entropy" else ""  # class labels, one per row
         tile_body = (self.load_tile(True) + dedent(self.forward_tile()) + self.output_error_tile()
                      + ["if backward:"] + self.backward_tile())
         text = [
@@ -325,13 +327,13 @@ class _Module:
             '    stop an out-of-bounds access) and ``work`` is large enough."""',
             "    n = X.shape[0]",
             f"    return (n >= 1 and X.shape[1] == {n0} and flat.shape[1] == N_PARAMS and work.size >= work_size(n)",
-            f"            and Y.shape[0] == n and (Y.shape[1] == {nL}{' or Y.shape[1] == 1' if self.loss == 'cross_entropy' else ''}))",
+            f"            and Y.shape[0] == n and (Y.shape[1] == {nL}{labels_fit}))",
             "",
             "",
             "@kernel",
             "def _group(p, g, goff, buf, t, X, Y, lo, hi, labels, scale, backward):",
             '    """Rows lo .. hi, tile by tile: their summed loss and, if ``backward``, their gradient summed into',
-            '    g[goff:goff + N_PARAMS]. A function of its own, so the threaded loop stays apart from the vector code."""',
+            '    g[goff:goff + N_PARAMS]. Its own function: the threaded loop stays apart from the vector code."""',
             "    total = T(0)",
             "    for start in range(lo, hi, TILE):",
             "        m = min(TILE, hi - start)",
@@ -375,8 +377,10 @@ class _Module:
                 "        zero = np.int64(0)  # not a literal 0: Numba would compile a specialisation for it",
                 "        return _group(p, g, zero, work, zero, X, Y, zero, n, labels, scale, backward) * scale",
                 f"    for q in {loop}(groups):",
-                "        work[U(SUMS + q)] = _group(p, work, PARTIALS + q * N_PARAMS, work, q * TILE_SIZE, X, Y, q * per,",
-                "                                  min(n, (q + 1) * per), labels, scale, backward)",
+                "        lo, hi = q * per, min(n, (q + 1) * per)",
+                "        partial, tile = PARTIALS + q * N_PARAMS, q * TILE_SIZE",
+                "        total_q = _group(p, work, partial, work, tile, X, Y, lo, hi, labels, scale, backward)",
+                "        work[U(SUMS + q)] = total_q",
                 "    total = T(0)",
                 "    for q in range(groups):  # a fixed order: the same sums whatever the thread count",
                 "        total += work[U(SUMS + q)]",
@@ -433,7 +437,7 @@ class _Module:
                 '    """As fastbp.kernels.train_step."""',
                 f"    if not (_fits(flat, work, X, Y) and inputs_ok(X, Y, {nL})):",
                 "        return np.nan",
-                f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True))  # np.bool_: not a literal, one compilation",
+                f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True))  # np.bool_: no literal, one compilation",
                 "    if not np.isfinite(loss):",
                 "        return np.nan",
                 "    return loss if update(flat, hyper) else np.nan",

@@ -16,6 +16,8 @@ import tempfile
 import threading
 import types
 
+import numba
+
 from .._jit import cache_dir, source_hash
 from . import codegen
 
@@ -92,6 +94,11 @@ def namespace(module, parallel=False):
 def for_network(sig):
     """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`)."""
     module = load(sig)
+    # The public parallel kernels are serial wrappers around parallel ones. Numba drops a cached callee's hook that
+    # starts its thread pool when it links the callee into a caller it compiles (numba#4807), so a wrapper compiled
+    # against a cached callee, loaded by a later process, would enter a pool never started (a jump to address 0).
+    # Asking for the thread count starts the pool.
+    numba.get_num_threads()
     return namespace(module), namespace(module, parallel=True)
 
 
