@@ -8,6 +8,7 @@ import numpy as np
 from . import optim
 
 FORMAT = 1  # bumped when the file layout changes; a newer file is refused with a clear message
+_TMP_SUFFIX = ".fastbp-tmp"
 _KEYS = {"format", "fastbp_version", "sizes", "hidden", "output", "loss", "dtype", "seed", "hyper", "flat"}
 
 
@@ -24,8 +25,11 @@ def save(net, path):
     }
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    # Named after the target: a writer killed mid-save leaves this (harmless) file, never a half-written model.
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
+    # Named after the target and the writer's process: a writer killed mid-save leaves this file, never a
+    # half-written model, and the next save to the same path removes it.
+    prefix = f".{os.path.basename(path)}."
+    _remove_leftovers(folder, prefix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=_TMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
@@ -35,6 +39,31 @@ def save(net, path):
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _remove_leftovers(folder, prefix):
+    """Delete the temporary files of earlier saves to the same path whose writing process no longer runs (a live
+    writer, in this process or another, keeps its file)."""
+    for name in os.listdir(folder):
+        if not (name.startswith(prefix) and name.endswith(_TMP_SUFFIX)):
+            continue
+        pid = name[len(prefix):].split(".")[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except FileNotFoundError:  # another saver removed it first
+            pass
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _open(path):

@@ -143,3 +143,13 @@ def test_killed_writer_leaves_a_whole_file(tmp_path):
         assert net.params[0] >= 1 and net.params[0] == int(net.params[0])
     leftovers = [p for p in os.listdir(tmp_path) if p.endswith(".fastbp-tmp")]
     print(f"{kills} writers killed mid-run; every file loaded; {len(leftovers)} temporary files left behind")
+    (tmp_path / ".other.npz.1.fastbp-tmp").write_bytes(b"")  # another path's: not ours to remove
+    net.save(path)  # the next save removes the dead writers' files
+    assert sorted(os.listdir(tmp_path)) == [".other.npz.1.fastbp-tmp", "m.npz"]
+
+
+def test_save_keeps_a_live_writers_file(tmp_path):
+    live = tmp_path / f".m.npz.{os.getpid()}.abc.fastbp-tmp"  # as if another thread of this process were saving
+    live.write_bytes(b"")
+    model().save(tmp_path / "m.npz")
+    assert live.exists()
