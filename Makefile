@@ -20,8 +20,9 @@ $(VENV)/.test: $(PY) pyproject.toml
 demo: $(VENV)/.demo
 	$(PY) -m fastbp demo
 
+# One pytest worker per core, a test file per worker at a time (its compiled kernels stay in that process).
 test: $(VENV)/.test
-	$(PY) -m pytest --hypothesis-show-statistics
+	$(PY) -m pytest -n auto --dist loadfile --hypothesis-show-statistics
 	$(MAKE) asv-quick
 
 bench: $(VENV)/.test
