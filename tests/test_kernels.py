@@ -1,4 +1,8 @@
-"""The kernels against tests/reference.py, finite differences and torch.autograd."""
+"""The kernels against tests/reference.py, finite differences and torch.autograd, and with bounds checks."""
+
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +14,21 @@ from . import reference as ref
 from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, finite_difference_error, make_data, ref_gradients, ref_layers
 
 SIZES = [5, 7, 6, 4]
+
+
+def test_property_tests_with_bounds_checking(tmp_path):
+    """The property tests again, in a process with NUMBA_BOUNDSCHECK=1 and a fresh cache (so every kernel is
+    compiled with bounds checks): an out-of-bounds index would raise IndexError and fail them.
+
+    The longest test of the suite, first in the file with the most tests, which ``pytest -n --dist loadfile``
+    hands out first: it then runs beside the rest of the suite instead of after it."""
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path), "HYPOTHESIS_PROFILE": "quick"}
+    tests = os.path.join(os.path.dirname(__file__), "test_properties.py")
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", tests,
+                             os.path.join(os.path.dirname(__file__), "test_population.py")],
+                            env=env, capture_output=True, text=True, timeout=1800)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(result.stdout.strip().splitlines()[-1])
 
 
 def network(sizes, hidden, output, loss, dtype, optimizer=None, seed=3):
