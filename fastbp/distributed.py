@@ -27,7 +27,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from . import optim
-from .network import _check_int
+from ._checks import check_int
 
 try:
     from mpi4py import MPI
@@ -79,7 +79,7 @@ def train_step(net, X_shard, Y_shard, comm, global_batch=None):
         On every rank, with no rank updated, if the global loss or an updated parameter would not be finite.
     """
     rows = len(X_shard)
-    B = comm.allreduce(rows) if global_batch is None else _check_int("global_batch", global_batch, 1)
+    B = comm.allreduce(rows) if global_batch is None else check_int("global_batch", global_batch, 1)
     if B < 1:
         raise ValueError("the global batch is empty on every rank")
     # One buffer per network, made once: [weighted gradient..., weighted loss, error flag]. Packing the loss and the
@@ -158,8 +158,8 @@ def fit(net, X, Y, comm, epochs=1, batch_size=32, shuffle=True, seed=None, abort
         X = net._input(X)
         Y = net._targets(Y, X.shape[0])
         N, rank, size = X.shape[0], comm.Get_rank(), comm.Get_size()
-        epochs = _check_int("epochs", epochs, 1)
-        batch_size = min(_check_int("batch_size", batch_size, 1), N)
+        epochs = check_int("epochs", epochs, 1)
+        batch_size = min(check_int("batch_size", batch_size, 1), N)
         broadcast_parameters(net, comm)
         rng = None if seed is None else np.random.default_rng(seed)
         order = np.arange(N, dtype=np.int64)

@@ -1,15 +1,15 @@
 """The Network class: checks and converts input once, owns the buffers, calls one kernel per method."""
 
 import numbers
-import sys
 import threading
 import types
 
 import numba
 import numpy as np
 
+from . import _fit, io, kernels, losses, optim
 from . import activations as act
-from . import io, kernels, losses, optim
+from ._checks import as_real_array, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
 from .kernels import compiled as compiled_kernels
 
@@ -59,17 +59,17 @@ class Network:
 
     def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
                  seed=None, threads=None, compiled=None):
-        sizes = _check_sizes(sizes)
-        hidden = _check_name("hidden", hidden, act.HIDDEN)
-        output = _check_name("output", output, act.OUTPUT)
-        loss = _check_name("loss", loss, tuple(losses.CODES))
+        sizes = check_sizes(sizes)
+        hidden = check_name("hidden", hidden, act.HIDDEN)
+        output = check_name("output", output, act.OUTPUT)
+        loss = check_name("loss", loss, tuple(losses.CODES))
         if output not in losses.PAIRS[loss]:
             works = ", ".join(f"{o} + {l}" for l, outs in losses.PAIRS.items() if len(outs) == 1 for o in outs)
             raise ValueError(f"loss {loss!r} does not work with a {output!r} output; use {works}, or mse/huber "
                              "with any output")
         if output == "softmax" and sizes[-1] < 2:
             raise ValueError(f"a softmax output needs at least 2 units, got {sizes[-1]}")
-        if not _is_dtype(dtype) or np.dtype(dtype) not in DTYPES:
+        if not is_dtype(dtype) or np.dtype(dtype) not in DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0):
             raise ValueError(f"seed must be a non-negative integer or None, got {seed!r}")
@@ -219,7 +219,7 @@ class Network:
         else:
             ok = self._call("predict", X, out)
         if not ok:
-            raise ValueError(_nonfinite("X", X))
+            raise ValueError(nonfinite("X", X))
         return out
 
     __call__ = forward
@@ -309,64 +309,7 @@ class Network:
             from . import distributed
 
             return distributed.fit(self, X, Y, comm, epochs=epochs, batch_size=batch_size, shuffle=shuffle)
-        X = self._input(X)
-        Y = self._targets(Y, X.shape[0])
-        n = X.shape[0]
-        epochs = _check_int("epochs", epochs, 1)
-        batch_size = n if batch_size is None else min(_check_int("batch_size", batch_size, 1), n)
-        patience = None if patience is None else _check_int("patience", patience, 1)
-        on_nonfinite = _check_name("on_nonfinite", on_nonfinite, ("raise", "stop", "skip"))
-        if validation is not None:
-            if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-                raise TypeError("validation must be a pair (X_val, Y_val)")
-            Xv = self._input(validation[0])
-            Yv = self._targets(validation[1], Xv.shape[0])
-            self._check_finite(Xv, Yv)
-        self._check_finite(X, Y)
-
-        history = {"loss": []} if validation is None else {"loss": [], "val_loss": []}
-        history.update(nonfinite_steps=0, stopped=False)
-        best, best_params, waited = np.inf, None, 0
-        bar = _progress(epochs) if progress else None
-        for epoch in range(epochs):
-            order = self._rng.permutation(n) if shuffle else None
-            Xe, Ye = (X[order], Y[order]) if shuffle else (X, Y)
-            total, counted = 0.0, 0
-            for start in range(0, n, batch_size):
-                stop = min(start + batch_size, n)
-                step_loss = self._call("train_step", Xe[start:stop], Ye[start:stop])
-                if step_loss != step_loss:  # not applied: the parameters are those before this step
-                    history["nonfinite_steps"] += 1
-                    if on_nonfinite == "raise":
-                        raise FloatingPointError(f"epoch {epoch}, samples {start}:{stop}: the loss or a parameter "
-                                                 "would become non-finite; the step was not applied (lower the "
-                                                 "learning rate, or fit(on_nonfinite='stop' or 'skip'))")
-                    if on_nonfinite == "stop":
-                        history["stopped"] = True
-                        break
-                    continue
-                total += step_loss * (stop - start)
-                counted += stop - start
-            history["loss"].append(total / counted if counted else float("nan"))
-            if validation is not None:
-                history["val_loss"].append(self._call("loss", Xv, Yv))
-            monitored = history["val_loss" if validation is not None else "loss"][-1]
-            if bar is not None:
-                bar(epoch, history)
-            if history["stopped"]:
-                break
-            if patience is not None:
-                if monitored < best:
-                    best, best_params, waited = monitored, self.params.copy(), 0
-                else:
-                    waited += 1
-                    if waited >= patience:
-                        break
-        if bar is not None:
-            bar(None, history)
-        if best_params is not None:
-            self.params[:] = best_params
-        return history
+        return _fit.fit(self, X, Y, epochs, batch_size, shuffle, validation, patience, progress, on_nonfinite)
 
     # ---- state ------------------------------------------------------------------------------------------------
 
@@ -459,7 +402,7 @@ class Network:
     def _input(self, X):
         """X as a C-contiguous 2-D array of the network's dtype, checked for shape (finiteness is the kernel's)."""
         if type(X) is not np.ndarray or X.dtype != self.dtype or not X.flags.c_contiguous:
-            X = _as_real_array("X", X, self.dtype)
+            X = as_real_array("X", X, self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (n, {self.sizes[0]}), got {X.shape}")
         if X.shape[0] == 0:
@@ -477,7 +420,7 @@ class Network:
                 raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
             Y = np.ascontiguousarray(Y, np.int64).reshape(-1, 1)
         else:
-            Y = _as_real_array("Y", Y, self.dtype)
+            Y = as_real_array("Y", Y, self.dtype)
             if Y.ndim == 1 and n_out == 1:
                 Y = Y.reshape(-1, 1)
             if Y.ndim != 2 or Y.shape[1] != n_out:
@@ -498,12 +441,12 @@ class Network:
     def _diagnose(self, X, Y):
         """Raise the error that explains a NaN from a kernel (the slow path; the fast path folds it into the kernel)."""
         if not np.isfinite(X).all():
-            raise ValueError(_nonfinite("X", X))
+            raise ValueError(nonfinite("X", X))
         if not self._targets_ok(Y):
             if Y.shape[1] != self.sizes[-1]:
                 raise ValueError(f"class labels must be in [0, {self.sizes[-1]}), got values from {Y.min()} to "
                                  f"{Y.max()}")
-            raise ValueError(_nonfinite("Y", Y))
+            raise ValueError(nonfinite("Y", Y))
         raise FloatingPointError("the step was not applied: the loss, or a parameter after the update, would not be "
                                  "finite (diverging: lower the learning rate); the parameters are unchanged")
 
@@ -524,74 +467,3 @@ def run_with_threads(kern, args, threads):
         return kern(*args)
     finally:
         numba.set_num_threads(before)
-
-
-def _as_real_array(name, value, dtype):
-    try:
-        arr = np.asarray(value)
-    except Exception as exc:  # ragged lists and the like
-        raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from None
-    if arr.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype)
-
-
-def _nonfinite(name, arr):
-    bad = np.argwhere(~np.isfinite(arr))
-    return f"{name} contains NaN or infinity ({len(bad)} values, first at index {tuple(int(i) for i in bad[0])})"
-
-
-def _check_sizes(sizes):
-    try:
-        sizes = [s for s in sizes]
-    except TypeError:
-        raise TypeError(f"sizes must be a sequence of integers, got {type(sizes).__name__}") from None
-    if len(sizes) < 2:
-        raise ValueError(f"sizes needs an input and an output width (at least 2 entries), got {sizes}")
-    for s in sizes:
-        if isinstance(s, bool) or not isinstance(s, numbers.Integral):
-            raise TypeError(f"sizes must be integers, got {s!r} in {sizes}")
-        if s < 1:
-            raise ValueError(f"sizes must be positive, got {sizes}")
-    return [int(s) for s in sizes]
-
-
-def _check_name(what, name, allowed):
-    if not isinstance(name, str) or name not in allowed:
-        raise ValueError(f"unknown {what} {name!r}; expected one of {', '.join(allowed)}")
-    return name
-
-
-def _check_int(what, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _is_dtype(dtype):
-    try:
-        np.dtype(dtype)
-        return True
-    except TypeError:
-        return False
-
-
-def _progress(epochs):
-    """A progress callback: tqdm when installed, else one line per epoch on stderr."""
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:
-        def bar(epoch, history):
-            if epoch is not None:
-                extra = f" val_loss {history['val_loss'][-1]:.6g}" if "val_loss" in history else ""
-                print(f"epoch {epoch + 1}/{epochs} loss {history['loss'][-1]:.6g}{extra}", file=sys.stderr)
-        return bar
-    pbar = tqdm(total=epochs, unit="epoch")
-
-    def bar(epoch, history):
-        if epoch is None:
-            pbar.close()
-            return
-        pbar.update(1)
-        pbar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()})
-    return bar

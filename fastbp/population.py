@@ -5,7 +5,8 @@ import numbers
 import numpy as np
 
 from . import kernels
-from .network import Network, _nonfinite, run_with_threads
+from ._checks import nonfinite
+from .network import Network, run_with_threads
 
 
 class Population:
@@ -102,7 +103,7 @@ class Population:
                   and out.flags.c_contiguous and out.flags.writeable):
             raise ValueError(f"out must be a writeable C-contiguous {self.dtype} array of shape {shape}")
         if not self._call(kernels.population_predict, X, out, X.shape[1]):
-            raise ValueError(_nonfinite("X", X))
+            raise ValueError(nonfinite("X", X))
         return out
 
     def train_step(self, X, Y):

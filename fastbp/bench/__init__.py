@@ -1,0 +1,18 @@
+"""Benchmark cases and implementations, shared by ``python -m fastbp bench`` and the asv suite in ``benchmarks/``.
+
+Every implementation trains the same network from the same weights on the same data: fastbp, the plain numpy
+baseline (:mod:`fastbp.baseline`), and PyTorch and JAX when they are installed. ``run`` times them in one process,
+alternating round by round, so drift of a shared machine hits all of them alike, and reports medians.
+
+- :mod:`.cases`: the single-network cases and implementations;
+- :mod:`.population`: the population case and implementations;
+- :mod:`.runner`: the machine, the GEMM peak, the timed rounds and the report.
+"""
+
+from .cases import CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl, njit_train_loop
+from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
+from .runner import first_step_seconds, gemm_peak, machine, measure, plot, run, save_json
+
+__all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
+           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "first_step_seconds", "gemm_peak",
+           "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]

@@ -1,0 +1,235 @@
+"""The single-network cases and their implementations: fastbp (from Python and from a user's ``@njit`` loop), the
+plain numpy baseline, PyTorch and JAX, each written as its own docs recommend."""
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from .. import SGD, Network
+from ..baseline import NumpyMLP
+from .timing import fastest_torch_threads
+
+LR = 1e-3  # small, so weights never drift far over many timed repeats of the same step
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    sizes: tuple
+    batch: int
+    dtype: type
+    hidden: str
+    output: str
+    loss: str
+
+    def data(self, seed=0):
+        """(X, Y) with one-hot Y for cross_entropy, so every implementation does the same work."""
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(self.batch, self.sizes[0])).astype(self.dtype)
+        n_out = self.sizes[-1]
+        if self.loss == "cross_entropy":
+            return X, np.eye(n_out, dtype=self.dtype)[rng.integers(0, n_out, self.batch)]
+        if self.loss == "bce":
+            return X, rng.integers(0, 2, (self.batch, n_out)).astype(self.dtype)
+        return X, rng.normal(size=(self.batch, n_out)).astype(self.dtype)
+
+    def network(self, seed=0, threads=None):
+        return Network(list(self.sizes), hidden=self.hidden, output=self.output, loss=self.loss,
+                       optimizer=SGD(lr=LR), dtype=self.dtype, seed=seed, threads=threads)
+
+    def flops(self, op):
+        """Floating-point operations of one call: 2 per multiply-add of the forward product, the weight gradient
+        and the delta recursion (none into the input layer)."""
+        macs = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        forward = 2 * self.batch * sum(macs)
+        return forward if op == "forward" else forward + 2 * self.batch * (sum(macs) + sum(macs[1:]))
+
+
+CASES = {c.name: c for c in [
+    Case("xor", (2, 2, 1), 4, np.float64, "sigmoid", "sigmoid", "bce"),
+    Case("policy-online", (8, 64, 64, 2), 1, np.float64, "tanh", "identity", "mse"),
+    Case("policy-batch", (8, 64, 64, 2), 32, np.float32, "tanh", "identity", "mse"),
+    Case("mnist", (784, 256, 128, 10), 128, np.float32, "relu", "softmax", "cross_entropy"),
+    Case("wide", (1024, 1024, 1024, 1024), 256, np.float32, "relu", "identity", "mse"),
+    # SimpleChains.jl's documentation example: a small network on a large full batch.
+    Case("simplechains", (4, 32, 16, 4), 10_000, np.float32, "tanh", "identity", "mse"),
+]}
+OPS = ("train_step", "forward", "gradients")
+
+
+class FastbpImpl:
+    name = "fastbp"
+
+    def __init__(self, case, threads=None):
+        self.net = case.network(threads=threads)
+        self.X, self.Y = case.data()
+        self.out = np.empty((case.batch, case.sizes[-1]), case.dtype)
+
+    def train_step(self):
+        return self.net.train_step(self.X, self.Y)
+
+    def forward(self):
+        return self.net.forward(self.X, out=self.out)
+
+    def gradients(self):
+        return self.net.gradients(self.X, self.Y)
+
+
+class NumpyImpl:
+    name = "numpy"
+
+    def __init__(self, case, threads=None):
+        self.mlp = NumpyMLP(case.network(), LR)
+        self.X, self.Y = case.data()
+
+    def train_step(self):
+        return self.mlp.train_step(self.X, self.Y)
+
+    def forward(self):
+        return self.mlp.forward(self.X)
+
+    def gradients(self):
+        return self.mlp.gradients(self.X, self.Y)
+
+
+class TorchImpl:
+    """PyTorch as its users write it, on the intra-op thread count that is fastest for the case."""
+
+    name = "torch"
+
+    def __init__(self, case, threads=None):
+        try:
+            import torch
+        except ImportError:
+            raise NotImplementedError("PyTorch is not installed") from None
+        self.torch = torch
+        nn = torch.nn
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}[case.hidden]
+        layers = []
+        for a, b in zip(case.sizes[:-1], case.sizes[1:]):
+            layers += [nn.Linear(a, b), act()]
+        layers.pop()
+        if case.output == "sigmoid":
+            layers.append(nn.Sigmoid())
+        dtype = {np.float32: torch.float32, np.float64: torch.float64}[case.dtype]
+        self.model = nn.Sequential(*layers).to(dtype)
+        self.model.load_state_dict({k: torch.from_numpy(v) for k, v in case.network().state_dict().items()})
+        X, Y = case.data()
+        self.X = torch.from_numpy(X)
+        if case.loss == "cross_entropy":  # logits and labels, the usual PyTorch idiom
+            self.Y, self.loss_fn = torch.from_numpy(Y.argmax(axis=1)), nn.CrossEntropyLoss()
+        else:
+            self.Y, self.loss_fn = torch.from_numpy(Y), {"bce": nn.BCELoss(), "mse": nn.MSELoss()}[case.loss]
+        self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.threads = threads or fastest_torch_threads(torch, self.train_step)
+        self.prepare()
+
+    def prepare(self):
+        self.torch.set_num_threads(self.threads)
+
+    def train_step(self):
+        self.opt.zero_grad()
+        loss = self.loss_fn(self.model(self.X), self.Y)
+        loss.backward()
+        self.opt.step()
+        return loss.item()
+
+    def forward(self):
+        with self.torch.inference_mode():
+            return self.model(self.X)
+
+    def gradients(self):
+        self.opt.zero_grad()
+        loss = self.loss_fn(self.model(self.X), self.Y)
+        loss.backward()
+        return loss.item()
+
+
+class JaxImpl:
+    """JAX as its docs recommend: the whole SGD step in one ``jax.jit``, the parameters' buffers donated."""
+
+    name = "jax"
+
+    def __init__(self, case, threads=None):
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError:
+            raise NotImplementedError("JAX is not installed") from None
+        if case.dtype == np.float64:
+            jax.config.update("jax_enable_x64", True)
+        self.params = [(jnp.asarray(W.T), jnp.asarray(b)) for W, b in case.network().layers()]
+        X, Y = case.data()
+        self.X, self.Y = jnp.asarray(X), jnp.asarray(Y)
+        phi = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}[case.hidden]
+
+        def forward(params, X):
+            a = X
+            for W, b in params[:-1]:
+                a = phi(a @ W + b)
+            W, b = params[-1]
+            return a @ W + b  # the output's pre-activation
+
+        def loss(params, X, Y):
+            z = forward(params, X)
+            if case.loss == "bce":
+                return jnp.mean(jnp.maximum(z, 0) - Y * z + jnp.log1p(jnp.exp(-jnp.abs(z))))
+            if case.loss == "cross_entropy":
+                return -jnp.mean(jnp.sum(Y * jax.nn.log_softmax(z), axis=1))
+            return jnp.mean((z - Y) ** 2)
+
+        def step(params, X, Y):
+            value, grads = jax.value_and_grad(loss)(params, X, Y)
+            return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
+
+        out = {"sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax, "identity": lambda z: z}[case.output]
+        self._step = jax.jit(step, donate_argnums=0)
+        self._forward = jax.jit(lambda params, X: out(forward(params, X)))
+        self._grad = jax.jit(jax.value_and_grad(loss))
+
+    def train_step(self):
+        self.params, value = self._step(self.params, self.X, self.Y)
+        return float(value)
+
+    def forward(self):
+        return self._forward(self.params, self.X).block_until_ready()
+
+    def gradients(self):
+        value, grads = self._grad(self.params, self.X, self.Y)
+        return float(value)
+
+
+IMPLS = {impl.name: impl for impl in (FastbpImpl, NumpyImpl, TorchImpl, JaxImpl)}
+
+
+def njit_train_loop(train_step):
+    """A user's @njit loop of ``steps`` calls of ``train_step`` (a generic or a compiled kernel): no Python per
+    step. The kernel is a global of the loop, as in user code (``net.compiled.train_step`` assigned to a name)."""
+
+    @numba.njit
+    def loop(flat, spec, hyper, work, X, Y, steps):
+        loss = 0.0
+        for _ in range(steps):
+            loss = train_step(flat, spec, hyper, work, X, Y)
+        return loss
+
+    return loop
+
+
+class NjitLoopImpl:
+    """fastbp's train step called from a user's @njit loop, as a simulation runs it: ``net.compiled.train_step``
+    where the network runs compiled kernels, else ``fastbp.kernels.train_step``."""
+
+    name = "fastbp-njit"
+    STEPS = 1000
+
+    def __init__(self, case, threads=None):
+        self.net = case.network()
+        self.X, self.Y = case.data()
+        self.work = self.net.workspace(case.batch)
+        self.loop = njit_train_loop(self.net._kernels.train_step)
+        self.train_step()
+
+    def train_step(self):
+        self.loop(self.net.flat, self.net.spec, self.net.hyper, self.work, self.X, self.Y, self.STEPS)

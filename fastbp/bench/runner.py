@@ -1,0 +1,211 @@
+"""Running the cases: the machine, the GEMM peak, alternating timed rounds, the table, the plot and the JSON."""
+
+import json
+import os
+import platform
+import sys
+import time
+
+import numba
+import numpy as np
+
+from .cases import CASES, IMPLS, OPS, FastbpImpl, NjitLoopImpl, NumpyImpl
+from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS
+from .timing import time_block
+
+_FIRST_STEP = """
+import time
+start = time.perf_counter()
+import fastbp.bench
+case = fastbp.bench.CASES[{name!r}]
+X, Y = case.data()
+case.network().train_step(X, Y)
+print(time.perf_counter() - start)
+"""
+
+
+def first_step_seconds(name):
+    """Seconds of a fresh interpreter's import and first train step of case ``name``: with an empty cache (every
+    kernel it needs compiles) and then with the cache that run left (loads)."""
+    import subprocess
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "NUMBA_CACHE_DIR": cache}
+        run = lambda: float(subprocess.run([sys.executable, "-c", _FIRST_STEP.format(name=name)], env=env,  # noqa: E731
+                                           check=True, capture_output=True, text=True).stdout)
+        return run(), run()
+
+
+def gemm_peak(dtype, n=2048, repeats=5):
+    """GFLOP/s of a large ``np.dot`` in ``dtype``, the best of ``repeats``: the machine's practical peak."""
+    rng = np.random.default_rng(0)
+    A, B = rng.normal(size=(n, n)).astype(dtype), rng.normal(size=(n, n)).astype(dtype)
+    C = np.empty_like(A)
+    np.dot(A, B, out=C)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.dot(A, B, out=C)
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / min(times) / 1e9
+
+
+def machine():
+    """What the numbers were measured on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    info = {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+            "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
+    for mod in ("torch", "jax"):
+        try:
+            info[mod] = __import__(mod).__version__
+        except ImportError:
+            info[mod] = None
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = "; ".join(f"{p.get('internal_api')} {p.get('version')} ({p.get('filepath', '').rsplit('/', 1)[-1]}"
+                                 f", {p.get('num_threads')} threads, {p.get('architecture')})"
+                                 for p in threadpool_info() if p.get("user_api") == "blas")
+    except ImportError:
+        info["blas"] = "unknown (install threadpoolctl)"
+    return info
+
+
+def measure(case, op, impls, rounds, block_seconds, settle=0.2):
+    """Median seconds per call of each implementation, timed in alternating rounds.
+
+    ``impls`` are constructed adapters; each round times a block of calls of every one, in an order that rotates
+    from round to round, after a pause of ``settle`` seconds: each library's thread pool spins for a while after its
+    last call (OpenBLAS for about 0.1 s), and would otherwise steal the cores from the next one.
+    """
+    calls = {}
+    for impl in impls:
+        getattr(impl, "prepare", lambda: None)()
+        fn = getattr(impl, op)
+        fn()
+        once = max(time_block(fn, 1), 1e-7)
+        calls[impl.name] = max(1, min(100_000, int(block_seconds / once)))
+    times = {impl.name: [] for impl in impls}
+    for r in range(rounds):
+        for impl in impls[r % len(impls):] + impls[:r % len(impls)]:
+            getattr(impl, "prepare", lambda: None)()
+            times[impl.name].append(time_block(getattr(impl, op), calls[impl.name], settle))
+    return {name: float(np.median(t)) for name, t in times.items()}
+
+
+def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", "jax"), log=print):
+    """Measure every case and op; returns a JSON-ready dict and logs the table at the end (progress on stderr)."""
+    if threads is not None:
+        numba.set_num_threads(threads)
+    rounds, block = (3, 0.02) if quick else (7, 0.1)
+    info = machine()
+    dtypes = sorted({np.dtype(_case(c).dtype).name for c in cases})
+    gemm_n = 1024 if quick else 2048
+    peak = {d: gemm_peak(np.dtype(d).type, n=gemm_n) for d in dtypes}
+    rows, skipped = [], {}
+    for name in cases:
+        case = _case(name)
+        if name == POPULATION.name:
+            impls = [POPULATION_IMPLS[k](case) for k in ("fastbp", "numpy", "loop")]
+        else:
+            impls = [FastbpImpl(case, threads), NumpyImpl(case)]
+        for peer in peers:
+            try:
+                impls.append((POPULATION_IMPLS if name == POPULATION.name else IMPLS)[peer](case, *(
+                    () if name == POPULATION.name else (threads,))))
+            except NotImplementedError as exc:
+                skipped[peer] = str(exc)
+        for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
+            rows.append(_row(case, op, measure(case, op, impls, rounds, block)))
+            print(f"  measured {name} {op}", file=sys.stderr)
+        if "train_step" in ops and name in ("xor", "policy-online"):
+            loop = NjitLoopImpl(case)
+            per_step = measure(case, "train_step", [loop], rounds, block)["fastbp-njit"] / NjitLoopImpl.STEPS
+            numpy_time = next(r for r in rows if r["case"] == name and r["op"] == "train_step")["us"]["numpy"]
+            rows.append(_row(case, "train_step (@njit loop)", {"fastbp": per_step, "numpy": numpy_time * 1e-6}))
+    first_steps = {} if quick else {name: first_step_seconds(name) for name in ("simplechains",) if name in cases}
+    # A shared machine drifts: the peak is the best of a measurement before the cases and one after them.
+    peak = {d: max(g, gemm_peak(np.dtype(d).type, n=gemm_n)) for d, g in peak.items()}
+    for row in rows:
+        row["peak_percent"] = 100 * row["gflops"] / peak[np.dtype(_case(row["case"]).dtype).name]
+    log(_header(info, peak, gemm_n))
+    for row in rows:
+        log(_format_row(row))
+    for peer, why in skipped.items():
+        log(f"{peer}: skipped ({why})")
+    for name, (cold, warm) in first_steps.items():
+        log(f"{name}: import and first train step in a fresh process: {cold:.1f} s with an empty cache (compiles), "
+            f"{warm:.2f} s from the disk cache")
+    return {"machine": info, "gemm_peak_gflops": peak, "results": rows, "skipped": skipped,
+            "first_step_seconds": first_steps}
+
+
+def _case(name):
+    return POPULATION if name == POPULATION.name else CASES[name]
+
+
+def _row(case, op, seconds):
+    us = {name: t * 1e6 for name, t in seconds.items()}
+    gflops = case.flops(op.split()[0]) / seconds["fastbp"] / 1e9
+    peers = {k: v for k, v in us.items() if k in ("torch", "jax")}
+    best = min(peers, key=peers.get) if peers else None
+    return {"case": case.name, "op": op, "us": us, "gflops": gflops, "peak_percent": None,
+            "speedup_numpy": us["numpy"] / us["fastbp"],
+            "best_peer": best, "speedup_best_peer": us[best] / us["fastbp"] if best else None}
+
+
+def _header(info, peak, n):
+    lines = [f"machine: {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']}",
+             f"versions: python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, "
+             f"torch {info['torch']}, jax {info['jax']}",
+             f"BLAS: {info['blas']}",
+             f"GEMM peak (np.dot, {n} square, best before and after the cases): "
+             + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items()),
+             "",
+             f"{'case':<14} {'op':<24} {'fastbp us':>10} {'numpy us':>10} {'torch us':>10} {'jax us':>10} "
+             f"{'loop us':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
+    return "\n".join(lines)
+
+
+def _format_row(row):
+    us = row["us"]
+    cell = lambda k: f"{us[k]:10.2f}" if k in us else f"{'-':>10}"  # noqa: E731
+    peer = f"{row['speedup_best_peer']:7.2f}x ({row['best_peer']})" if row["best_peer"] else f"{'-':>13}"
+    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} {cell('loop')} "
+            f"{row['gflops']:8.2f} {row['peak_percent']:6.1f}% {row['speedup_numpy']:8.2f}x {peer}")
+
+
+def plot(result, path):
+    """A bar chart of fastbp's speed-up over numpy (and the best peer) per case, for the train step."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SystemExit("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
+    rows = [r for r in result["results"] if r["op"].startswith("train_step")]
+    labels = [f"{r['case']}\n{'@njit loop' if 'njit' in r['op'] else 'from Python'}" for r in rows]
+    x = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
+    ax.bar(x - 0.2, [r["speedup_numpy"] for r in rows], 0.4, label="vs numpy")
+    ax.bar(x + 0.2, [r["speedup_best_peer"] or 0 for r in rows], 0.4, label="vs best installed peer")
+    ax.axhline(1, color="black", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("fastbp speed-up (time ratio)")
+    ax.set_title("fastbp train step speed-up, " + result["machine"]["cpu"])
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def save_json(result, path):
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)

@@ -1,0 +1,30 @@
+"""Timing primitives shared by the runner and the peers' set-up."""
+
+import os
+import time
+
+import numpy as np
+
+
+def time_block(fn, calls, settle=0.0):
+    """Seconds per call of ``fn`` over a block of ``calls`` calls, after a pause of ``settle`` seconds."""
+    time.sleep(settle)  # lets the other implementations' BLAS and OpenMP pools stop spinning and go to sleep
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls
+
+
+def fastest_torch_threads(torch, step, rounds=5):
+    """The intra-op thread count at which ``step`` runs fastest: medians of paused, alternating blocks (as
+    :func:`fastbp.bench.runner.measure` times them), so a count is not judged by another's spinning pool."""
+    counts = range(1, (os.cpu_count() or 1) + 1)
+    once = max(time_block(step, 1), 1e-6)
+    calls = max(3, min(1000, int(0.05 / once)))
+    times = {t: [] for t in counts}
+    for _ in range(rounds):
+        for t in counts:
+            torch.set_num_threads(t)
+            step()
+            times[t].append(time_block(step, calls, settle=0.05))
+    return min(counts, key=lambda t: np.median(times[t]))
