@@ -24,15 +24,20 @@ def save(net, path):
         "hyper": net.hyper, "flat": net.flat,
     }
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
     # Named after the target and the writer's process: a writer killed mid-save leaves this file, never a
     # half-written model, and the next save to the same path removes it.
     prefix = f".{os.path.basename(path)}."
-    _remove_leftovers(folder, prefix)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f"{prefix}{os.getpid()}.", suffix=_TMP_SUFFIX)
+    _remove_leftovers(os.path.dirname(os.path.abspath(path)), prefix)
+    write_atomically(path, lambda f: np.savez(f, **arrays), prefix=f"{prefix}{os.getpid()}.", suffix=_TMP_SUFFIX)
+
+
+def write_atomically(path, write, prefix, suffix):
+    """``write(f)`` into a temporary binary file beside ``path`` (named ``prefix...suffix``), flushed to disk, then
+    renamed over ``path``: a reader sees the old file or the new one, never part of one."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=prefix, suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

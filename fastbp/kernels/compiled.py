@@ -10,19 +10,19 @@ rebuilds a cached function's environment by importing its module by name.
 
 import hashlib
 import importlib.util
-import os
 import sys
-import tempfile
 import threading
 import types
 
 import numba
 
+from .. import io
 from .._jit import cache_dir, source_hash
 from . import codegen
 
 # Networks whose every layer has at most this many weights run compiled; larger layers belong to BLAS, which the
-# generic kernels call (measured: see README, "Compiled kernels").
+# generic kernels call. A judgement from the benchmark cases (mnist's 784x256 layer gains from BLAS, simplechains'
+# layers from compiling), not a crossover measured per layer shape.
 MAX_LAYER_WEIGHTS = 128 * 128
 
 _lock = threading.Lock()
@@ -58,7 +58,8 @@ def load(sig):
         except (OSError, UnicodeDecodeError):
             current = None
         if current != text:
-            _write_atomically(path, text)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            io.write_atomically(path, lambda f: f.write(text.encode()), prefix=f".{path.name}.", suffix=".tmp")
         spec = importlib.util.spec_from_file_location(name, path)
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
@@ -68,18 +69,6 @@ def load(sig):
             del sys.modules[name]
             raise
         return module
-
-
-def _write_atomically(path, text):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 def namespace(module, parallel=False):
