@@ -56,10 +56,10 @@ class Gradients(_CaseByImpl):
 
 
 class _Population:
-    """1024 networks of 4-16-2, one row each: fastbp.Population against numpy batched matmuls, a loop of
-    single-network calls, torch.baddbmm and jax.vmap."""
+    """1024 networks of 4-16-2, one row each: fastbp.Population (generic and compiled kernels) against numpy batched
+    matmuls, a loop of single-network calls, torch.baddbmm and jax.vmap."""
 
-    params = ["fastbp", "numpy", "loop", "torch", "jax"]
+    params = ["fastbp", "fastbp-compiled", "numpy", "loop", "torch", "jax"]
     param_names = ["impl"]
     op = None
 

@@ -1,12 +1,18 @@
 """Many independent networks of one architecture, queried and trained in one call each."""
 
 import numbers
+import types
 
 import numpy as np
 
 from . import kernels
 from ._checks import nonfinite
+from .kernels import codegen, codegen_population
+from .kernels import compiled as compiled_kernels
 from .network import Network, run_with_threads
+
+GENERIC = types.SimpleNamespace(train_step=kernels.population_train_step, predict=kernels.population_predict)
+GENERIC_PARALLEL = types.SimpleNamespace(**{k: kernels.PARALLEL[v] for k, v in vars(GENERIC).items()})
 
 
 class Population:
@@ -23,6 +29,10 @@ class Population:
         The number of members.
     sizes, hidden, output, loss, optimizer, dtype, threads
         As for :class:`Network`.
+    compiled : bool
+        True: run the population kernels compiled for this architecture (:attr:`compiled`) when its layers are
+        small enough (as for :class:`Network`); False (the default): the generic population kernels. The compiled
+        ones are no faster on the benchmark's population (see the README), so they are not the default.
     seed : int or None
         Member m is initialised as ``Network(..., seed=member_seeds[m])``, the seeds drawn from
         ``np.random.SeedSequence(seed)``.
@@ -39,9 +49,11 @@ class Population:
     """
 
     def __init__(self, n, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
-                 seed=None, threads=None):
+                 seed=None, threads=None, compiled=False):
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ValueError(f"n must be a positive integer, got {n!r}")
+        if not isinstance(compiled, (bool, np.bool_)):
+            raise TypeError(f"compiled must be True or False, got {compiled!r}")
         self.member_seeds = np.random.SeedSequence(seed).generate_state(n, np.uint32).astype(np.int64)
         # Members are built as Networks on the generic kernels: the population runs its own.
         self._args = dict(sizes=sizes, hidden=hidden, output=output, loss=loss, optimizer=optimizer, dtype=dtype,
@@ -56,6 +68,25 @@ class Population:
             net = first if m == 0 else Network(seed=int(self.member_seeds[m]), **self._args)
             self.flats[:, :, m], self.hypers[m] = net.flat, net.hyper
         self._works, self._work_rows = np.empty((0, n), self.dtype), 0
+        self._signature = codegen.signature(self.sizes, self.hidden, self.output, self.loss, self.dtype)
+        self._compiled_pair = None
+        self._kernels, self._kernels_parallel = GENERIC, GENERIC_PARALLEL
+        if compiled and compiled_kernels.eligible(self.sizes):
+            self._kernels, self._kernels_parallel = self._compiled()
+
+    def _compiled(self):
+        if self._compiled_pair is None:
+            self._compiled_pair = compiled_kernels.for_population(self._signature)
+        return self._compiled_pair
+
+    @property
+    def compiled(self):
+        """The population kernels compiled for this architecture, for a user's own ``@njit`` code: ``train_step``
+        and ``predict``, taking exactly the arguments of ``fastbp.kernels.population_train_step`` and
+        ``population_predict`` (with ``works`` from :meth:`workspace`), plus ``work_size(n, N)`` (the rows of
+        ``works`` for N members on n rows) and ``source`` (the generated module's path). Generated on first access;
+        each kernel compiles at its first call."""
+        return self._compiled()[0]
 
     def __len__(self):
         return self.hypers.shape[0]
@@ -69,9 +100,12 @@ class Population:
         return self.flats.shape[1]
 
     def workspace(self, rows):
-        """Scratch for batches of up to ``rows`` rows, shape (>= population_work_size(spec, rows), n)."""
+        """Scratch for batches of up to ``rows`` rows, for the generic and the compiled kernels alike: shape
+        (>= population_work_size(spec, rows), n)."""
         if rows > self._work_rows:
-            self._works = np.empty((kernels.population_work_size(self.spec, rows), len(self)), self.dtype)
+            size = max(kernels.population_work_size(self.spec, rows),
+                       codegen_population.work_rows(self._signature, rows, len(self)))
+            self._works = np.empty((size, len(self)), self.dtype)
             self._work_rows = rows
         return self._works
 
@@ -102,7 +136,7 @@ class Population:
         elif not (type(out) is np.ndarray and out.shape == shape and out.dtype == self.dtype
                   and out.flags.c_contiguous and out.flags.writeable):
             raise ValueError(f"out must be a writeable C-contiguous {self.dtype} array of shape {shape}")
-        if not self._call(kernels.population_predict, X, out, X.shape[1]):
+        if not self._call("predict", X, out, X.shape[1]):
             raise ValueError(nonfinite("X", X))
         return out
 
@@ -123,21 +157,22 @@ class Population:
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[1])
         losses = np.empty(len(self))
-        if not self._call(kernels.population_train_step, X, Y, losses, X.shape[1]):
+        if not self._call("train_step", X, Y, losses, X.shape[1]):
             for m in range(len(self)):  # the slow path: name the member and the problem
                 self._template._check_finite(X[m], Y[m])
         return losses
 
-    def _call(self, kern, X, last, *rest):
+    def _call(self, name, X, last, *rest):
         rows = rest[-1]
         works = self.workspace(rows)
         args = (self.flats, self.spec, self.hypers, works, X, last, *rest[:-1]) \
-            if kern is kernels.population_train_step else (self.flats, self.spec, works, X, last)
+            if name == "train_step" else (self.flats, self.spec, works, X, last)
         # Blocks of members go to threads. A train step gains from a second thread only for large populations
         # (measured here: 4096 members of 4-16-2 15% faster, 1024 members 30% slower, as the members' parameters
         # and gradients then move between the cores' caches); a forward pass from two blocks.
-        parallel = len(self) > (kernels.LANES if kern is kernels.population_predict else 8 * kernels.LANES)
-        return run_with_threads(kernels.PARALLEL[kern] if parallel else kern, args, self.threads if parallel else None)
+        parallel = len(self) > (kernels.LANES if name == "predict" else 8 * kernels.LANES)
+        kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
+        return run_with_threads(kern, args, self.threads if parallel else None)
 
     def _inputs(self, X):
         X = np.asarray(X) if not isinstance(X, np.ndarray) else X

@@ -27,9 +27,9 @@ class PopulationCase:
         X = rng.normal(size=(self.n, self.batch, self.sizes[0])).astype(self.dtype)
         return X, rng.normal(size=(self.n, self.batch, self.sizes[-1])).astype(self.dtype)
 
-    def population(self):
+    def population(self, compiled=False):
         return Population(self.n, list(self.sizes), hidden=self.hidden, optimizer=SGD(lr=LR), dtype=self.dtype,
-                          seed=0)
+                          seed=0, compiled=compiled)
 
     def flops(self, op):
         return self.n * Case(self.name, self.sizes, self.batch, self.dtype, self.hidden, "identity", "mse").flops(op)
@@ -41,9 +41,10 @@ POPULATION_OPS = ("train_step", "forward")
 
 class FastbpPopulationImpl:
     name = "fastbp"
+    compiled = False
 
     def __init__(self, case):
-        self.pop = case.population()
+        self.pop = case.population(self.compiled)
         self.X, self.Y = case.data()
         self.out = np.empty((case.n, case.batch, case.sizes[-1]), case.dtype)
 
@@ -52,6 +53,13 @@ class FastbpPopulationImpl:
 
     def forward(self):
         return self.pop.forward(self.X, out=self.out)
+
+
+class CompiledPopulationImpl(FastbpPopulationImpl):
+    """fastbp.Population on the population kernels compiled for its architecture (pop.compiled)."""
+
+    name = "fastbp-compiled"
+    compiled = True
 
 
 class LoopPopulationImpl:
@@ -197,5 +205,5 @@ class JaxPopulationImpl:
         return self._forward(self.params, self.X).block_until_ready()
 
 
-POPULATION_IMPLS = {impl.name: impl for impl in (FastbpPopulationImpl, NumpyPopulationImpl, LoopPopulationImpl,
-                                                 TorchPopulationImpl, JaxPopulationImpl)}
+POPULATION_IMPLS = {impl.name: impl for impl in (FastbpPopulationImpl, CompiledPopulationImpl, NumpyPopulationImpl,
+                                                 LoopPopulationImpl, TorchPopulationImpl, JaxPopulationImpl)}

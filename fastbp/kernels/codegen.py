@@ -111,15 +111,37 @@ class _Module:
             lines += emit("c", CHUNK, False, False, 12)
         return lines + emit(str(starts[-1]), n_in - starts[-1], False, True, 8)
 
+    def forward_finish(self, l, stride, lane):
+        """finish(value) for a unit of layer l at ``lane`` (units ``stride`` apart): z, or a = phi(z); the output
+        layer keeps z beside a. The activation is applied as the sum completes, never by a pass of its own over the
+        row (in place, LLVM turns relu's store into a masked store, microcoded and slow on AMD)."""
+        name = self.name(l)
+        out = "Z" if l == self.L - 1 else f"A{l + 1}"
+        shift = (self.units[f"A{l + 1}"] - self.units[out]) * stride  # from z to a: 0 for the hidden layers
+
+        def finish(v):
+            if name == "softmax" or (name == "identity" and shift == 0):
+                return [f"buf[U(o + {lane})] = {v}"]
+            if shift == 0:
+                return [f"buf[U(o + {lane})] = act.{name}({v})"]
+            return [f"z = {v}", f"buf[U(o + {lane})] = z", f"buf[U(o - {-shift} + {lane})] = act.{name}(z)"]
+        return finish
+
+    def delta_finish(self, lane, a):
+        """finish(value) for a hidden unit's delta at ``lane``: times phi'(z), from a = phi(z) at offset ``a``."""
+        def finish(v):
+            if self.hidden == "identity":
+                return [f"buf[U(o + {lane})] = {v}"]
+            return [f"buf[U(o + {lane})] = ({v}) * act.{self.hidden}_derivative(buf[U({a} + {lane})])"]
+        return finish
+
     # ---- the tile path -------------------------------------------------------------------------------------------
 
     def matvec_tile(self, out_units, n_in, out_block, in_block, base, step, init, finish, setup=()):
         """out[u, r] = finish(init + sum_k p[base(k) + step k] in[k, r]) over the tile's m rows, CHUNK inputs per
         pass (their coefficients in registers); ``base(start)`` indexes input ``start``'s coefficient for unit u.
 
-        ``finish(value)`` gives the last pass's statements: the activation (or the derivative) is applied as the sum
-        completes, never by a pass of its own over the row (in place, LLVM turns relu's store into a masked store,
-        microcoded and slow on AMD)."""
+        ``finish(value)`` gives the last pass's statements (:meth:`forward_finish`, :meth:`delta_finish`)."""
         T = self.tile
 
         def emit(start, count, first, last, indent):
@@ -141,19 +163,10 @@ class _Module:
         T, lines = self.tile, []
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
-            last = l == self.L - 1
-            out, name = ("Z" if last else f"A{l + 1}"), self.name(l)
-            shift = (self.units[f"A{l + 1}"] - self.units[out]) * T  # from z to a: 0 for the hidden layers
-            if name == "softmax" or (name == "identity" and shift == 0):
-                finish = lambda v: [f"buf[U(o + r)] = {v}"]  # noqa: E731
-            elif shift == 0:
-                finish = lambda v, name=name: [f"buf[U(o + r)] = act.{name}({v})"]  # noqa: E731
-            else:  # the output layer keeps z beside a = phi(z)
-                finish = lambda v, name=name, shift=shift: [  # noqa: E731
-                    f"z = {v}", "buf[U(o + r)] = z", f"buf[U(o - {-shift} + r)] = act.{name}(z)"]
+            out, name = ("Z" if l == self.L - 1 else f"A{l + 1}"), self.name(l)
             lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
             lines += self.matvec_tile(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1,
-                                      f"p[U({self.B[l]} + u)] + ", finish)
+                                      f"p[U({self.B[l]} + u)] + ", self.forward_finish(l, T, "r"))
             if name == "softmax":
                 lines += ["    for r in range(m):",
                           f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, "
@@ -189,12 +202,9 @@ class _Module:
             if l == 0:
                 continue
             lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
-            if self.hidden == "identity":
-                finish = lambda v: [f"buf[U(o + r)] = {v}"]  # noqa: E731
-            else:
-                finish = lambda v: [f"buf[U(o + r)] = ({v}) * act.{self.hidden}_derivative(buf[U(a + r)])"]  # noqa: E731
             lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda k, l=l, a=a: f"{self.W[l]} + u + {k} * {a}",
-                                      a, "", finish, setup=[f"a = {self.off(f'A{l}', T)} + u * {T}"])
+                                      a, "", self.delta_finish("r", "a"),
+                                      setup=[f"a = {self.off(f'A{l}', T)} + u * {T}"])
         return lines
 
     # ---- the single-row path -----------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Kernels compiled for one network: the generated source (:mod:`.codegen`) written to the cache directory, imported
-by name, and compiled by Numba with its cache beside it.
+"""Kernels compiled for one network signature: the generated source (:mod:`.codegen` for a network,
+:mod:`.codegen_population` for a population) written to the cache directory, imported by name, and compiled by Numba
+with its cache beside it.
 
 A generated module is named by a hash of everything that shaped it: the signature, the generator and every fastbp
 source file (:func:`fastbp._jit.source_hash`), so an edit anywhere can never serve a stale kernel. It is written
@@ -18,7 +19,7 @@ import numba
 
 from .. import io
 from .._jit import cache_dir, source_hash
-from . import codegen
+from . import codegen, codegen_population
 
 # Networks whose every layer has at most this many weights run compiled; larger layers belong to BLAS, which the
 # generic kernels call. A judgement from the benchmark cases (mnist's 784x256 layer gains from BLAS, simplechains'
@@ -26,6 +27,7 @@ from . import codegen
 MAX_LAYER_WEIGHTS = 128 * 128
 
 _lock = threading.Lock()
+GENERATORS = {"net": codegen.source, "pop": codegen_population.source}  # the module families, by name prefix
 
 
 def eligible(sizes):
@@ -39,20 +41,17 @@ def key(sig):
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def module_path(sig):
-    return cache_dir() / "generated" / f"fastbp_net_{key(sig)}.py"
-
-
-def load(sig):
-    """The module of kernels compiled for ``sig`` (:func:`codegen.signature`): written if missing, imported once
-    per process. Compilation itself happens at the first call of each kernel (or comes from Numba's cache)."""
-    name = f"fastbp_net_{key(sig)}"
+def load(sig, family="net"):
+    """The module of ``family``'s kernels (``"net"``, ``"pop"``) compiled for ``sig`` (:func:`codegen.signature`):
+    written if missing, imported once per process. Compilation itself happens at the first call of each kernel (or
+    comes from Numba's cache)."""
+    name = f"fastbp_{family}_{key(sig)}"
     with _lock:
         module = sys.modules.get(name)
         if module is not None:
             return module
-        path = module_path(sig)
-        text = codegen.source(sig, name)
+        path = cache_dir() / "generated" / f"{name}.py"
+        text = GENERATORS[family](sig, name)
         try:
             current = path.read_text()
         except (OSError, UnicodeDecodeError):
@@ -71,24 +70,32 @@ def load(sig):
         return module
 
 
-def namespace(module, parallel=False):
-    """The kernels of a generated module as a namespace: ``train_step``, ``predict``, ``gradient``, ``loss`` (the
-    serial ones, or their parallel twins) and ``work_size(n)``."""
-    suffix = "_parallel" if parallel else ""
-    return types.SimpleNamespace(**{name: getattr(module, name + suffix)
-                                    for name in ("train_step", "predict", "gradient", "loss")},
-                                 work_size=module.work_size, source=module.__file__)
-
-
-def for_network(sig):
-    """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`)."""
-    module = load(sig)
+def _pair(module, names, **extra):
+    """(serial, parallel) namespaces of a generated module's kernels ``names`` (the parallel twins end in
+    ``_parallel``), each with ``extra`` and ``source``, the module's path."""
     # The public parallel kernels are serial wrappers around parallel ones. Numba drops a cached callee's hook that
     # starts its thread pool when it links the callee into a caller it compiles (numba#4807), so a wrapper compiled
     # against a cached callee, loaded by a later process, would enter a pool never started (a jump to address 0).
     # Asking for the thread count starts the pool.
     numba.get_num_threads()
-    return namespace(module), namespace(module, parallel=True)
+    return tuple(types.SimpleNamespace(**{name: getattr(module, name + suffix) for name in names}, **extra,
+                                       source=module.__file__) for suffix in ("", "_parallel"))
 
 
-__all__ = ["eligible", "for_network", "load", "key"]
+def for_network(sig):
+    """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`):
+    ``train_step``, ``predict``, ``gradient``, ``loss`` (the arguments of the generic kernels), ``work_size(n)`` and
+    ``source``."""
+    module = load(sig)
+    return _pair(module, ("train_step", "predict", "gradient", "loss"), work_size=module.work_size)
+
+
+def for_population(sig):
+    """(serial, parallel) namespaces of the population kernels compiled for a network signature: ``train_step`` and
+    ``predict`` (the arguments of the generic population kernels), ``work_size(n, N)`` (rows of ``works`` for N
+    members) and ``source``."""
+    module = load(sig, "pop")
+    return _pair(module, ("train_step", "predict"), work_size=module.work_size)
+
+
+__all__ = ["eligible", "for_network", "for_population", "load", "key"]
