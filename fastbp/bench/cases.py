@@ -129,11 +129,9 @@ class TorchImpl:
         self.torch.set_num_threads(self.threads)
 
     def train_step(self):
-        self.opt.zero_grad()
-        loss = self.loss_fn(self.model(self.X), self.Y)
-        loss.backward()
+        loss = self.gradients()
         self.opt.step()
-        return loss.item()
+        return loss
 
     def forward(self):
         with self.torch.inference_mode():

@@ -15,30 +15,16 @@ The loops over units stay loops with constant bounds; only the short sums over a
 (unrolling every unit in the source makes Numba's compile time and memory explode).
 """
 
-import numpy as np
-
 from .. import activations as act
 from .. import losses
+from .codegen_signature import GENERATOR_VERSION, GROUPS, Signature, dedent, indent, signature, tile_rows
 
-CHUNK = 8  # inputs summed per pass over a tile's rows: their weights sit in registers for the pass
-GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
-TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)
-GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
-
-
-def signature(sizes, hidden, output, loss, dtype):
-    """The tuple that shapes the generated code (and names its cache entry)."""
-    return (tuple(int(s) for s in sizes), hidden, output, loss, np.dtype(dtype).name)
-
-
-def tile_rows(dtype):
-    """Rows per tile for this dtype."""
-    return TILE_BYTES // np.dtype(dtype).itemsize
+__all__ = ["GENERATOR_VERSION", "signature", "source", "tile_rows", "work_size"]
 
 
 def work_size(sig, n):
     """The length of ``work`` the generated kernels need for a batch of n rows (the generated ``work_size``)."""
-    m = _Module(*sig)
+    m = _Network(*sig)
     if n == 1:
         return m.width
     return m.width * m.tile if n <= m.tile else GROUPS * (m.width * m.tile + m.n_params + 1)
@@ -46,44 +32,17 @@ def work_size(sig, n):
 
 def source(sig, name):
     """The generated module's source for ``sig`` (see :func:`signature`); ``name`` is its module name."""
-    return _Module(*sig).render(name)
+    return _Network(*sig).render(name)
 
 
-class _Module:
-    def __init__(self, sizes, hidden, output, loss, dtype):
-        self.sizes, self.hidden, self.output, self.loss, self.dtype = sizes, hidden, output, loss, dtype
-        self.L = len(sizes) - 1
-        self.tile = tile_rows(dtype)
-        # Parameter offsets: layer l's weight (n_out, n_in) at W[l], its bias at B[l].
-        self.W, self.B, off = [], [], 0
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            self.W.append(off)
-            self.B.append(off + a * b)
-            off += b * (a + 1)
-        self.n_params = off
-        # Work blocks, in units: A_0 .. A_L (input copy, activations), Z (output pre-activation), Y (targets),
-        # D_1 .. D_L (deltas). A tile stores block (units, TILE); a single row stores the same blocks with stride 1.
-        self.units, u = {}, 0
-        for l, s in enumerate(sizes):
-            self.units[f"A{l}"] = u
-            u += s
-        for blk in ("Z", "Y"):
-            self.units[blk] = u
-            u += sizes[-1]
-        for l in range(1, self.L + 1):
-            self.units[f"D{l}"] = u
-            u += sizes[l]
-        self.width = u
+class _Network(Signature):
+    """The generator of one network's kernels: a tile path and a single-row path."""
 
     # ---- helpers for the text ----------------------------------------------------------------------------------
 
     def off(self, block, stride):
         """The offset expression of ``block`` in a tile at ``t`` (stride TILE) or in a single row (stride 1)."""
         return f"t + {self.units[block] * stride}"
-
-    def name(self, l):
-        """The activation after layer l (0-based)."""
-        return self.output if l == self.L - 1 else self.hidden
 
     @staticmethod
     def activate(name, z, a, count, pad):
@@ -98,42 +57,6 @@ class _Module:
         if name == "identity":
             return []
         return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= act.{name}_derivative(buf[U({a} + i)])"]
-
-    def chunks(self, n_in, emit):
-        """Lines for the inputs 0 .. n_in in passes of CHUNK: the first pass, a loop over the middle ones, the last
-        (which may be the first). ``emit(start, count, first, last, indent)`` writes one pass."""
-        starts = list(range(0, n_in, CHUNK))
-        if len(starts) == 1:
-            return emit("0", n_in, True, True, 8)
-        lines = emit("0", CHUNK, True, False, 8)
-        if len(starts) > 2:
-            lines.append(f"        for c in range({starts[1]}, {starts[-1]}, {CHUNK}):")
-            lines += emit("c", CHUNK, False, False, 12)
-        return lines + emit(str(starts[-1]), n_in - starts[-1], False, True, 8)
-
-    def forward_finish(self, l, stride, lane):
-        """finish(value) for a unit of layer l at ``lane`` (units ``stride`` apart): z, or a = phi(z); the output
-        layer keeps z beside a. The activation is applied as the sum completes, never by a pass of its own over the
-        row (in place, LLVM turns relu's store into a masked store, microcoded and slow on AMD)."""
-        name = self.name(l)
-        out = "Z" if l == self.L - 1 else f"A{l + 1}"
-        shift = (self.units[f"A{l + 1}"] - self.units[out]) * stride  # from z to a: 0 for the hidden layers
-
-        def finish(v):
-            if name == "softmax" or (name == "identity" and shift == 0):
-                return [f"buf[U(o + {lane})] = {v}"]
-            if shift == 0:
-                return [f"buf[U(o + {lane})] = act.{name}({v})"]
-            return [f"z = {v}", f"buf[U(o + {lane})] = z", f"buf[U(o - {-shift} + {lane})] = act.{name}(z)"]
-        return finish
-
-    def delta_finish(self, lane, a):
-        """finish(value) for a hidden unit's delta at ``lane``: times phi'(z), from a = phi(z) at offset ``a``."""
-        def finish(v):
-            if self.hidden == "identity":
-                return [f"buf[U(o + {lane})] = {v}"]
-            return [f"buf[U(o + {lane})] = ({v}) * act.{self.hidden}_derivative(buf[U({a} + {lane})])"]
-        return finish
 
     # ---- the tile path -------------------------------------------------------------------------------------------
 
@@ -160,18 +83,9 @@ class _Module:
                  *(f"        {line}" for line in setup)] + self.chunks(n_in, emit))
 
     def forward_tile(self):
-        T, lines = self.tile, []
-        for l in range(self.L):
-            a, b = self.sizes[l], self.sizes[l + 1]
-            out, name = ("Z" if l == self.L - 1 else f"A{l + 1}"), self.name(l)
-            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
-            lines += self.matvec_tile(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1,
-                                      f"p[U({self.B[l]} + u)] + ", self.forward_finish(l, T, "r"))
-            if name == "softmax":
-                lines += ["    for r in range(m):",
-                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, "
-                          f"{b}, {T})"]
-        return lines
+        T = self.tile
+        return self.forward_layers(self.matvec_tile, lambda l: f"p[U({self.B[l]} + u)] + ", T, "r", "m",
+                                   lambda block: self.off(block, T))
 
     def backward_tile(self):
         """The gradient of every layer into g[goff:] (set when ``first``, else added) and the deltas."""
@@ -463,12 +377,3 @@ class _Module:
                 "",
                 ""]
         return "\n".join(text).rstrip() + "\n"
-
-
-def indent(lines, n):
-    return [" " * n + line if line else line for line in lines]
-
-
-def dedent(lines):
-    """Lines written for a function body (4 spaces) at the left margin."""
-    return [line[4:] for line in lines]

@@ -14,14 +14,14 @@ Blocks are dealt to at most ``GROUPS`` groups, one slot each; the parallel twin 
 
 from .. import activations as act
 from .. import losses
-from .codegen import GROUPS, TILE_BYTES, _Module, dedent, indent
+from ..optim import ADAM_KIND, SGD_KIND
+from .codegen_signature import GROUPS, Signature, dedent, indent
 
-SGD_KIND, ADAM_KIND = 0, 1  # as fastbp.optim
 UPDATES = (("sgd", SGD_KIND, 0), ("momentum", SGD_KIND, 1), ("adam", ADAM_KIND, 2))  # (name, kind, state slots)
 
 
 def source(sig, name):
-    """The generated module's source for ``sig`` (:func:`fastbp.kernels.codegen.signature`) named ``name``."""
+    """The generated module's source for ``sig`` (:func:`fastbp.kernels.codegen_signature.signature`) named ``name``."""
     return _Population(*sig).render(name)
 
 
@@ -32,12 +32,12 @@ def work_rows(sig, n, N):
     return (min(GROUPS, blocks) * m.slot + N - 1) // N
 
 
-class _Population(_Module):
+class _Population(Signature):
     def __init__(self, *sig):
         super().__init__(*sig)
-        self.lanes = L = TILE_BYTES // (4 if self.dtype == "float32" else 8)
+        self.lanes = L = self.tile  # members per block: as many as a tile's rows, 512 bytes of one value
         # A slot: the parameters, their gradient, 7 rows of update coefficients, a status row, a loss row, then
-        # one row's activations and deltas (the _Module's units, each a row of LANES).
+        # one row's activations and deltas (the Signature's units, each a row of LANES).
         self.G = self.n_params * L
         self.C = 2 * self.n_params * L
         self.STATUS, self.LOSS, self.ACTS = self.C + 7 * L, self.C + 8 * L, self.C + 9 * L
@@ -67,17 +67,9 @@ class _Population(_Module):
                  *(f"        {line}" for line in setup)] + self.chunks(n_in, emit))
 
     def forward(self):
-        L, lines = self.lanes, []
-        for l in range(self.L):
-            a, b = self.sizes[l], self.sizes[l + 1]
-            out, name = ("Z" if l == self.L - 1 else f"A{l + 1}"), self.name(l)
-            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
-            lines += self.matvec(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1,
-                                 f"buf[U(s + ({self.B[l]} + u) * {L} + i)] + ", self.forward_finish(l, L, "i"))
-            if name == "softmax":
-                lines += ["    for i in range(cnt):",
-                          f"        act.softmax(buf, {self.at('Z')} + i, {self.at(f'A{self.L}')} + i, {b}, {L})"]
-        return lines
+        L = self.lanes
+        return self.forward_layers(self.matvec, lambda l: f"buf[U(s + ({self.B[l]} + u) * {L} + i)] + ", L, "i",
+                                   "cnt", self.at)
 
     def output_error(self):
         """Lines adding each lane's loss on this row to the loss row and writing delta_L."""
@@ -262,10 +254,11 @@ class _Population(_Module):
             "",
             "",
             "@kernel",
-            "def _coefficients(hypers, m):",
-            "    return optim.coefficients(T, hypers[m, optim.KIND], hypers[m, optim.LR], hypers[m, optim.BETA1],",
-            "                              hypers[m, optim.BETA2], hypers[m, optim.EPS], hypers[m, optim.WEIGHT_DECAY],",
-            "                              hypers[m, optim.NESTEROV], hypers[m, optim.STEP])",
+            "def _coefficients(h, m):",
+            '    """Member m\'s update coefficients (optim.coefficients) from its row of ``hypers``."""',
+            "    return optim.coefficients(T, h[m, optim.KIND], h[m, optim.LR], h[m, optim.BETA1],",
+            "                              h[m, optim.BETA2], h[m, optim.EPS], h[m, optim.WEIGHT_DECAY],",
+            "                              h[m, optim.NESTEROV], h[m, optim.STEP])",
             "",
             "",
             "@kernel",
@@ -351,7 +344,8 @@ class _Population(_Module):
                 f"    for q in {loop}(groups):",
                 "        for b in range(q, blocks, groups):",
                 "            lo = b * LANES",
-                "            _train_block(flats, hypers, buf, q * SLOT, X, Y, lo, min(LANES, N - lo), labels, same, out)",
+                "            cnt = min(LANES, N - lo)",
+                "            _train_block(flats, hypers, buf, q * SLOT, X, Y, lo, cnt, labels, same, out)",
                 "    return True",
                 "",
                 "",

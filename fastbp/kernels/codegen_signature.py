@@ -1,0 +1,114 @@
+"""A network signature as the generators of compiled kernels see it (:mod:`.codegen` for one network,
+:mod:`.codegen_population` for a population): the offsets of every parameter and unit, and the statements both
+generators write alike (the sums over a unit's inputs in chunks, and what completes a unit's sum)."""
+
+import numpy as np
+
+CHUNK = 8  # inputs summed per pass over a tile's rows: their weights sit in registers for the pass
+GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
+TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)
+GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
+
+
+def signature(sizes, hidden, output, loss, dtype):
+    """The tuple that shapes the generated code (and names its cache entry)."""
+    return (tuple(int(s) for s in sizes), hidden, output, loss, np.dtype(dtype).name)
+
+
+def tile_rows(dtype):
+    """Rows per tile for this dtype."""
+    return TILE_BYTES // np.dtype(dtype).itemsize
+
+
+class Signature:
+    """One signature's sizes, activations, loss and dtype, with the offsets of its parameters and work blocks."""
+
+    def __init__(self, sizes, hidden, output, loss, dtype):
+        self.sizes, self.hidden, self.output, self.loss, self.dtype = sizes, hidden, output, loss, dtype
+        self.L = len(sizes) - 1
+        self.tile = tile_rows(dtype)
+        # Parameter offsets: layer l's weight (n_out, n_in) at W[l], its bias at B[l].
+        self.W, self.B, off = [], [], 0
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            self.W.append(off)
+            self.B.append(off + a * b)
+            off += b * (a + 1)
+        self.n_params = off
+        # Work blocks, in units: A_0 .. A_L (input copy, activations), Z (output pre-activation), Y (targets),
+        # D_1 .. D_L (deltas). A tile stores block (units, TILE); a single row stores the same blocks with stride 1.
+        self.units, u = {}, 0
+        for l, s in enumerate(sizes):
+            self.units[f"A{l}"] = u
+            u += s
+        for blk in ("Z", "Y"):
+            self.units[blk] = u
+            u += sizes[-1]
+        for l in range(1, self.L + 1):
+            self.units[f"D{l}"] = u
+            u += sizes[l]
+        self.width = u
+
+    def name(self, l):
+        """The activation after layer l (0-based)."""
+        return self.output if l == self.L - 1 else self.hidden
+
+    def chunks(self, n_in, emit):
+        """Lines for the inputs 0 .. n_in in passes of CHUNK: the first pass, a loop over the middle ones, the last
+        (which may be the first). ``emit(start, count, first, last, indent)`` writes one pass."""
+        starts = list(range(0, n_in, CHUNK))
+        if len(starts) == 1:
+            return emit("0", n_in, True, True, 8)
+        lines = emit("0", CHUNK, True, False, 8)
+        if len(starts) > 2:
+            lines.append(f"        for c in range({starts[1]}, {starts[-1]}, {CHUNK}):")
+            lines += emit("c", CHUNK, False, False, 12)
+        return lines + emit(str(starts[-1]), n_in - starts[-1], False, True, 8)
+
+    def forward_finish(self, l, stride, lane):
+        """finish(value) for a unit of layer l at ``lane`` (units ``stride`` apart): z, or a = phi(z); the output
+        layer keeps z beside a. The activation is applied as the sum completes, never by a pass of its own over the
+        row (in place, LLVM turns relu's store into a masked store, microcoded and slow on AMD)."""
+        name = self.name(l)
+        out = "Z" if l == self.L - 1 else f"A{l + 1}"
+        shift = (self.units[f"A{l + 1}"] - self.units[out]) * stride  # from z to a: 0 for the hidden layers
+
+        def finish(v):
+            if name == "softmax" or (name == "identity" and shift == 0):
+                return [f"buf[U(o + {lane})] = {v}"]
+            if shift == 0:
+                return [f"buf[U(o + {lane})] = act.{name}({v})"]
+            return [f"z = {v}", f"buf[U(o + {lane})] = z", f"buf[U(o - {-shift} + {lane})] = act.{name}(z)"]
+        return finish
+
+    def delta_finish(self, lane, a):
+        """finish(value) for a hidden unit's delta at ``lane``: times phi'(z), from a = phi(z) at offset ``a``."""
+        def finish(v):
+            if self.hidden == "identity":
+                return [f"buf[U(o + {lane})] = {v}"]
+            return [f"buf[U(o + {lane})] = ({v}) * act.{self.hidden}_derivative(buf[U({a} + {lane})])"]
+        return finish
+
+    def forward_layers(self, matvec, bias, stride, lane, count, at):
+        """Every layer's z = W a + b, a = phi(z): ``matvec`` writes the sums (the generator's own loop),
+        ``bias(l)`` starts unit u's sum, units lie ``stride`` apart, ``lane`` runs over ``count``, ``at(block)`` is
+        a block's offset."""
+        lines = []
+        for l in range(self.L):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            out = "Z" if l == self.L - 1 else f"A{l + 1}"
+            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
+            lines += matvec(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1, bias(l),
+                            self.forward_finish(l, stride, lane))
+            if self.name(l) == "softmax":
+                z, p = f"{at('Z')} + {lane}", f"{at(f'A{self.L}')} + {lane}"
+                lines += [f"    for {lane} in range({count}):", f"        act.softmax(buf, {z}, {p}, {b}, {stride})"]
+        return lines
+
+
+def indent(lines, n):
+    return [" " * n + line if line else line for line in lines]
+
+
+def dedent(lines):
+    """Lines written for a function body (4 spaces) at the left margin."""
+    return [line[4:] for line in lines]
