@@ -55,6 +55,15 @@ class Gradients(_CaseByImpl):
         self.impl.gradients()
 
 
+class BackwardStep(_CaseByImpl):
+    """Any objective: backward from a given dL/dP (a vector-Jacobian product), then an SGD update."""
+
+    op = "backward_step"
+
+    def time_backward_step(self, case, impl):
+        self.impl.backward_step()
+
+
 class _Population:
     """1024 networks of 4-16-2, one row each: fastbp.Population (generic and compiled kernels) against numpy batched
     matmuls, a loop of single-network calls, torch.baddbmm and jax.vmap."""

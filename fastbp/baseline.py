@@ -32,7 +32,8 @@ class NumpyMLP:
         self.bs = [b.copy() for _, b in net.layers()]
         self.phi, self.dphi = _ACT[net.hidden]
         self.out = _softmax if net.output == "softmax" else _ACT[net.output][0]
-        self.dout = None if net.loss in ("bce", "cross_entropy") else _ACT[net.output][1]
+        self.dphi_out = None if net.output == "softmax" else _ACT[net.output][1]
+        self.dout = None if net.loss in ("bce", "cross_entropy") else self.dphi_out
         self.loss, self.lr = net.loss, net.dtype.type(lr)
 
     def forward(self, X):
@@ -41,12 +42,15 @@ class NumpyMLP:
             a = self.phi(a @ W + b)
         return self.out(a @ self.Ws[-1] + self.bs[-1])
 
-    def gradients(self, X, Y):
-        """(mean loss, [dW], [db]), with dW of shape (n_in, n_out) as the stored weights."""
+    def _activations(self, X):
         acts = [X]
         for W, b in zip(self.Ws[:-1], self.bs[:-1]):
             acts.append(self.phi(acts[-1] @ W + b))
-        yhat = self.out(acts[-1] @ self.Ws[-1] + self.bs[-1])
+        return acts, self.out(acts[-1] @ self.Ws[-1] + self.bs[-1])
+
+    def gradients(self, X, Y):
+        """(mean loss, [dW], [db]), with dW of shape (n_in, n_out) as the stored weights."""
+        acts, yhat = self._activations(X)
         if self.loss == "bce":
             loss = -np.mean(Y * np.log(yhat) + (1 - Y) * np.log(1 - yhat))
             d = (yhat - Y) / Y.size
@@ -56,17 +60,32 @@ class NumpyMLP:
         else:
             loss = np.mean((yhat - Y) ** 2)
             d = 2 * (yhat - Y) / Y.size * self.dout(yhat)
+        return (loss, *self._backward(acts, d))
+
+    def _backward(self, acts, d):
         dWs, dbs = [None] * len(self.Ws), [None] * len(self.Ws)
         for l in range(len(self.Ws) - 1, -1, -1):
             dWs[l] = acts[l].T @ d
             dbs[l] = d.sum(axis=0)
             if l:
                 d = (d @ self.Ws[l].T) * self.dphi(acts[l])
-        return loss, dWs, dbs
+        return dWs, dbs
 
     def train_step(self, X, Y):
         loss, dWs, dbs = self.gradients(X, Y)
+        self._update(dWs, dbs)
+        return loss
+
+    def backward_step(self, X, G):
+        """An SGD step on any loss from its gradient G = dL/dP for the output activations P."""
+        acts, P = self._activations(X)
+        if self.out is _softmax:  # the Jacobian of softmax: d_j = P_j (G_j - sum_k G_k P_k)
+            d = P * (G - np.sum(G * P, axis=1, keepdims=True))
+        else:
+            d = G * self.dphi_out(P)
+        self._update(*self._backward(acts, d))
+
+    def _update(self, dWs, dbs):
         for W, b, dW, db in zip(self.Ws, self.bs, dWs, dbs):
             W -= self.lr * dW
             b -= self.lr * db
-        return loss

@@ -1,4 +1,5 @@
-"""Saving and loading networks: one ``.npz`` file, no pickle, written atomically."""
+"""Saving and loading networks: one ``.npz`` file, no pickle, written atomically; parameters in from a state dict
+(PyTorch's names)."""
 
 import os
 import tempfile
@@ -71,6 +72,33 @@ def _alive(pid):
     return True
 
 
+def load_state_dict(net, state_dict):
+    """:meth:`fastbp.Network.load_state_dict`: check every entry (keys, dtype, shape, finiteness), then copy."""
+    if not hasattr(state_dict, "keys"):
+        raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+    expected = net._named(row=0)
+    if set(state_dict.keys()) != set(expected):
+        missing, extra = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
+        raise ValueError(f"state_dict keys do not match this network: missing {missing}, unexpected {extra}")
+    values = {}
+    for key, ref in expected.items():
+        value = state_dict[key]
+        if hasattr(value, "detach"):  # a torch tensor
+            value = value.detach().cpu().numpy()
+        value = np.asarray(value)
+        if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
+            raise TypeError(f"state_dict[{key!r}] must be real numbers, got dtype {value.dtype}")
+        if value.shape != ref.shape:
+            raise ValueError(f"state_dict[{key!r}] must have shape {ref.shape}, got {value.shape}")
+        if not np.isfinite(value).all():
+            raise ValueError(f"state_dict[{key!r}] contains NaN or infinity")
+        values[key] = value
+    with net._lock:
+        for (W, b), l in zip(net.layers(), range(0, 2 * len(net.sizes), 2)):
+            W[:] = values[f"{l}.weight"]
+            b[:] = values[f"{l}.bias"]
+
+
 def _open(path):
     return path if hasattr(path, "read") else open(os.fspath(path), "rb")
 
@@ -101,11 +129,12 @@ def load(cls, path):
     except (TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"{path!s} describes no valid network: {exc}") from None
     flat, hyper = data["flat"], data["hyper"]
-    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape != net.hyper.shape \
+    # Files from before clipping and schedules hold the first 8 entries of hyper; the rest are then zero.
+    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape not in ((8,), net.hyper.shape) \
             or hyper.dtype != np.float64:
         raise ValueError(f"{path!s}: parameters of shape {flat.shape} {flat.dtype} do not fit {net!r}")
     if not (np.isfinite(flat).all() and np.isfinite(hyper).all()):
         raise ValueError(f"{path!s}: the parameters contain NaN or infinity")
     net.flat[:] = flat
-    net.hyper[:] = hyper
+    net.hyper[:hyper.size] = hyper
     return net

@@ -7,20 +7,22 @@ import types
 import numba
 import numpy as np
 
-from . import _fit, io, kernels, losses, optim
+from . import io, kernels, losses, optim, training
 from . import activations as act
-from ._checks import as_real_array, check_name, check_sizes, is_dtype, nonfinite
+from ._checks import BatchChecks, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
 from .kernels import compiled as compiled_kernels
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-KERNELS = ("predict", "loss", "gradient", "train_step")
+KERNELS = ("predict", "loss", "gradient", "train_step", "backward")
+WEIGHTED = ("weighted_loss", "weighted_gradient", "weighted_train_step")  # generic only: compiled networks use these
 COMPILED_DEFAULT = True  # Network(compiled=None): the kernels compiled for each network
-GENERIC = types.SimpleNamespace(**{name: getattr(kernels, name) for name in KERNELS})
-GENERIC_PARALLEL = types.SimpleNamespace(**{name: kernels.PARALLEL[getattr(kernels, name)] for name in KERNELS})
+GENERIC = types.SimpleNamespace(**{name: getattr(kernels, name) for name in KERNELS + WEIGHTED})
+GENERIC_PARALLEL = types.SimpleNamespace(**{name: kernels.PARALLEL[getattr(kernels, name)]
+                                            for name in KERNELS + WEIGHTED})
 
 
-class Network:
+class Network(BatchChecks):
     """A dense multilayer perceptron trained by backpropagation in Numba kernels.
 
     Parameters
@@ -35,7 +37,8 @@ class Network:
         ``bce`` (sigmoid output), ``cross_entropy`` (softmax output; one-hot targets or integer labels of shape
         (n,)), ``mse`` or ``huber`` (any output).
     optimizer : SGD or Adam
-        Default ``SGD(lr=0.01)``.
+        Default ``SGD(lr=0.01)``. Its ``lr`` may be a schedule of :mod:`fastbp.schedules`; ``clip_norm`` clips the
+        gradient's global norm in every update.
     dtype : float32 or float64
     seed : int or None
         Seeds the initialisation (Glorot uniform before sigmoid, tanh, identity and softmax; He normal before relu
@@ -93,6 +96,7 @@ class Network:
         self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
         self._init_params()
         self._work, self._work_rows = np.empty(0, self.dtype), 0
+        self._has_grad = False  # whether flat[1] holds a gradient step() may apply
         # One call at a time: kernels release the GIL, and two calls at once would share the workspace and the
         # parameters. A second thread waits for the first (one network per thread runs truly in parallel).
         self._lock = threading.Lock()
@@ -177,7 +181,7 @@ class Network:
                 hyper[optim.STEP] = self.hyper[optim.STEP]
             else:
                 flat = np.zeros((2 + optimizer.n_slots, self.n_params), self.dtype)
-                flat[0] = self.flat[0]
+                flat[0:2] = self.flat[0:2]
                 self.flat = flat
             self._optimizer, self.hyper = optimizer, hyper
 
@@ -224,8 +228,11 @@ class Network:
 
     __call__ = forward
 
-    def train_step(self, X, Y):
-        """One forward pass, backward pass and optimizer update in place; returns the mean loss before the update."""
+    def train_step(self, X, Y, sample_weight=None):
+        """One forward pass, backward pass and optimizer update in place; returns the mean loss before the update
+        (weighted by ``sample_weight``, shape (n,): ``sum_i w_i l_i / sum_i w_i``)."""
+        if sample_weight is not None:
+            return self._checked_call("train_step", X, Y, sample_weight)
         # The hot path: a batch like the last checked one goes straight to the kernel, which checks finiteness and
         # label range as it reads X and Y, and updates nothing (returning NaN) when they fail.
         if type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is self.dtype and Y.dtype is self._fast_ydtype \
@@ -241,8 +248,15 @@ class Network:
             return loss
         return self._checked_call("train_step", X, Y)
 
-    def gradients(self, X, Y):
-        """The mean loss and its gradient, with no update.
+    def gradients(self, X, Y, sample_weight=None):
+        """The mean loss and its gradient into :attr:`grad`, with no update (:meth:`step` applies it).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in); Y : array_like, shape (n, n_out) or (n,)
+        sample_weight : array_like, shape (n,), optional
+            Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
+            equal repeated rows.
 
         Returns
         -------
@@ -250,12 +264,51 @@ class Network:
         grads : dict of ndarray
             Keyed like :meth:`state_dict` (``"0.weight"``, ``"0.bias"``, ...); copies.
         """
-        loss = self._checked_call("gradient", X, Y)
+        loss = self._checked_call("gradient", X, Y, sample_weight)
+        self._has_grad = True
         return loss, self._named(row=1)
 
-    def evaluate(self, X, Y):
-        """The mean loss on (X, Y), with no gradient and no update."""
-        return self._checked_call("loss", X, Y)
+    def evaluate(self, X, Y, sample_weight=None):
+        """The mean loss on (X, Y) (weighted as in :meth:`gradients`), with no gradient and no update."""
+        return self._checked_call("loss", X, Y, sample_weight)
+
+    def backward(self, X, grad_output):
+        """Backpropagate the gradient of any loss: a forward pass on X, then the delta recursion from
+        ``grad_output``, dL/dP for the output activations P = ``forward(X)``, through the output activation's
+        Jacobian (softmax's whole). Writes the gradient into :attr:`grad`; no update (:meth:`step` applies it).
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in)
+        grad_output : array_like, shape (n, n_out)
+            dL/dP for your loss L (for a mean over rows, already divided by n); converted to the network's dtype.
+
+        Returns
+        -------
+        grads : dict of ndarray
+            dL/d(parameters), keyed like :meth:`state_dict`; copies.
+        """
+        X = self._input(X)
+        G = self._grad_output(grad_output, X.shape[0])
+        if not self._call("backward", X, G):  # only for non-finite input: the shapes are checked
+            raise ValueError(nonfinite("X", X) if not np.isfinite(X).all() else nonfinite("grad_output", G))
+        self._has_grad = True
+        return self._named(row=1)
+
+    def step(self):
+        """One optimizer update from :attr:`grad` (left by :meth:`backward` or :meth:`gradients`), in place.
+
+        All or nothing: if any parameter or optimizer state would become non-finite, nothing is applied and
+        ``FloatingPointError`` is raised.
+        """
+        if not self._has_grad:
+            raise RuntimeError("no gradient to apply: call backward(X, grad_output) or gradients(X, Y) before step()")
+        with self._lock:
+            ok = optim.update(self.flat, self.hyper)
+        if not ok:
+            raise FloatingPointError("the step was not applied: a parameter or optimizer state would not be finite "
+                                     "(diverging: lower the learning rate or clip the gradient); the parameters are "
+                                     "unchanged")
 
     def predict(self, X):
         """Class predictions: the argmax for a softmax output (labels), else outputs thresholded at 0.5 for a
@@ -268,8 +321,8 @@ class Network:
         return P
 
     def fit(self, X, Y, epochs=1, batch_size=32, shuffle=True, validation=None, patience=None, progress=False,
-            on_nonfinite="raise", comm=None):
-        """Minibatch training.
+            on_nonfinite="raise", comm=None, sample_weight=None, reduce_on_plateau=None):
+        """Minibatch training (the loop is :func:`fastbp.training.fit`).
 
         Parameters
         ----------
@@ -290,26 +343,25 @@ class Network:
             What to do when a step would give a non-finite loss or parameter (the step is never applied, so the
             parameters stay finite): raise ``FloatingPointError`` (the default), stop training there, or skip that
             batch and go on.
+        comm : mpi4py.MPI.Comm, optional
+            Train data-parallel across the communicator's ranks (every rank calls ``fit`` with the same X and Y):
+            :func:`fastbp.distributed.fit`, which supports ``epochs``, ``batch_size`` and ``shuffle``.
+        sample_weight : array_like, shape (n,), optional
+            Per-sample weights (non-negative, finite, not all zero): each step's loss is the weighted mean over its
+            batch; a batch whose weights are all zero is skipped.
+        reduce_on_plateau : fastbp.schedules.ReduceOnPlateau, optional
+            Multiply the learning rate by its factor when the monitored loss (``val_loss``, else ``loss``) stops
+            improving; the rate of each epoch goes to ``history["lr"]``.
 
         Returns
         -------
         history : dict
             ``loss`` (the mean training loss of each epoch over the steps applied), ``val_loss`` with validation,
-            ``nonfinite_steps`` (steps not applied) and ``stopped`` (True if ``on_nonfinite="stop"`` ended it).
-        comm : mpi4py.MPI.Comm, optional
-            Train data-parallel across the communicator's ranks (every rank calls ``fit`` with the same X and Y):
-            :func:`fastbp.distributed.fit`, which supports ``epochs``, ``batch_size`` and ``shuffle``.
+            ``lr`` with ``reduce_on_plateau``, ``nonfinite_steps`` (steps not applied) and ``stopped`` (True if
+            ``on_nonfinite="stop"`` ended it).
         """
-        if comm is not None:
-            unsupported = [name for name, value, default in (
-                ("validation", validation, None), ("patience", patience, None), ("progress", progress, False),
-                ("on_nonfinite", on_nonfinite, "raise")) if value != default]
-            if unsupported:
-                raise ValueError(f"fit(comm=...) does not support {', '.join(unsupported)}")
-            from . import distributed
-
-            return distributed.fit(self, X, Y, comm, epochs=epochs, batch_size=batch_size, shuffle=shuffle)
-        return _fit.fit(self, X, Y, epochs, batch_size, shuffle, validation, patience, progress, on_nonfinite)
+        return training.fit(self, X, Y, epochs, batch_size, shuffle, validation, patience, progress, on_nonfinite,
+                            comm, sample_weight, reduce_on_plateau)
 
     # ---- state ------------------------------------------------------------------------------------------------
 
@@ -319,29 +371,7 @@ class Network:
 
     def load_state_dict(self, state_dict):
         """Copy parameters from a dict like :meth:`state_dict` (values anything ``np.asarray`` takes)."""
-        if not hasattr(state_dict, "keys"):
-            raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
-        expected = self._named(row=0)
-        if set(state_dict.keys()) != set(expected):
-            missing, extra = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
-            raise ValueError(f"state_dict keys do not match this network: missing {missing}, unexpected {extra}")
-        values = {}
-        for key, ref in expected.items():
-            value = state_dict[key]
-            if hasattr(value, "detach"):  # a torch tensor
-                value = value.detach().cpu().numpy()
-            value = np.asarray(value)
-            if value.dtype.kind not in "fiu" or value.dtype == np.bool_:
-                raise TypeError(f"state_dict[{key!r}] must be real numbers, got dtype {value.dtype}")
-            if value.shape != ref.shape:
-                raise ValueError(f"state_dict[{key!r}] must have shape {ref.shape}, got {value.shape}")
-            if not np.isfinite(value).all():
-                raise ValueError(f"state_dict[{key!r}] contains NaN or infinity")
-            values[key] = value
-        with self._lock:
-            for (W, b), l in zip(self.layers(), range(0, 2 * len(self.sizes), 2)):
-                W[:] = values[f"{l}.weight"]
-                b[:] = values[f"{l}.bias"]
+        io.load_state_dict(self, state_dict)
 
     def save(self, path):
         """Write the architecture, optimizer and parameters to a ``.npz`` file, atomically."""
@@ -367,88 +397,45 @@ class Network:
 
     # ---- the boundary -----------------------------------------------------------------------------------------
 
-    def _call(self, name, X, last):
-        """Run the kernel ``name`` on a checked batch (``last`` is Y, or ``out`` for predict): the parallel twin when
-        the batch repays a thread launch and no layer runs on BLAS's threads, under the network's thread count."""
+    def _call(self, name, X, last, weights=None):
+        """Run the kernel ``name`` on a checked batch (``last`` is Y, or ``out`` for predict; ``weights`` checked
+        sample weights, which run the generic weighted twin): the parallel twin when the batch repays a thread launch
+        and no layer runs on BLAS's threads, under the network's thread count."""
         with self._lock:
             work = self.workspace(X.shape[0])
             args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
-            parallel = self._parallel(X.shape[0])
-            kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
+            compiled = self._use_compiled and weights is None
+            parallel = self._parallel(X.shape[0], compiled)
+            if compiled:
+                kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
+            else:
+                generic = GENERIC_PARALLEL if parallel else GENERIC
+                kern = getattr(generic, name) if weights is None else getattr(generic, f"weighted_{name}")
+                args = args if weights is None else (*args, weights)
             return run_with_threads(kern, args, self.threads if parallel else None)
 
-    def _checked_call(self, name, X, Y):
-        """Check and convert (X, Y), run the kernel, explain a NaN; remember the batch's shapes for the hot path
-        when it runs on the serial kernels."""
+    def _checked_call(self, name, X, Y, sample_weight=None):
+        """Check and convert (X, Y) and the weights, run the kernel, explain a NaN; remember the batch's shapes for
+        the hot path when it runs on the serial kernels."""
         X = self._input(X)
         Y = self._targets(Y, X.shape[0])
-        loss = self._call(name, X, Y)
+        weights = None if sample_weight is None else self._weights(sample_weight, X.shape[0])
+        loss = self._call(name, X, Y, weights)
         if loss != loss:
             self._diagnose(X, Y)
-        if not self._parallel(X.shape[0]):
+        if weights is None and not self._parallel(X.shape[0]):
             self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
         return loss
 
-    def _parallel(self, n):
+    def _parallel(self, n, compiled=None):
         """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, more than one tile
         for the compiled kernels, and no layer on BLAS (which runs its own threads) for the generic ones."""
-        if self._use_compiled:
+        if self._use_compiled if compiled is None else compiled:
             return n > codegen.tile_rows(self.dtype) and n * self._widest >= kernels.PARALLEL_MIN_WORK
         layers = zip(self.sizes[:-1], self.sizes[1:])
         return (n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))
-
-    def _input(self, X):
-        """X as a C-contiguous 2-D array of the network's dtype, checked for shape (finiteness is the kernel's)."""
-        if type(X) is not np.ndarray or X.dtype != self.dtype or not X.flags.c_contiguous:
-            X = as_real_array("X", X, self.dtype)
-        if X.ndim != 2 or X.shape[1] != self.sizes[0]:
-            raise ValueError(f"X must have shape (n, {self.sizes[0]}), got {X.shape}")
-        if X.shape[0] == 0:
-            raise ValueError("X is an empty batch (0 rows)")
-        return X
-
-    def _targets(self, Y, n):
-        """Y as (n, n_out) in the network's dtype, or (n, 1) int64 class labels for cross_entropy."""
-        n_out = self.sizes[-1]
-        if type(Y) is np.ndarray and Y.dtype == self.dtype and Y.flags.c_contiguous and Y.shape == (n, n_out):
-            return Y
-        Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
-        if self.loss == "cross_entropy" and Y.ndim == 1:
-            if Y.dtype.kind not in "iu":
-                raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
-            Y = np.ascontiguousarray(Y, np.int64).reshape(-1, 1)
-        else:
-            Y = as_real_array("Y", Y, self.dtype)
-            if Y.ndim == 1 and n_out == 1:
-                Y = Y.reshape(-1, 1)
-            if Y.ndim != 2 or Y.shape[1] != n_out:
-                raise ValueError(f"Y must have shape (n, {n_out}), got {Y.shape}")
-        if Y.shape[0] != n:
-            raise ValueError(f"X and Y must have the same number of rows, got {n} and {Y.shape[0]}")
-        return Y
-
-    def _check_finite(self, X, Y):
-        if not np.isfinite(X).all() or not self._targets_ok(Y):
-            self._diagnose(X, Y)
-
-    def _targets_ok(self, Y):
-        if Y.shape[1] != self.sizes[-1]:
-            return bool(((Y >= 0) & (Y < self.sizes[-1])).all())
-        return bool(np.isfinite(Y).all())
-
-    def _diagnose(self, X, Y):
-        """Raise the error that explains a NaN from a kernel (the slow path; the fast path folds it into the kernel)."""
-        if not np.isfinite(X).all():
-            raise ValueError(nonfinite("X", X))
-        if not self._targets_ok(Y):
-            if Y.shape[1] != self.sizes[-1]:
-                raise ValueError(f"class labels must be in [0, {self.sizes[-1]}), got values from {Y.min()} to "
-                                 f"{Y.max()}")
-            raise ValueError(nonfinite("Y", Y))
-        raise FloatingPointError("the step was not applied: the loss, or a parameter after the update, would not be "
-                                 "finite (diverging: lower the learning rate); the parameters are unchanged")
 
     def _named(self, row):
         out = {}

@@ -2,7 +2,9 @@
 
 The network keeps every parameter-shaped vector in one array ``flat`` of shape (2 + n_slots, n_params): row 0 the
 parameters, row 1 the gradient, rows 2.. the optimizer's state (SGD's velocity; Adam's first and second moments).
-Hyperparameters and the step count live in a small float64 array ``hyper`` laid out by the indices below.
+Hyperparameters, the step count, the gradient clipping norm and the learning-rate schedule (:mod:`fastbp.schedules`)
+live in a small float64 array ``hyper`` laid out by the indices below, so the update kernel computes the step's
+learning rate and clipping itself: the same from Python, ``fit`` and a user's ``@njit`` code.
 """
 
 import math
@@ -10,34 +12,65 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import schedules
+from ._checks import check_real
 from ._jit import inline, kernel
 
 SGD_KIND, ADAM_KIND = 0, 1
 KIND, LR, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV, STEP = range(8)  # BETA1 is SGD's momentum
+CLIP_NORM = 8  # the global L2 norm the gradient is clipped to; 0 for none
+SCHEDULE, PERIOD, GAMMA, LR_MIN, WARMUP, WARMUP_START = range(9, 15)  # the schedule (LR holds its base rate)
+HYPER_SIZE = 15
+CLIP_EPS = 1e-6  # added to the norm before dividing, as torch.nn.utils.clip_grad_norm_
 
 
-def _check(name, value, low, high=math.inf, low_open=False, high_open=True):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    ok = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
-    if not ok:
-        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
-        raise ValueError(f"{name} must be in {lo}{low}, {high}{hi}, got {value!r}")
+def _check_common(opt):
+    """The checks of the fields SGD and Adam share: lr (a number or a schedule), weight decay, clip_norm."""
+    if not isinstance(opt.lr, schedules.Schedule):
+        check_real("lr", opt.lr, 0, low_open=True)
+    check_real("weight_decay", opt.weight_decay, 0)
+    if opt.clip_norm is not None:
+        check_real("clip_norm", opt.clip_norm, 0, low_open=True)
+
+
+def _hyper(opt, kind, beta1, beta2, eps, nesterov):
+    """The ``hyper`` array of an optimizer."""
+    hyper = np.zeros(HYPER_SIZE, np.float64)
+    hyper[[KIND, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV]] = kind, beta1, beta2, eps, opt.weight_decay, nesterov
+    hyper[CLIP_NORM] = 0.0 if opt.clip_norm is None else opt.clip_norm
+    lr = opt.lr
+    if isinstance(lr, schedules.Schedule):
+        hyper[[SCHEDULE, PERIOD, GAMMA, LR_MIN]] = lr.fields()
+        hyper[[WARMUP, WARMUP_START]] = lr.warmup, lr.warmup_start
+        lr = lr.lr
+    hyper[LR] = lr
+    return hyper
 
 
 @dataclass(frozen=True)
 class SGD:
-    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay, as ``torch.optim.SGD``."""
+    """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay, as ``torch.optim.SGD``.
+
+    Parameters
+    ----------
+    lr : float or fastbp.schedules.Schedule
+    momentum : float in [0, 1)
+    nesterov : bool
+    weight_decay : float >= 0
+    clip_norm : float > 0 or None
+        Scale the gradient so its global L2 norm is at most this before the update, as
+        ``torch.nn.utils.clip_grad_norm_`` (the gradient row itself is left as computed).
+    """
 
     lr: float
     momentum: float = 0.0
     nesterov: bool = False
     weight_decay: float = 0.0
+    clip_norm: float = None
 
     def __post_init__(self):
-        _check("lr", self.lr, 0, low_open=True)
-        _check("momentum", self.momentum, 0, 1)
-        _check("weight_decay", self.weight_decay, 0)
+        _check_common(self)
+        check_real("momentum", self.momentum, 0, 1)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs a momentum > 0")
 
@@ -46,39 +79,53 @@ class SGD:
         return 1 if self.momentum > 0 else 0
 
     def hyper(self):
-        return np.array([SGD_KIND, self.lr, self.momentum, 0, 0, self.weight_decay, self.nesterov, 0], np.float64)
+        return _hyper(self, SGD_KIND, self.momentum, 0, 0, self.nesterov)
 
 
 @dataclass(frozen=True)
 class Adam:
-    """Adam with decoupled weight decay (AdamW when ``weight_decay > 0``), as ``torch.optim.AdamW``."""
+    """Adam with decoupled weight decay (AdamW when ``weight_decay > 0``), as ``torch.optim.AdamW``.
+
+    Parameters
+    ----------
+    lr : float or fastbp.schedules.Schedule
+    beta1, beta2 : float in [0, 1)
+    eps : float > 0
+    weight_decay : float >= 0
+    clip_norm : float > 0 or None
+        As :class:`SGD`'s.
+    """
 
     lr: float = 1e-3
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
     weight_decay: float = 0.0
+    clip_norm: float = None
 
     def __post_init__(self):
-        _check("lr", self.lr, 0, low_open=True)
-        _check("beta1", self.beta1, 0, 1)
-        _check("beta2", self.beta2, 0, 1)
-        _check("eps", self.eps, 0, low_open=True)
-        _check("weight_decay", self.weight_decay, 0)
+        _check_common(self)
+        check_real("beta1", self.beta1, 0, 1)
+        check_real("beta2", self.beta2, 0, 1)
+        check_real("eps", self.eps, 0, low_open=True)
 
     n_slots = 2
 
     def hyper(self):
-        return np.array([ADAM_KIND, self.lr, self.beta1, self.beta2, self.eps, self.weight_decay, 0, 0], np.float64)
+        return _hyper(self, ADAM_KIND, self.beta1, self.beta2, self.eps, False)
 
 
 def from_hyper(hyper):
     """The optimizer described by a ``hyper`` array (used when loading a saved network)."""
-    if hyper[KIND] == SGD_KIND:
-        return SGD(float(hyper[LR]), float(hyper[BETA1]), bool(hyper[NESTEROV]), float(hyper[WEIGHT_DECAY]))
-    if hyper[KIND] == ADAM_KIND:
-        return Adam(*(float(hyper[i]) for i in (LR, BETA1, BETA2, EPS, WEIGHT_DECAY)))
-    raise ValueError(f"unknown optimizer kind {hyper[KIND]!r}")
+    h = np.zeros(HYPER_SIZE)
+    h[:len(hyper)] = hyper  # files written before clipping and schedules hold the first 8 entries
+    lr = schedules.from_fields(h[SCHEDULE], h[LR], h[PERIOD], h[GAMMA], h[LR_MIN], h[WARMUP], h[WARMUP_START])
+    clip_norm = float(h[CLIP_NORM]) if h[CLIP_NORM] > 0 else None
+    if h[KIND] == SGD_KIND:
+        return SGD(lr, float(h[BETA1]), bool(h[NESTEROV]), float(h[WEIGHT_DECAY]), clip_norm)
+    if h[KIND] == ADAM_KIND:
+        return Adam(lr, *(float(h[i]) for i in (BETA1, BETA2, EPS, WEIGHT_DECAY)), clip_norm)
+    raise ValueError(f"unknown optimizer kind {h[KIND]!r}")
 
 
 @kernel
@@ -92,36 +139,67 @@ def update(flat, hyper):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params)
         Read: the gradient. Written: the parameters and the optimizer state.
-    hyper : ndarray of float64, shape (8,)
+    hyper : ndarray of float64, shape (HYPER_SIZE,)
         Read: the hyperparameters. Written: the step count ``hyper[STEP]``.
     """
-    if not _step(flat, hyper, False):
+    scale = clip_scale(flat, hyper[CLIP_NORM])
+    if not _step(flat, hyper, scale, False):
         return False
-    _step(flat, hyper, True)
+    _step(flat, hyper, scale, True)
     hyper[STEP] += 1
     return True
 
 
 @inline
-def _step(flat, hyper, write):
-    """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
-    c = coefficients(flat.dtype.type, hyper[KIND], hyper[LR], hyper[BETA1], hyper[BETA2], hyper[EPS],
-                     hyper[WEIGHT_DECAY], hyper[NESTEROV], hyper[STEP])
-    if hyper[KIND] == ADAM_KIND:
-        return _step_loop(flat, c, ADAM_KIND, 2, write)
-    if flat.shape[0] == 3:
-        return _step_loop(flat, c, SGD_KIND, 1, write)
-    return _step_loop(flat, c, SGD_KIND, 0, write)
+def clip_scale(flat, clip_norm):
+    """The factor the gradient ``flat[1]`` is multiplied by in this step: ``clip_norm / (norm + CLIP_EPS)`` when
+    that is below 1, else 1 (and 1 with no clipping, ``clip_norm == 0``). The norm is summed in float64."""
+    T = flat.dtype.type
+    if clip_norm <= 0:
+        return T(1)
+    total = 0.0
+    for k in range(flat.shape[1]):
+        g = np.float64(flat[1, k])
+        total += g * g
+    coef = clip_norm / (math.sqrt(total) + CLIP_EPS)
+    return T(coef) if coef < 1.0 else T(1)  # NaN for a non-finite gradient: the step is then refused
 
 
 @inline
-def _step_loop(flat, c, kind, n_slots, write):
-    # Called with a constant kind and slot count, so each loop is branch-free and vectorises.
+def learning_rate(hyper):
+    """The learning rate of the coming step: ``hyper[LR]`` through the schedule, at step ``hyper[STEP]``."""
+    return schedules.learning_rate(hyper[SCHEDULE], hyper[PERIOD], hyper[GAMMA], hyper[LR_MIN], hyper[LR],
+                                   hyper[STEP], hyper[WARMUP], hyper[WARMUP_START])
+
+
+@inline
+def member_learning_rate(hypers, m):
+    """:func:`learning_rate` of member m of a population, from row m of its ``hypers`` (N, HYPER_SIZE)."""
+    return schedules.learning_rate(hypers[m, SCHEDULE], hypers[m, PERIOD], hypers[m, GAMMA], hypers[m, LR_MIN],
+                                   hypers[m, LR], hypers[m, STEP], hypers[m, WARMUP], hypers[m, WARMUP_START])
+
+
+@inline
+def _step(flat, hyper, scale, write):
+    """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
+    c = coefficients(flat.dtype.type, hyper[KIND], learning_rate(hyper), hyper[BETA1], hyper[BETA2], hyper[EPS],
+                     hyper[WEIGHT_DECAY], hyper[NESTEROV], hyper[STEP])
+    if hyper[KIND] == ADAM_KIND:
+        return _step_loop(flat, c, scale, ADAM_KIND, 2, write)
+    if flat.shape[0] == 3:
+        return _step_loop(flat, c, scale, SGD_KIND, 1, write)
+    return _step_loop(flat, c, scale, SGD_KIND, 0, write)
+
+
+@inline
+def _step_loop(flat, c, scale, kind, n_slots, write):
+    # Called with a constant kind and slot count, so each loop is branch-free and vectorises. The gradient is
+    # multiplied by the clipping factor ``scale`` (exactly 1 without clipping, which changes nothing).
     T = flat.dtype.type
     s1, s2 = min(2, 1 + n_slots), 1 + n_slots  # the state rows; a missing one reads a row it then ignores
     probe = T(0)  # stays 0 unless a new value is NaN or infinite (their product with 0 is NaN)
     for k in range(flat.shape[1]):
-        new, v1, v2 = new_values(kind, n_slots, c, flat[0, k], flat[1, k], flat[s1, k], flat[s2, k])
+        new, v1, v2 = new_values(kind, n_slots, c, flat[0, k], scale * flat[1, k], flat[s1, k], flat[s2, k])
         if write:
             flat[0, k] = new
             if n_slots > 0:

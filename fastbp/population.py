@@ -5,7 +5,7 @@ import types
 
 import numpy as np
 
-from . import kernels
+from . import kernels, optim
 from ._checks import nonfinite
 from .kernels import codegen, codegen_population
 from .kernels import compiled as compiled_kernels
@@ -43,8 +43,8 @@ class Population:
         The members' parameters, gradients and optimizer states, member m in column m.
     params : ndarray, shape (n, n_params)
         The members' parameter vectors, ``flats[0].T``: a view (perturb it in place, e.g. for evolution strategies).
-    hypers : ndarray of float64, shape (n, 8)
-        Each member's optimizer hyperparameters and step count.
+    hypers : ndarray of float64, shape (n, fastbp.optim.HYPER_SIZE)
+        Each member's optimizer hyperparameters, schedule and step count (members do not clip gradients).
     member_seeds : ndarray of int64, shape (n,)
     """
 
@@ -59,6 +59,8 @@ class Population:
         self._args = dict(sizes=sizes, hidden=hidden, output=output, loss=loss, optimizer=optimizer, dtype=dtype,
                           threads=threads, compiled=False)
         first = Network(seed=int(self.member_seeds[0]), **self._args)  # validates every argument
+        if first.optimizer.clip_norm is not None:
+            raise ValueError("a Population does not clip gradients: use an optimizer with clip_norm=None")
         self._template = first
         self.sizes, self.hidden, self.output, self.loss = first.sizes, first.hidden, first.output, first.loss
         self.dtype, self.threads, self.optimizer, self.spec = first.dtype, threads, first.optimizer, first.spec
@@ -123,7 +125,7 @@ class Population:
             raise TypeError(f"expected a fastbp.Network, got {type(net).__name__}")
         if (net.sizes, net.hidden, net.output, net.loss, net.dtype) != (
                 self.sizes, self.hidden, self.output, self.loss, self.dtype) or net.flat.shape != self.flats.shape[:2] \
-                or net.hyper[0] != self.hypers[m, 0]:
+                or net.hyper[optim.KIND] != self.hypers[m, optim.KIND] or net.hyper[optim.CLIP_NORM] != 0:
             raise ValueError(f"{net!r} does not fit this population of {self._template!r}")
         self.flats[:, :, m], self.hypers[m] = net.flat, net.hyper
 

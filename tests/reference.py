@@ -73,11 +73,27 @@ def forward(Ws, bs, hidden, output, X):
     return zs, As
 
 
-def gradients(Ws, bs, hidden, output, loss, X, Y):
+def weighted_loss_and_grad_a(name, a, y, w):
+    """(weighted mean loss, dL/da): sum_i w_i l_i / sum_i w_i, with l_i the loss of row i alone."""
+    rows = [loss_and_grad_a(name, a[i:i + 1], y[i:i + 1]) for i in range(len(a))]
+    total = w.sum()
+    return sum(w[i] * value for i, (value, _) in enumerate(rows)) / total, \
+        np.concatenate([w[i] * g for i, (_, g) in enumerate(rows)]) / total
+
+
+def gradients(Ws, bs, hidden, output, loss, X, Y, sample_weight=None):
     """(mean loss, [dW], [db]) by the chain rule: delta_L = J_phi(z_L)^T dL/da, delta_l = (delta_{l+1} W) * phi'(z_l)."""
     zs, As = forward(Ws, bs, hidden, output, X)
     y = one_hot(Y, Ws[-1].shape[0], X.dtype)
-    value, g = loss_and_grad_a(loss, As[-1], y)
+    if sample_weight is None:
+        value, g = loss_and_grad_a(loss, As[-1], y)
+    else:
+        value, g = weighted_loss_and_grad_a(loss, As[-1], y, np.asarray(sample_weight, np.float64))
+    return (value, *backpropagate(Ws, hidden, output, zs, As, g))
+
+
+def backpropagate(Ws, hidden, output, zs, As, g):
+    """([dW], [db]) from g = dL/da of the output activations."""
     delta = activation_backward(output, zs[-1], g)
     dWs, dbs = [None] * len(Ws), [None] * len(Ws)
     for l in range(len(Ws) - 1, -1, -1):
@@ -85,7 +101,28 @@ def gradients(Ws, bs, hidden, output, loss, X, Y):
         dbs[l] = delta.sum(axis=0)
         if l:
             delta = activation_backward(hidden, zs[l - 1], delta @ Ws[l])
-    return value, dWs, dbs
+    return dWs, dbs
+
+
+def clip(grads, max_norm):
+    """torch.nn.utils.clip_grad_norm_ written out: the gradients scaled so their global L2 norm is <= max_norm."""
+    norm = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
+    coef = min(1.0, max_norm / (norm + 1e-6))
+    return [g * coef for g in grads]
+
+
+def scheduled_lr(kind, lr, t, warmup=0, warmup_start=0.0, step_size=1, gamma=0.1, steps=1, lr_min=0.0):
+    """The learning rate of update t (0-based) under a schedule, from the formulas of PyTorch's schedulers."""
+    if t < warmup:
+        return lr * (warmup_start + (1 - warmup_start) * t / warmup)
+    t -= warmup
+    if kind == "step":
+        return lr * gamma ** (t // step_size)
+    if kind == "exponential":
+        return lr * gamma**t
+    if kind == "cosine":
+        return lr_min + (lr - lr_min) * (1 + np.cos(np.pi * min(t, steps) / steps)) / 2
+    return lr
 
 
 class SGD:

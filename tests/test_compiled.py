@@ -66,11 +66,23 @@ def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype
                 np.testing.assert_allclose(grads_c[f"{2 * l}.weight"], grads_g[f"{2 * l}.weight"], **TOL[dtype])
             np.testing.assert_allclose(net.evaluate(X, Y), loss_c, **TOL[dtype])
             np.testing.assert_allclose(net.forward(X), generic.forward(X), **TOL[dtype])
+            # backward from any dL/dP (the tile and row paths' own output stage), and sample weights
+            G = np.random.default_rng(n).normal(size=(n, sizes[-1])).astype(dtype)
+            back_c, back_g = net.backward(X, G), generic.backward(X, G)
+            w = np.random.default_rng(n).uniform(0, 2, n)
+            weighted_c, weighted_g = net.gradients(X, Y, sample_weight=w), generic.gradients(X, Y, sample_weight=w)
+            np.testing.assert_allclose(weighted_c[0], weighted_g[0], **TOL[dtype])
+            for key in back_g:
+                np.testing.assert_allclose(back_c[key], back_g[key], **TOL[dtype])
+                np.testing.assert_allclose(weighted_c[1][key], weighted_g[1][key], **TOL[dtype])
             if sizes == CASES[0][0] or sizes == CASES[1][0]:  # the parallel twins agree to rounding (two cases:
                 parallel = net._compiled_pair[1]             # each twin is another compilation)
                 work, Yk = net.workspace(n), (Y.reshape(-1, 1) if labels else Y)  # labels as the kernels take them
                 np.testing.assert_allclose(parallel.gradient(net.flat, net.spec, work, X, Yk), loss_c, **TOL[dtype])
                 np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in grads_c.values()]),
+                                           **TOL[dtype])
+                assert parallel.backward(net.flat, net.spec, work, X, G)
+                np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in back_g.values()]),
                                            **TOL[dtype])
                 out = np.empty((n, sizes[-1]), dtype)
                 assert parallel.predict(net.flat, net.spec, work, X, out)
@@ -171,6 +183,7 @@ USER_SCRIPT = textwrap.dedent("""
     net = fastbp.Network([4, 16, 2], hidden="tanh", output="identity", loss="mse",
                          optimizer=fastbp.SGD(lr=0.05, momentum=0.5), seed=0)
     train_step, predict = net.compiled.train_step, net.compiled.predict
+    backward, step = net.compiled.backward, net.compiled.step
 
     @numba.njit(cache=True)
     def loop(flat, spec, hyper, work, X, Y, out, steps):
@@ -178,6 +191,8 @@ USER_SCRIPT = textwrap.dedent("""
         for _ in range(steps):
             loss = train_step(flat, spec, hyper, work, X, Y)
             predict(flat, spec, work, X, out)
+            backward(flat, spec, work, X, Y)  # Y as dL/dP: any objective
+            step(flat, hyper)
         return loss
 
     @numba.njit(parallel=True)

@@ -313,6 +313,22 @@ ALLOCATION_SCRIPT = textwrap.dedent("""
             print(name, one, thousand, kept1, kept1000)
 
     @numba.njit
+    def objective_loop(flat, spec, hyper, work, X, Y, G, w, steps):
+        for _ in range(steps):
+            kernels.backward(flat, spec, work, X, G)  # any objective: dL/dP in, gradient out
+            kernels.step(flat, hyper)
+            kernels.weighted_train_step(flat, spec, hyper, work, X, Y, w)
+
+    opt = fastbp.Adam(fastbp.schedules.Cosine(1e-3, steps=100, warmup=10), clip_norm=1.0)
+    net = fastbp.Network([4, 32, 2], hidden="tanh", output="softmax", loss="cross_entropy", optimizer=opt, seed=0)
+    X = np.random.default_rng(0).normal(size=(8, 4)); Y = np.eye(2)[np.arange(8) % 2]; G = np.ones((8, 2)) / 8
+    work = net.workspace(8)
+    objective = lambda steps: objective_loop(net.flat, net.spec, net.hyper, work, X, Y, G, np.ones(8), steps)
+    objective(2)
+    (one, kept1), (thousand, kept1000) = allocations(objective, 1), allocations(objective, 1000)
+    print("user", one, thousand, kept1, kept1000)
+
+    @numba.njit
     def population_loop(flats, spec, hypers, works, X, Y, losses, out, steps):
         for _ in range(steps):
             kernels.population_train_step(flats, spec, hypers, works, X, Y, losses)
@@ -330,13 +346,14 @@ ALLOCATION_SCRIPT = textwrap.dedent("""
 
 def test_no_allocation_per_step():
     """Numba runtime allocations (NUMBA_NRT_STATS=1): a user @njit loop of 1000 train+predict steps (of a network
-    or a population) makes as many as a loop of 1 (only the call's own argument wrappers); from Python, a train step makes only the MemInfo
-    wrappers of its 6 array arguments, which Numba creates at any call boundary and frees on return: no buffer."""
+    or a population), or of backward + step + weighted_train_step, makes as many as a loop of 1 (only the call's own
+    argument wrappers); from Python, a train step makes only the MemInfo wrappers of its 6 array arguments, which
+    Numba creates at any call boundary and frees on return: no buffer."""
     env = {**os.environ, "NUMBA_NRT_STATS": "1"}
     out = subprocess.run([sys.executable, "-c", ALLOCATION_SCRIPT], env=env, capture_output=True, text=True,
                          check=True).stdout
     lines = [line.split() for line in out.strip().splitlines()]
-    assert len(lines) == 7, out  # three networks from a user loop and from Python, and a population
+    assert len(lines) == 8, out  # three networks from a user loop and from Python, backward/step, a population
     for name, one, thousand, kept1, kept1000 in lines:
         assert kept1 == kept1000 == "0", out  # nothing outlives a call
         if name == "user":

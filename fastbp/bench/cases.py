@@ -23,6 +23,11 @@ class Case:
     output: str
     loss: str
 
+    def grad_output(self, seed=1):
+        """A fixed dL/dP for the output activations, as a user's own loss would give (``backward_step``)."""
+        rng = np.random.default_rng(seed)
+        return (rng.normal(size=(self.batch, self.sizes[-1])) / self.batch).astype(self.dtype)
+
     def data(self, seed=0):
         """(X, Y) with one-hot Y for cross_entropy, so every implementation does the same work."""
         rng = np.random.default_rng(seed)
@@ -55,7 +60,7 @@ CASES = {c.name: c for c in [
     # SimpleChains.jl's documentation example: a small network on a large full batch.
     Case("simplechains", (4, 32, 16, 4), 10_000, np.float32, "tanh", "identity", "mse"),
 ]}
-OPS = ("train_step", "forward", "gradients")
+OPS = ("train_step", "forward", "gradients", "backward_step")  # backward_step: backward from a given dL/dP, then SGD
 
 
 class FastbpImpl:
@@ -65,6 +70,7 @@ class FastbpImpl:
         self.net = case.network(threads=threads)
         self.X, self.Y = case.data()
         self.out = np.empty((case.batch, case.sizes[-1]), case.dtype)
+        self.G = case.grad_output()
 
     def train_step(self):
         return self.net.train_step(self.X, self.Y)
@@ -75,6 +81,10 @@ class FastbpImpl:
     def gradients(self):
         return self.net.gradients(self.X, self.Y)
 
+    def backward_step(self):
+        self.net.backward(self.X, self.G)
+        self.net.step()
+
 
 class NumpyImpl:
     name = "numpy"
@@ -82,6 +92,7 @@ class NumpyImpl:
     def __init__(self, case, threads=None):
         self.mlp = NumpyMLP(case.network(), LR)
         self.X, self.Y = case.data()
+        self.G = case.grad_output()
 
     def train_step(self):
         return self.mlp.train_step(self.X, self.Y)
@@ -91,6 +102,9 @@ class NumpyImpl:
 
     def gradients(self):
         return self.mlp.gradients(self.X, self.Y)
+
+    def backward_step(self):
+        self.mlp.backward_step(self.X, self.G)
 
 
 class TorchImpl:
@@ -122,6 +136,8 @@ class TorchImpl:
         else:
             self.Y, self.loss_fn = torch.from_numpy(Y), {"bce": nn.BCELoss(), "mse": nn.MSELoss()}[case.loss]
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
+        self.G = torch.from_numpy(case.grad_output())
+        self.output = torch.nn.Softmax(dim=1) if case.output == "softmax" else torch.nn.Identity()  # sigmoid: in model
         self.threads = threads or fastest_torch_threads(torch, self.train_step)
         self.prepare()
 
@@ -142,6 +158,11 @@ class TorchImpl:
         loss = self.loss_fn(self.model(self.X), self.Y)
         loss.backward()
         return loss.item()
+
+    def backward_step(self):
+        self.opt.zero_grad()
+        self.output(self.model(self.X)).backward(self.G)
+        self.opt.step()
 
 
 class JaxImpl:
@@ -182,6 +203,14 @@ class JaxImpl:
             return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads), value
 
         out = {"sigmoid": jax.nn.sigmoid, "softmax": jax.nn.softmax, "identity": lambda z: z}[case.output]
+
+        def backward_step(params, X, G):  # a vector-Jacobian product from dL/dP, then SGD
+            _, vjp = jax.vjp(lambda p: out(forward(p, X)), params)
+            (grads,) = vjp(G)
+            return jax.tree_util.tree_map(lambda p, g: p - LR * g, params, grads)
+
+        self.G = jnp.asarray(case.grad_output())
+        self._backward_step, self._block = jax.jit(backward_step, donate_argnums=0), jax.block_until_ready
         self._step = jax.jit(step, donate_argnums=0)
         self._forward = jax.jit(lambda params, X: out(forward(params, X)))
         self._grad = jax.jit(jax.value_and_grad(loss))
@@ -196,6 +225,9 @@ class JaxImpl:
     def gradients(self):
         value, grads = self._grad(self.params, self.X, self.Y)
         return float(value)
+
+    def backward_step(self):
+        self.params = self._block(self._backward_step(self.params, self.X, self.G))
 
 
 IMPLS = {impl.name: impl for impl in (FastbpImpl, NumpyImpl, TorchImpl, JaxImpl)}

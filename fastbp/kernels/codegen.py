@@ -201,13 +201,27 @@ class _Network(Signature):
                 f"{self.off(f'A{L}', T)} + r, {self.off(f'D{L}', T)} + r, {self.off('Y', T)} + r, {nL}, {T}, labels, "
                 "scale)"]
 
+    def output_gradient_tile(self):
+        """delta_L from dL/dP loaded into the Y block (``backward``): through the output activation's Jacobian."""
+        T, L, nL = self.tile, self.L, self.sizes[-1]
+        y, a, d = (self.off(block, T) for block in ("Y", f"A{L}", f"D{L}"))
+        derivative = "" if self.output in ("identity", "softmax") else \
+            f" * act.{self.output}_derivative(buf[U({a} + j * {T} + r)])"
+        lines = [f"for j in range({nL}):",
+                 "    for r in range(m):",
+                 f"        buf[U({d} + j * {T} + r)] = buf[U({y} + j * {T} + r)]{derivative}"]
+        if self.output == "softmax":
+            lines += ["for r in range(m):", f"    act.backprop_row({act.SOFTMAX}, buf, {a} + r, {d} + r, {nL}, {T})"]
+        return lines
+
     def render(self, name):
         T, L, n0, nL = self.tile, self.L, self.sizes[0], self.sizes[-1]
         loss, out_code = losses.CODES[self.loss], act.CODES[self.output]
         denominator = "n" if self.loss == "cross_entropy" else f"n * {nL}"
         a_out = self.units[f"A{L}"]
         labels_fit = " or Y.shape[1] == 1" if self.loss == "cross_entropy" else ""  # class labels, one per row
-        tile_body = (self.load_tile(True) + dedent(self.forward_tile()) + self.output_error_tile()
+        tile_body = (self.load_tile(True) + dedent(self.forward_tile()) + ["if custom:"]
+                     + indent(self.output_gradient_tile(), 4) + ["else:"] + indent(self.output_error_tile(), 4)
                      + ["if backward:"] + self.backward_tile())
         text = [
             f'"""Kernels compiled for Network({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, '
@@ -255,9 +269,10 @@ class _Network(Signature):
             "",
             "",
             "@kernel",
-            "def _group(p, g, goff, buf, t, X, Y, lo, hi, labels, scale, backward):",
+            "def _group(p, g, goff, buf, t, X, Y, lo, hi, labels, scale, backward, custom):",
             '    """Rows lo .. hi, tile by tile: their summed loss and, if ``backward``, their gradient summed into',
-            '    g[goff:goff + N_PARAMS]. Its own function: the threaded loop stays apart from the vector code."""',
+            '    g[goff:goff + N_PARAMS]; with ``custom``, Y holds dL/dP and the loss is not computed. Its own',
+            '    function: the threaded loop stays apart from the vector code."""',
             "    total = T(0)",
             "    for start in range(lo, hi, TILE):",
             "        m = min(TILE, hi - start)",
@@ -267,7 +282,7 @@ class _Network(Signature):
             "",
             "",
             "@kernel",
-            "def _row(p, g, buf, X, Y, labels, scale, backward):",
+            "def _row(p, g, buf, X, Y, labels, scale, backward, custom):",
             '    """One row, row-major (stride 1): vectorised along each unit\'s inputs."""',
             "    t = 0",
             f"    for k in range({n0}):",
@@ -275,7 +290,13 @@ class _Network(Signature):
             f"    for j in range(1 if labels else {nL}):",
             f"        buf[U({self.units['Y']} + j)] = T(Y[0, j])",
             *self.forward_row(),
-            f"    total = losses.output_error_call({loss}, {out_code}, buf, {self.units['Z']}, {a_out}, "
+            "    total = T(0)",
+            "    if custom:",
+            f"        for j in range({nL}):",
+            f"            buf[U({self.units[f'D{L}']} + j)] = buf[U({self.units['Y']} + j)]",
+            f"        act.backprop_row({out_code}, buf, {a_out}, {self.units[f'D{L}']}, {nL}, 1)",
+            "    else:",
+            f"        total = losses.output_error_call({loss}, {out_code}, buf, {self.units['Z']}, {a_out}, "
             f"{self.units[f'D{L}']}, {self.units['Y']}, {nL}, 1, labels, scale)",
             "    if backward:",
             *indent(dedent(self.backward_row()), 8),
@@ -286,24 +307,25 @@ class _Network(Signature):
             loop = "prange" if parallel else "range"
             text += [
                 f"@kernel(parallel={parallel})",
-                f"def _run{suffix}(flat, work, X, Y, backward):",
-                '    """The mean loss of (X, Y) (checked); its gradient into flat[1] if ``backward``."""',
+                f"def _run{suffix}(flat, work, X, Y, backward, custom):",
+                '    """The mean loss of (X, Y) (checked); its gradient into flat[1] if ``backward``; with ``custom``,',
+                '    Y is dL/dP (the gradient of any loss with respect to the outputs) and no loss is computed."""',
                 "    n = X.shape[0]",
                 f"    labels = Y.shape[1] != {nL}",
-                f"    scale = T(1) / T({denominator})",
+                f"    scale = T(1) if custom else T(1) / T({denominator})",
                 "    p, g = flat[0], flat[1]",
                 "    if n == 1:",
-                "        return _row(p, g, work, X, Y, labels, scale, backward) * scale",
+                "        return _row(p, g, work, X, Y, labels, scale, backward, custom) * scale",
                 "    tiles = (n + TILE - 1) // TILE",
                 "    per = (tiles + GROUPS - 1) // GROUPS * TILE  # rows per group: whole tiles, dealt evenly",
                 "    groups = (n + per - 1) // per",
                 "    if groups == 1:",
                 "        zero = np.int64(0)  # not a literal 0: Numba would compile a specialisation for it",
-                "        return _group(p, g, zero, work, zero, X, Y, zero, n, labels, scale, backward) * scale",
+                "        return _group(p, g, zero, work, zero, X, Y, zero, n, labels, scale, backward, custom) * scale",
                 f"    for q in {loop}(groups):",
                 "        lo, hi = q * per, min(n, (q + 1) * per)",
                 "        partial, tile = PARTIALS + q * N_PARAMS, q * TILE_SIZE",
-                "        total_q = _group(p, work, partial, work, tile, X, Y, lo, hi, labels, scale, backward)",
+                "        total_q = _group(p, work, partial, work, tile, X, Y, lo, hi, labels, scale, backward, custom)",
                 "        work[U(SUMS + q)] = total_q",
                 "    total = T(0)",
                 "    for q in range(groups):  # a fixed order: the same sums whatever the thread count",
@@ -345,7 +367,7 @@ class _Network(Signature):
                 '    """As fastbp.kernels.loss."""',
                 f"    if not (_fits(flat, work, X, Y) and inputs_ok(X, Y, {nL})):",
                 "        return np.nan",
-                f"    return _run{suffix}(flat, work, X, Y, np.bool_(False))",
+                f"    return _run{suffix}(flat, work, X, Y, np.bool_(False), np.bool_(False))",
                 "",
                 "",
                 "@kernel",
@@ -353,7 +375,7 @@ class _Network(Signature):
                 '    """As fastbp.kernels.gradient."""',
                 f"    if not (_fits(flat, work, X, Y) and inputs_ok(X, Y, {nL})):",
                 "        return np.nan",
-                f"    return _run{suffix}(flat, work, X, Y, np.bool_(True))",
+                f"    return _run{suffix}(flat, work, X, Y, np.bool_(True), np.bool_(False))",
                 "",
                 "",
                 "@kernel",
@@ -361,10 +383,20 @@ class _Network(Signature):
                 '    """As fastbp.kernels.train_step."""',
                 f"    if not (_fits(flat, work, X, Y) and inputs_ok(X, Y, {nL})):",
                 "        return np.nan",
-                f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True))  # np.bool_: no literal, one compilation",
+                f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True), np.bool_(False))  # np.bool_: no literal",
                 "    if not np.isfinite(loss):",
                 "        return np.nan",
                 "    return loss if update(flat, hyper) else np.nan",
+                "",
+                "",
+                "@kernel",
+                f"def backward{suffix}(flat, spec, work, X, grad_output):",
+                '    """As fastbp.kernels.backward."""',
+                f"    if not (_fits(flat, work, X, grad_output) and grad_output.shape[1] == {nL}",
+                f"            and inputs_ok(X, grad_output, {nL})):",
+                "        return False",
+                f"    _run{suffix}(flat, work, X, grad_output, np.bool_(True), np.bool_(True))",
+                "    return True",
                 "",
                 "",
                 "@kernel",

@@ -18,6 +18,7 @@ import types
 import numba
 
 from .. import io
+from ..optim import update
 from .._jit import cache_dir, source_hash
 from . import codegen, codegen_population
 
@@ -84,10 +85,11 @@ def _pair(module, names, **extra):
 
 def for_network(sig):
     """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`):
-    ``train_step``, ``predict``, ``gradient``, ``loss`` (the arguments of the generic kernels), ``work_size(n)`` and
-    ``source``."""
+    ``train_step``, ``predict``, ``gradient``, ``loss``, ``backward`` (the arguments of the generic kernels),
+    ``step`` (the optimizer update, :func:`fastbp.kernels.step`), ``work_size(n)`` and ``source``."""
     module = load(sig)
-    return _pair(module, ("train_step", "predict", "gradient", "loss"), work_size=module.work_size)
+    return _pair(module, ("train_step", "predict", "gradient", "loss", "backward"), work_size=module.work_size,
+                 step=update)
 
 
 def for_population(sig):

@@ -72,21 +72,60 @@ def _forward(flat, spec, work, n):
 
 
 @inline
-def _output_error(spec, work, n, Y):
-    """The mean loss of the targets loaded from Y; writes delta_L."""
+def _output_error(spec, work, n, Y, weights):
+    """The mean loss of the targets loaded from Y; writes delta_L. With ``weights`` (non-empty: one per row, loaded
+    by :func:`_load_weights`) the mean is weighted, ``sum_i w_i l_i / sum_i w_i``."""
     L = spec[N_LAYERS]
     n_out, width = spec[SIZES + L], Y.shape[1]
     z_off, a_off, d_off, y_off = _z_offset(spec, n), _act_offset(spec, n, L), _delta_offset(spec, n, L), \
         _target_offset(spec, n)
     loss = spec[LOSS]
     T = work.dtype.type
-    scale = T(1) / T(losses.denominator(loss, n, n_out))
+    weighted = weights.size > 0
+    # Divide by the loss's denominator, the weights' sum times the units per row (1 for cross-entropy) if weighted.
+    per_row = T(losses.denominator(loss, 1, n_out))
+    scale = T(1) / (per_row * _weights_sum(weights)) if weighted else T(1) / T(losses.denominator(loss, n, n_out))
     total = T(0)
     for i in range(n):
         r = i * n_out
-        total += losses.output_error(loss, spec[OUTPUT], work, z_off + r, a_off + r, d_off + r, y_off + i * width,
-                                     n_out, 1, width != n_out, scale)
+        w = T(weights[i]) if weighted else T(1)
+        total += w * losses.output_error(loss, spec[OUTPUT], work, z_off + r, a_off + r, d_off + r,
+                                         y_off + i * width, n_out, 1, width != n_out, scale * w)
     return total * scale
+
+
+@inline
+def _weights_sum(weights):
+    total = weights.dtype.type(0)
+    for i in range(weights.size):
+        total += weights[i]
+    return total
+
+
+@inline
+def _weights_ok(weights, n):
+    """Whether ``weights`` has one finite, non-negative value per row and a positive sum."""
+    if weights.size != n:
+        return False
+    probe = weights.dtype.type(0)
+    for i in range(n):
+        if not weights[i] >= 0:
+            return False
+        probe += weights[i] * 0
+    return probe == 0 and _weights_sum(weights) > 0
+
+
+@inline
+def _output_gradient(spec, work, n):
+    """delta_L from dL/dP loaded into the target block: through the output activation's Jacobian (softmax's whole,
+    d_j = a_j (g_j - sum_k g_k a_k); the others' diagonal, phi'(z_j))."""
+    L = spec[N_LAYERS]
+    n_out = spec[SIZES + L]
+    a_off, d_off, y_off = _act_offset(spec, n, L), _delta_offset(spec, n, L), _target_offset(spec, n)
+    for k in range(n * n_out):
+        work[U(d_off + k)] = work[U(y_off + k)]
+    for i in range(n):
+        act.backprop_row(spec[OUTPUT], work, a_off + i * n_out, d_off + i * n_out, n_out, 1)
 
 
 @inline
@@ -152,24 +191,66 @@ def _predict(flat, spec, work, X, out):
     return True
 
 
-def _loss(flat, spec, work, X, Y):
-    """The mean loss of the batch, with no gradient; NaN for non-finite input."""
-    n = X.shape[0]
+@inline
+def _checked_load(spec, work, X, Y, sample_weight):
+    """Load X and Y; whether they (and the weights, unless empty) are fit to use."""
     if not (_load_input(work, X) and _load_targets(spec, work, Y)):
+        return False
+    return sample_weight.size == 0 or _weights_ok(sample_weight, X.shape[0])
+
+
+@inline
+def _loss_of(flat, spec, work, X, Y, sample_weight):
+    if not _checked_load(spec, work, X, Y, sample_weight):
+        return np.nan
+    _forward(flat, spec, work, X.shape[0])
+    return _output_error(spec, work, X.shape[0], Y, sample_weight)
+
+
+@inline
+def _gradient_of(flat, spec, work, X, Y, sample_weight):
+    n = X.shape[0]
+    if not _checked_load(spec, work, X, Y, sample_weight):
         return np.nan
     _forward(flat, spec, work, n)
-    return _output_error(spec, work, n, Y)
+    loss = _output_error(spec, work, n, Y, sample_weight)
+    _backward(flat, spec, work, n)
+    return loss
+
+
+@inline
+def _train_step_of(flat, spec, hyper, work, X, Y, sample_weight):
+    n = X.shape[0]
+    if not _checked_load(spec, work, X, Y, sample_weight):
+        return np.nan
+    _forward(flat, spec, work, n)
+    loss = _output_error(spec, work, n, Y, sample_weight)
+    if not np.isfinite(loss):
+        return np.nan
+    _backward(flat, spec, work, n)
+    return loss if update(flat, hyper) else np.nan
+
+
+# The kernels. The unweighted ones pass an empty weight array (a view of work: no allocation).
+
+def _loss(flat, spec, work, X, Y):
+    """The mean loss of the batch, with no gradient; NaN for non-finite input."""
+    return _loss_of(flat, spec, work, X, Y, work[:0])
+
+
+def _weighted_loss(flat, spec, work, X, Y, sample_weight):
+    """:func:`_loss` weighted per row; NaN for weights that are negative, non-finite, all zero or not one per row."""
+    return _loss_of(flat, spec, work, X, Y, sample_weight)
 
 
 def _gradient(flat, spec, work, X, Y):
     """The mean loss; writes its gradient into ``flat[1]``. NaN, and no gradient written, for non-finite input."""
-    n = X.shape[0]
-    if not (_load_input(work, X) and _load_targets(spec, work, Y)):
-        return np.nan
-    _forward(flat, spec, work, n)
-    loss = _output_error(spec, work, n, Y)
-    _backward(flat, spec, work, n)
-    return loss
+    return _gradient_of(flat, spec, work, X, Y, work[:0])
+
+
+def _weighted_gradient(flat, spec, work, X, Y, sample_weight):
+    """:func:`_gradient` weighted per row; NaN, writing no gradient, for bad weights (as :func:`_weighted_loss`)."""
+    return _gradient_of(flat, spec, work, X, Y, sample_weight)
 
 
 def _train_step(flat, spec, hyper, work, X, Y):
@@ -178,21 +259,43 @@ def _train_step(flat, spec, hyper, work, X, Y):
     Returns NaN and leaves the parameters, optimizer state and step count as they were if X or Y is not finite, if
     the loss is not, or if the update would make any parameter or state value non-finite.
     """
+    return _train_step_of(flat, spec, hyper, work, X, Y, work[:0])
+
+
+def _weighted_train_step(flat, spec, hyper, work, X, Y, sample_weight):
+    """:func:`_train_step` with the loss weighted per row, ``sum_i w_i l_i / sum_i w_i``; NaN, applying nothing,
+    for bad weights (as :func:`_weighted_loss`)."""
+    return _train_step_of(flat, spec, hyper, work, X, Y, sample_weight)
+
+
+def _backward_output(flat, spec, work, X, grad_output):
+    """Backpropagate a gradient of any loss: a forward pass on X, then the delta recursion from ``grad_output``,
+    dL/dP for the output activations P (shape (n, n_out)), into the gradient ``flat[1]``. No update.
+
+    Returns False, writing no gradient, if ``grad_output`` is not (n, n_out) or X or grad_output is not finite.
+    """
     n = X.shape[0]
-    if not (_load_input(work, X) and _load_targets(spec, work, Y)):
-        return np.nan
+    if grad_output.shape[0] != n or grad_output.shape[1] != spec[SIZES + spec[N_LAYERS]]:
+        return False
+    if not (_load_input(work, X) and _load_targets(spec, work, grad_output)):
+        return False
     _forward(flat, spec, work, n)
-    loss = _output_error(spec, work, n, Y)
-    if not np.isfinite(loss):
-        return np.nan
+    _output_gradient(spec, work, n)
     _backward(flat, spec, work, n)
-    return loss if update(flat, hyper) else np.nan
+    return True
 
 
 predict, _predict_parallel = kernel_pair(_predict)
 loss, _loss_parallel = kernel_pair(_loss)
 gradient, _gradient_parallel = kernel_pair(_gradient)
 train_step, _train_step_parallel = kernel_pair(_train_step)
+weighted_loss, _weighted_loss_parallel = kernel_pair(_weighted_loss)
+weighted_gradient, _weighted_gradient_parallel = kernel_pair(_weighted_gradient)
+weighted_train_step, _weighted_train_step_parallel = kernel_pair(_weighted_train_step)
+backward, _backward_parallel = kernel_pair(_backward_output)
+step = update  # the optimizer update alone (after backward): False, applying nothing, if a value would not be finite
 PARALLEL = {predict: _predict_parallel, loss: _loss_parallel, gradient: _gradient_parallel,
-            train_step: _train_step_parallel}
+            train_step: _train_step_parallel, weighted_loss: _weighted_loss_parallel,
+            weighted_gradient: _weighted_gradient_parallel, weighted_train_step: _weighted_train_step_parallel,
+            backward: _backward_parallel}
 

@@ -157,9 +157,9 @@ def _update_lanes(flats, hypers, buf, N, c_row, status, lo, hi):
     loss) whose new values would all be finite are updated and keep 0; the others are left as they were."""
     T = flats.dtype.type
     for m in range(lo, hi):
-        c = optim.coefficients(T, hypers[m, optim.KIND], hypers[m, optim.LR], hypers[m, optim.BETA1],
-                               hypers[m, optim.BETA2], hypers[m, optim.EPS], hypers[m, optim.WEIGHT_DECAY],
-                               hypers[m, optim.NESTEROV], hypers[m, optim.STEP])
+        c = optim.coefficients(T, hypers[m, optim.KIND], optim.member_learning_rate(hypers, m),
+                               hypers[m, optim.BETA1], hypers[m, optim.BETA2], hypers[m, optim.EPS],
+                               hypers[m, optim.WEIGHT_DECAY], hypers[m, optim.NESTEROV], hypers[m, optim.STEP])
         for r in range(7):
             buf[U((c_row + r) * N + m)] = c[r]
     kind = hypers[lo, optim.KIND]  # one optimizer kind per population
@@ -217,16 +217,21 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
     ----------
     flats : ndarray, shape (2 + n_slots, n_params, N)
         Member m's flat array is ``flats[:, :, m]``.
-    hypers : ndarray of float64, shape (N, 8)
+    hypers : ndarray of float64, shape (N, HYPER_SIZE)
+        Each member's ``hyper`` (:mod:`fastbp.optim`); schedules apply per member, ``CLIP_NORM`` is not read (the
+        population kernels do not clip).
     works : ndarray, shape (>= population_work_size(spec, n), N)
     X : ndarray, shape (N, n, n_in); Y : ndarray, shape (N, n, n_out), or labels (N, n, 1)
     out : ndarray, shape (N,)
         Written. A member whose loss is not finite, or whose update would not be, gets NaN and keeps its
         parameters, optimizer state and step count.
 
-    Returns False, touching nothing, if any X or Y is not finite or a label is out of range.
+    Returns False, touching nothing, if any X or Y is not finite or a label is out of range, or ``hypers`` is not
+    (N, HYPER_SIZE).
     """
     N, n = X.shape[0], X.shape[1]
+    if hypers.shape[0] != N or hypers.shape[1] != optim.HYPER_SIZE:
+        return False
     buf = works.reshape(works.size)
     labels = Y.shape[2] != spec[SIZES + spec[N_LAYERS]]
     c_row = work_size(spec, n)
@@ -277,6 +282,8 @@ def _update_together(flats, hypers):
     """When every member has the same hyperparameters and step count, their update is one network's update over all
     their values at once (the common case: fast, with no per-member coefficients). False, changing nothing, if some
     new value would not be finite; the members then update one by one."""
+    if hypers[0, optim.CLIP_NORM] != 0:  # update would clip the population's gradients as one: not per member
+        return False
     if not update(flats.reshape((flats.shape[0], flats.shape[1] * flats.shape[2])), hypers[0]):
         return False
     for m in range(1, hypers.shape[0]):

@@ -1,0 +1,209 @@
+"""Learning-rate schedules and gradient clipping, computed in the update kernel: against the numpy reference always,
+against torch.optim.lr_scheduler and torch.nn.utils.clip_grad_norm_ step for step when PyTorch is installed."""
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import schedules
+
+from . import reference as ref
+from .conftest import TOL, make_data, ref_layers
+
+SIZES = [3, 5, 2]
+STEPS = 12
+
+SCHEDULES = {  # name: (fastbp schedule, reference kwargs)
+    "constant": (0.1, dict(kind="constant")),
+    "warmup": (schedules.Constant(0.1, warmup=4, warmup_start=0.25), dict(kind="constant", warmup=4,
+                                                                           warmup_start=0.25)),
+    "step": (schedules.StepDecay(0.1, step_size=3, gamma=0.5), dict(kind="step", step_size=3, gamma=0.5)),
+    "exponential": (schedules.Exponential(0.1, gamma=0.8, warmup=2, warmup_start=0.5),
+                    dict(kind="exponential", gamma=0.8, warmup=2, warmup_start=0.5)),
+    "cosine": (schedules.Cosine(0.1, steps=8, lr_min=0.01, warmup=3, warmup_start=0.1),
+               dict(kind="cosine", steps=8, lr_min=0.01, warmup=3, warmup_start=0.1)),
+}
+
+
+def optimizers(lr, clip_norm):
+    return {"sgd": fastbp.SGD(lr, momentum=0.9, weight_decay=0.01, clip_norm=clip_norm),
+            "adamw": fastbp.Adam(lr, weight_decay=0.05, clip_norm=clip_norm)}
+
+
+def reference_optimizer(kind):
+    return ref.SGD(0, momentum=0.9, weight_decay=0.01) if kind == "sgd" else ref.Adam(0, weight_decay=0.05)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("clip_norm", [None, 0.05])
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_and_clipping_against_reference(name, kind, clip_norm, dtype):
+    """Every step's parameters equal the reference's: the scheduled rate of that step, the gradient clipped first."""
+    schedule, lr_args = SCHEDULES[name]
+    net = fastbp.Network(SIZES, hidden="tanh", output="softmax", loss="cross_entropy", dtype=dtype, seed=1,
+                         optimizer=optimizers(schedule, clip_norm)[kind])
+    X, Y = make_data(SIZES, 10, "softmax", "cross_entropy", dtype, seed=2)
+    Ws, bs = ref_layers(net)
+    Ws, bs = [W.astype(np.float64) for W in Ws], [b.astype(np.float64) for b in bs]
+    opt = reference_optimizer(kind)
+    clipped = 0
+    for t in range(STEPS):
+        _, dWs, dbs = ref.gradients(Ws, bs, "tanh", "softmax", "cross_entropy", X.astype(np.float64), Y)
+        grads = dWs + dbs
+        if clip_norm is not None:
+            clipped += np.sqrt(sum(np.sum(g**2) for g in grads)) > clip_norm
+            grads = ref.clip(grads, clip_norm)
+        opt.lr = ref.scheduled_lr(lr=0.1, t=t, **lr_args)
+        opt.step(Ws + bs, grads)
+        net.train_step(X, Y)
+        for (W, b), W_ref, b_ref in zip(net.layers(), Ws, bs):
+            np.testing.assert_allclose(W, W_ref, **TOL[dtype])
+            np.testing.assert_allclose(b, b_ref, **TOL[dtype])
+    assert clip_norm is None or clipped == STEPS  # the clipping was exercised
+    assert net.hyper[fastbp.optim.STEP] == STEPS
+
+
+def torch_scheduler(torch, name, opt):
+    sched = torch.optim.lr_scheduler
+    if name == "constant":
+        return sched.ConstantLR(opt, factor=1.0)
+    if name == "step":
+        return sched.StepLR(opt, step_size=3, gamma=0.5)
+    warm = dict(warmup=(4, 0.25), exponential=(2, 0.5), cosine=(3, 0.1))[name]
+    after = {"warmup": lambda: sched.ConstantLR(opt, factor=1.0),
+             "exponential": lambda: sched.ExponentialLR(opt, gamma=0.8),
+             "cosine": lambda: sched.CosineAnnealingLR(opt, T_max=8, eta_min=0.01)}[name]()
+    return sched.SequentialLR(opt, [sched.LinearLR(opt, start_factor=warm[1], end_factor=1.0, total_iters=warm[0]),
+                                    after], milestones=[warm[0]])
+
+
+@pytest.mark.parametrize("clip_norm", [None, 0.05])
+@pytest.mark.parametrize("kind", ["sgd", "adamw"])
+@pytest.mark.parametrize("name", list(SCHEDULES))
+def test_schedule_and_clipping_against_torch(torch, name, kind, clip_norm):
+    """The same training in PyTorch: clip_grad_norm_, optimizer.step, scheduler.step, step for step."""
+    import warnings
+
+    schedule, _ = SCHEDULES[name]
+    net = fastbp.Network(SIZES, hidden="tanh", output="softmax", loss="cross_entropy", seed=1,
+                         optimizer=optimizers(schedule, clip_norm)[kind])
+    X, Y = make_data(SIZES, 10, "softmax", "cross_entropy", np.float64, seed=2, labels=True)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.Tanh(), torch.nn.Linear(5, 2)).double()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
+    opt = (torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01) if kind == "sgd"
+           else torch.optim.AdamW(model.parameters(), lr=0.1, weight_decay=0.05))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SequentialLR's deprecation notes in some PyTorch versions
+        scheduler = torch_scheduler(torch, name, opt)
+    Xt, Yt = torch.from_numpy(X), torch.from_numpy(Y)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(Xt), Yt).backward()
+        if clip_norm is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+        opt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scheduler.step()
+        net.train_step(X, Y)
+        for key, value in model.state_dict().items():
+            np.testing.assert_allclose(net.state_dict()[key], value.numpy(), rtol=1e-9, atol=1e-11)
+
+
+def test_schedule_values_and_checks():
+    cos = schedules.Cosine(1.0, steps=4, lr_min=0.2, warmup=2)
+    expected = [ref.scheduled_lr("cosine", 1.0, t, warmup=2, steps=4, lr_min=0.2) for t in range(10)]
+    np.testing.assert_allclose([cos(t) for t in range(10)], expected, rtol=1e-15)
+    assert cos(9) == pytest.approx(0.2)  # stays at lr_min after the decay
+    for make, exc, match in [
+            (lambda: schedules.StepDecay(0.1, step_size=0), ValueError, "step_size must be an integer >= 1"),
+            (lambda: schedules.Exponential(0.1, gamma=1.5), ValueError, "gamma must be in"),
+            (lambda: schedules.Cosine(-1.0, steps=3), ValueError, "lr must be in"),
+            (lambda: schedules.Cosine(0.1, steps=3, lr_min=0.5), ValueError, "lr_min must be in"),
+            (lambda: schedules.Constant(0.1, warmup=-1), ValueError, "warmup must be an integer"),
+            (lambda: schedules.Constant(0.1, warmup_start=2.0), ValueError, "warmup_start must be in"),
+            (lambda: schedules.Constant("0.1"), TypeError, "lr must be a real number"),
+            (lambda: fastbp.SGD(0.1, clip_norm=0), ValueError, "clip_norm must be in"),
+            (lambda: fastbp.Adam(clip_norm="1"), TypeError, "clip_norm must be a real number"),
+            (lambda: schedules.ReduceOnPlateau(factor=1.0), ValueError, "factor must be in")]:
+        with pytest.raises(exc, match=match):
+            make()
+
+
+@pytest.mark.parametrize("optimizer", [
+    fastbp.SGD(schedules.StepDecay(0.1, step_size=2, gamma=0.5, warmup=1), clip_norm=1.5),
+    fastbp.Adam(schedules.Cosine(0.01, steps=100, lr_min=0.001, warmup=5, warmup_start=0.2), clip_norm=0.5),
+    fastbp.Adam(schedules.Exponential(0.01, gamma=0.9)),
+])
+def test_schedule_saved_and_loaded(tmp_path, optimizer):
+    net = fastbp.Network(SIZES, optimizer=optimizer, seed=3)
+    X, Y = make_data(SIZES, 4, "identity", "mse", np.float64)
+    for _ in range(3):
+        net.train_step(X, Y)
+    net.save(tmp_path / "m.npz")
+    back = fastbp.Network.load(tmp_path / "m.npz")
+    assert back.optimizer == optimizer
+    np.testing.assert_array_equal(back.hyper, net.hyper)
+    assert back.train_step(X, Y) == net.train_step(X, Y)
+    np.testing.assert_array_equal(back.flat, net.flat)
+
+
+def test_file_without_schedule_fields_loads(tmp_path):
+    """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping."""
+    net = fastbp.Network(SIZES, optimizer=fastbp.Adam(0.01), seed=3)
+    net.train_step(*make_data(SIZES, 4, "identity", "mse", np.float64))
+    net.save(tmp_path / "new.npz")
+    with np.load(tmp_path / "new.npz") as f:
+        data = {k: f[k] for k in f.files}
+    data["hyper"] = data["hyper"][:8]
+    np.savez(tmp_path / "old.npz", **data)
+    back = fastbp.Network.load(tmp_path / "old.npz")
+    assert back.optimizer == fastbp.Adam(0.01)
+    np.testing.assert_array_equal(back.hyper, net.hyper)
+
+
+def test_reduce_on_plateau_against_torch_rule(torch):
+    """The rate after each epoch equals torch.optim.lr_scheduler.ReduceLROnPlateau fed the same losses."""
+    net = fastbp.Network(SIZES, optimizer=fastbp.SGD(0.5), seed=4)
+    X, Y = make_data(SIZES, 16, "identity", "mse", np.float64)
+    rule = schedules.ReduceOnPlateau(factor=0.5, patience=1, threshold=0.05, cooldown=1, min_lr=0.05)
+    history = net.fit(X, Y, epochs=25, batch_size=4, reduce_on_plateau=rule)
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=1, threshold=0.05, cooldown=1,
+                                                         min_lr=0.05)
+    rates = []
+    for loss in history["loss"]:
+        plateau.step(loss)
+        rates.append(opt.param_groups[0]["lr"])
+    np.testing.assert_allclose(history["lr"], rates)
+    assert rates[-1] < 0.5  # the rule fired
+
+
+def test_reduce_on_plateau_reference():
+    """Without PyTorch: the rate halves exactly when the monitored loss has not improved for ``patience`` epochs."""
+    net = fastbp.Network(SIZES, optimizer=fastbp.SGD(1e-9), seed=4)  # too small a rate to improve the loss
+    X, Y = make_data(SIZES, 8, "identity", "mse", np.float64)
+    history = net.fit(X, Y, epochs=7, batch_size=8, shuffle=False,
+                      reduce_on_plateau=schedules.ReduceOnPlateau(factor=0.5, patience=2, threshold=0.01))
+    # epoch 0 sets the best; epochs 1, 2 are bad (2 = patience, not yet), 3 reduces; 4, 5 bad, 6 reduces
+    np.testing.assert_allclose(history["lr"], [1e-9, 1e-9, 1e-9, 5e-10, 5e-10, 5e-10, 2.5e-10])
+    with pytest.raises(TypeError, match="ReduceOnPlateau"):
+        net.fit(X, Y, reduce_on_plateau=0.5)
+
+
+def test_population_schedules_and_no_clipping():
+    """Members follow their schedule as a Network does; a Population refuses clip_norm."""
+    opt = fastbp.SGD(schedules.StepDecay(0.2, step_size=1, gamma=0.5))
+    pop = fastbp.Population(3, SIZES, optimizer=opt, seed=5)
+    X = np.random.default_rng(0).normal(size=(3, 2, 3))
+    Y = np.random.default_rng(1).normal(size=(3, 2, 2))
+    nets = [pop.member(m) for m in range(3)]
+    for _ in range(3):
+        pop.train_step(X, Y)
+        for m, net in enumerate(nets):
+            net.train_step(X[m], Y[m])
+    for m, net in enumerate(nets):
+        np.testing.assert_allclose(pop.params[m], net.params, rtol=1e-12, atol=1e-14)
+    with pytest.raises(ValueError, match="does not clip"):
+        fastbp.Population(2, SIZES, optimizer=fastbp.SGD(0.1, clip_norm=1.0))
