@@ -102,7 +102,13 @@ class Network(BatchChecks):
         self._lock = threading.Lock()
         # Shapes of the last checked batch on the serial kernels: the hot path's test (see train_step).
         self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
+        self._fast_backward = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
+        self._keys, off = [], 0  # (state_dict key, start, stop, shape) of every weight and bias in a flat row
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self._keys += [(f"{2 * l}.weight", off, off + n_out * n_in, (n_out, n_in)),
+                           (f"{2 * l}.bias", off + n_out * n_in, off + n_out * (n_in + 1), (n_out,))]
+            off += n_out * (n_in + 1)
         self._signature = codegen.signature(sizes, hidden, output, loss, self.dtype)
         self._use_compiled = bool(compiled) and compiled_kernels.eligible(sizes)
         self._select_kernels()
@@ -288,9 +294,22 @@ class Network(BatchChecks):
         grads : dict of ndarray
             dL/d(parameters), keyed like :meth:`state_dict`; copies.
         """
-        X = self._input(X)
-        G = self._grad_output(grad_output, X.shape[0])
-        if not self._call("backward", X, G):  # only for non-finite input: the shapes are checked
+        if type(X) is np.ndarray and type(grad_output) is np.ndarray and X.dtype is self.dtype \
+                and grad_output.dtype is self.dtype and (X.shape, grad_output.shape) == self._fast_backward:
+            lock = self._lock  # the hot path, as train_step's: shapes as the last checked call's, serial kernels
+            lock.acquire()
+            try:
+                ok = self._kernels.backward(self.flat, self.spec, self._work, X, grad_output)
+            finally:
+                lock.release()
+            X, G = (X, grad_output) if ok else (self._input(X), self._grad_output(grad_output, X.shape[0]))
+        else:
+            X = self._input(X)
+            G = self._grad_output(grad_output, X.shape[0])
+            ok = self._call("backward", X, G)
+            if not self._parallel(X.shape[0]):
+                self._fast_backward = (X.shape, G.shape)
+        if not ok:  # only for non-finite input: the shapes are checked
             raise ValueError(nonfinite("X", X) if not np.isfinite(X).all() else nonfinite("grad_output", G))
         self._has_grad = True
         return self._named(row=1)
@@ -438,10 +457,9 @@ class Network(BatchChecks):
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))
 
     def _named(self, row):
-        out = {}
-        for l, (W, b) in enumerate(self.layers(row)):
-            out[f"{2 * l}.weight"], out[f"{2 * l}.bias"] = W.copy(), b.copy()
-        return out
+        """flat[row] copied once, as a dict of per-layer views of the copy keyed like :meth:`state_dict`."""
+        values = self.flat[row].copy()
+        return {key: values[start:stop].reshape(shape) for key, start, stop, shape in self._keys}
 
 
 def run_with_threads(kern, args, threads):
