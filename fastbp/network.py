@@ -94,6 +94,11 @@ class Network(BatchChecks):
         self._optimizer = optimizer
         self.hyper = optimizer.hyper()
         self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
+        self._keys, off = [], 0  # (state_dict key, start, stop, shape) of every weight and bias in a flat row
+        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            self._keys += [(f"{2 * l}.weight", off, off + n_out * n_in, (n_out, n_in)),
+                           (f"{2 * l}.bias", off + n_out * n_in, off + n_out * (n_in + 1), (n_out,))]
+            off += n_out * (n_in + 1)
         self._init_params()
         self._work, self._work_rows = np.empty(0, self.dtype), 0
         self._has_grad = False  # whether flat[1] holds a gradient step() may apply
@@ -104,11 +109,6 @@ class Network(BatchChecks):
         self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
         self._fast_backward = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
-        self._keys, off = [], 0  # (state_dict key, start, stop, shape) of every weight and bias in a flat row
-        for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            self._keys += [(f"{2 * l}.weight", off, off + n_out * n_in, (n_out, n_in)),
-                           (f"{2 * l}.bias", off + n_out * n_in, off + n_out * (n_in + 1), (n_out,))]
-            off += n_out * (n_in + 1)
         self._signature = codegen.signature(sizes, hidden, output, loss, self.dtype)
         self._use_compiled = bool(compiled) and compiled_kernels.eligible(sizes)
         self._select_kernels()
@@ -146,12 +146,8 @@ class Network(BatchChecks):
 
     def layers(self, row=0):
         """[(W, b), ...] per layer: views into ``flat[row]``, W of shape (n_out, n_in)."""
-        out, off = [], 0
-        for n_in, n_out in zip(self.sizes[:-1], self.sizes[1:]):
-            W = self.flat[row, off:off + n_out * n_in].reshape(n_out, n_in)
-            out.append((W, self.flat[row, off + n_out * n_in:off + n_out * (n_in + 1)]))
-            off += n_out * (n_in + 1)
-        return out
+        views = [self.flat[row, start:stop].reshape(shape) for _, start, stop, shape in self._keys]
+        return list(zip(views[0::2], views[1::2]))
 
     def workspace(self, n):
         """The scratch array for batches of up to n rows, for the generic and the compiled kernels alike; it grows
