@@ -420,9 +420,8 @@ class Network(BatchChecks):
             work = self.workspace(X.shape[0])
             args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
-            compiled = self._use_compiled and weights is None
-            parallel = self._parallel(X.shape[0], compiled)
-            if compiled:
+            parallel = self._parallel(X.shape[0], compiled=weights is None)
+            if self._use_compiled and weights is None:
                 kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
             else:
                 generic = GENERIC_PARALLEL if parallel else GENERIC
@@ -443,10 +442,11 @@ class Network(BatchChecks):
             self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
         return loss
 
-    def _parallel(self, n, compiled=None):
+    def _parallel(self, n, compiled=True):
         """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, more than one tile
-        for the compiled kernels, and no layer on BLAS (which runs its own threads) for the generic ones."""
-        if self._use_compiled if compiled is None else compiled:
+        for the compiled kernels, and no layer on BLAS (which runs its own threads) for the generic ones (which run
+        when the network is not compiled, or when ``compiled`` is False: weighted calls)."""
+        if compiled and self._use_compiled:
             return n > codegen.tile_rows(self.dtype) and n * self._widest >= kernels.PARALLEL_MIN_WORK
         layers = zip(self.sizes[:-1], self.sizes[1:])
         return (n * self._widest >= kernels.PARALLEL_MIN_WORK

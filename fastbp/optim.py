@@ -173,13 +173,6 @@ def learning_rate(hyper):
 
 
 @inline
-def member_learning_rate(hypers, m):
-    """:func:`learning_rate` of member m of a population, from row m of its ``hypers`` (N, HYPER_SIZE)."""
-    return schedules.learning_rate(hypers[m, SCHEDULE], hypers[m, PERIOD], hypers[m, GAMMA], hypers[m, LR_MIN],
-                                   hypers[m, LR], hypers[m, STEP], hypers[m, WARMUP], hypers[m, WARMUP_START])
-
-
-@inline
 def _step(flat, hyper, scale, write):
     """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
     c = coefficients(flat.dtype.type, hyper[KIND], learning_rate(hyper), hyper[BETA1], hyper[BETA2], hyper[EPS],

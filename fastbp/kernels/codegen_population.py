@@ -256,7 +256,7 @@ class _Population(Signature):
             "@kernel",
             "def _coefficients(h, m):",
             '    """Member m\'s update coefficients (optim.coefficients) from its row of ``hypers``."""',
-            "    return optim.coefficients(T, h[m, optim.KIND], optim.member_learning_rate(h, m), h[m, optim.BETA1],",
+            "    return optim.coefficients(T, h[m, optim.KIND], optim.learning_rate(h[m]), h[m, optim.BETA1],",
             "                              h[m, optim.BETA2], h[m, optim.EPS], h[m, optim.WEIGHT_DECAY],",
             "                              h[m, optim.NESTEROV], h[m, optim.STEP])",
             "",

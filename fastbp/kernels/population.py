@@ -157,7 +157,7 @@ def _update_lanes(flats, hypers, buf, N, c_row, status, lo, hi):
     loss) whose new values would all be finite are updated and keep 0; the others are left as they were."""
     T = flats.dtype.type
     for m in range(lo, hi):
-        c = optim.coefficients(T, hypers[m, optim.KIND], optim.member_learning_rate(hypers, m),
+        c = optim.coefficients(T, hypers[m, optim.KIND], optim.learning_rate(hypers[m]),
                                hypers[m, optim.BETA1], hypers[m, optim.BETA2], hypers[m, optim.EPS],
                                hypers[m, optim.WEIGHT_DECAY], hypers[m, optim.NESTEROV], hypers[m, optim.STEP])
         for r in range(7):
