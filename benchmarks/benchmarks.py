@@ -166,3 +166,27 @@ class ImportAndFirstStep:
         return "import os, tempfile\nos.environ['NUMBA_CACHE_DIR'] = tempfile.mkdtemp()\n" + _FIRST_STEP
 
     timeraw_import_first_step_cold_cache.timeout = 300
+
+
+class SklearnFit:
+    """A whole fit of scikit-learn's MLPClassifier and fastbp.sklearn's with the same parameters
+    (``fastbp.bench.estimators``), and its held-out accuracy."""
+
+    params = (list(bench.estimators.SETS), ["float32", "float64"], list(bench.estimators.IMPLS))
+    param_names = ["set", "dtype", "impl"]
+    timeout = 300
+
+    def setup(self, name, dtype, impl):
+        try:
+            self.data = bench.estimators.data(name, dtype)
+        except ImportError:
+            raise NotImplementedError("scikit-learn is not installed (pip install 'fastbp[sklearn]')") from None
+        if impl == "fastbp":  # the kernels' compilation or cache load, outside the timing
+            bench.estimators.fit(impl, name, self.data[0][:450], self.data[2][:450])
+
+    def time_fit(self, name, dtype, impl):
+        bench.estimators.fit(impl, name, self.data[0], self.data[2])
+
+    def track_accuracy(self, name, dtype, impl):
+        _, est = bench.estimators.fit(impl, name, self.data[0], self.data[2])
+        return est.score(self.data[1], self.data[3])

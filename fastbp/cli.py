@@ -64,9 +64,10 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="train XOR and the digits, and compare with numpy")
     b = sub.add_parser("bench", help="time fastbp against numpy and the installed peers, alternating, in one run")
-    cases = [*bench.CASES, bench.POPULATION.name]
+    cases = [*bench.CASES, bench.POPULATION.name, "sklearn"]
     b.add_argument("--cases", nargs="+", choices=cases, default=cases,
-                   help="population: 1024 networks of 4-16-2, one row each")
+                   help="population: 1024 networks of 4-16-2, one row each; sklearn: whole fits of scikit-learn's "
+                        "MLPClassifier and fastbp.sklearn's")
     b.add_argument("--ops", nargs="+", choices=bench.OPS, default=list(bench.OPS))
     b.add_argument("--threads", type=int, help="Numba threads for fastbp (default: all)")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")

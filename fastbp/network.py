@@ -397,12 +397,20 @@ class Network(BatchChecks):
         """A network from a file written by :meth:`save`."""
         return io.load(cls, path)
 
-    def __getstate__(self):  # copy and pickle without the lock and the kernels
-        return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")}
+    def __getstate__(self):  # copy and pickle without the lock, the kernels and the scratch space
+        state = {k: v for k, v in self.__dict__.items()
+                 if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")}
+        # No workspace, so no hot path either (it calls the kernels on the workspace without checking its size).
+        state.update(_work=np.empty(0, self.dtype), _work_rows=0, _fast_x=None, _fast_y=None, _fast_ydtype=None,
+                     _fast_forward=None, _fast_out=None, _fast_backward=None)
+        return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        # Arrays unpickled from a read-only memory map (joblib's) become the network's own, which kernels write.
+        for name in ("flat", "hyper", "spec"):
+            if not getattr(self, name).flags.writeable:
+                setattr(self, name, getattr(self, name).copy())
         self._lock = threading.Lock()
         self._select_kernels()
 

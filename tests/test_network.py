@@ -360,3 +360,24 @@ def test_no_allocation_per_step():
             assert one == thousand, out
         else:
             assert int(thousand) == 1000 * int(one) and int(one) <= 6, out
+
+
+def test_pickled_copy_trains_like_the_original():
+    """A pickled network (without its workspace) takes the same steps as the original, through the hot path too;
+    arrays unpickled read-only (joblib's memory maps) become writable copies."""
+    import pickle
+
+    net = fastbp.Network([3, 5, 2], optimizer=fastbp.Adam(), seed=0)
+    rng = np.random.default_rng(0)
+    X, Y = rng.normal(size=(8, 3)), rng.normal(size=(8, 2))
+    net.train_step(X, Y)
+    net.predict(X)  # both hot paths armed before the copy
+    state = pickle.loads(pickle.dumps(net)).__dict__
+    state["flat"].setflags(write=False)
+    copy = object.__new__(fastbp.Network)
+    copy.__setstate__(state)
+    assert copy.flat.flags.writeable
+    for _ in range(3):
+        assert copy.train_step(X, Y) == net.train_step(X, Y)
+        np.testing.assert_array_equal(copy.predict(X), net.predict(X))
+    np.testing.assert_array_equal(copy.flat, net.flat)

@@ -6,13 +6,15 @@ alternating round by round, so drift of a shared machine hits all of them alike,
 
 - :mod:`.cases`: the single-network cases and implementations;
 - :mod:`.population`: the population case and implementations;
-- :mod:`.runner`: the machine, the GEMM peak, the timed rounds and the report.
+- :mod:`.runner`: the machine, the GEMM peak, the timed rounds and the report;
+- :mod:`.estimators`: the ``sklearn`` case, whole fits of scikit-learn's MLPClassifier and fastbp.sklearn's.
 """
 
+from . import estimators
 from .cases import CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl, njit_train_loop
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
 from .runner import first_step_seconds, gemm_peak, machine, measure, plot, run, save_json
 
-__all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
+__all__ = ["CASES", "estimators", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
            "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "first_step_seconds", "gemm_peak",
            "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]
