@@ -180,6 +180,9 @@ class _BaseMLP(BaseEstimator):
         ``network_.grad``, and with ``opt`` applies its update."""
         net = self.network_
         data_loss = net._call("gradient", X, Y, weights)
+        if opt is not None and not np.isfinite(data_loss):  # (lbfgs's line search takes a non-finite value itself)
+            raise ValueError("The loss became non-finite: the training diverged. Lower learning_rate_init, or scale "
+                             "the input (StandardScaler).")
         loss_scale, grad_scale = self._scales()
         mass = X.shape[0] if weights is None else float(weights.sum())
         l2 = self.alpha / mass

@@ -1,5 +1,5 @@
-"""fastbp.sklearn: scikit-learn's estimator checks, the same arithmetic as scikit-learn's MLP step for step, the same
-accuracy, conversions both ways, errors, pickling and refitting."""
+"""fastbp.sklearn: the same arithmetic as scikit-learn's MLP step for step, the same accuracy, conversions both ways,
+errors, pickling and refitting (scikit-learn's estimator checks are in test_sklearn_checks.py)."""
 
 import pickle
 import warnings
@@ -9,35 +9,13 @@ import pytest
 
 pytest.importorskip("sklearn", minversion="1.6")
 from sklearn import neural_network as skn  # noqa: E402
-from sklearn.datasets import load_digits, make_classification, make_regression  # noqa: E402
+from sklearn.datasets import load_digits, make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
-from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from fastbp.sklearn import MLPClassifier, MLPRegressor, from_sklearn  # noqa: E402
 
 OURS = {skn.MLPClassifier: MLPClassifier, skn.MLPRegressor: MLPRegressor}
-
-# A few settings each, on the generic kernels (the checks' many input widths would each compile a network's own
-# kernels; the compiled ones are checked against scikit-learn below). scikit-learn's own test suite runs its MLPs'
-# checks with max_iter=100. Its lbfgs classifier with the defaults saturates a multilabel probability to exactly 1 and
-# its sgd regressor with tol=1e-2 stops before an R^2 of 0.5 (both fail those checks in scikit-learn too, with the same
-# arithmetic): alpha=1 and max_iter=100 there.
-CHECKED = [
-    MLPClassifier(max_iter=100, compiled=False),
-    MLPClassifier(solver="lbfgs", alpha=1.0, compiled=False),
-    MLPClassifier(solver="sgd", activation="leaky_relu", learning_rate="adaptive", max_iter=50, compiled=False),
-    MLPRegressor(max_iter=100, compiled=False),
-    MLPRegressor(solver="sgd", max_iter=100, random_state=42, compiled=False),
-    MLPRegressor(loss="huber", activation="tanh", solver="lbfgs", compiled=False),
-]
-
-
-@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@parametrize_with_checks(CHECKED)
-def test_sklearn_estimator_checks(estimator, check):
-    check(estimator)
-
 
 def _data(kind, n=60, seed=0):
     rng = np.random.default_rng(seed)
@@ -252,6 +230,14 @@ def test_bad_input_raises_sklearns_errors_and_changes_nothing():
     with pytest.raises(ValueError, match="outputs"):
         est.partial_fit(X, y[:, 0])
     np.testing.assert_array_equal(est.network_.flat, before)
+
+
+def test_divergence_raises():
+    X, y, _ = _data("regression")
+    est = MLPRegressor(solver="sgd", learning_rate_init=1e6, momentum=0.99, max_iter=50, random_state=0,
+                       compiled=False)
+    with pytest.raises(ValueError, match="non-finite"):
+        _fit_both((est,), X * 1e3, y * 1e3)
 
 
 @pytest.mark.slow
