@@ -100,14 +100,11 @@ class Network(BatchChecks):
                            (f"{2 * l}.bias", off + n_out * n_in, off + n_out * (n_in + 1), (n_out,))]
             off += n_out * (n_in + 1)
         self._init_params()
-        self._work, self._work_rows = np.empty(0, self.dtype), 0
+        self._forget_batches()
         self._has_grad = False  # whether flat[1] holds a gradient step() may apply
         # One call at a time: kernels release the GIL, and two calls at once would share the workspace and the
         # parameters. A second thread waits for the first (one network per thread runs truly in parallel).
         self._lock = threading.Lock()
-        # Shapes of the last checked batch on the serial kernels: the hot path's test (see train_step).
-        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
-        self._fast_backward = None
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
         self._signature = codegen.signature(sizes, hidden, output, loss, self.dtype)
         self._use_compiled = bool(compiled) and compiled_kernels.eligible(sizes)
@@ -397,16 +394,14 @@ class Network(BatchChecks):
         """A network from a file written by :meth:`save`."""
         return io.load(cls, path)
 
-    def __getstate__(self):  # copy and pickle without the lock, the kernels and the scratch space
-        state = {k: v for k, v in self.__dict__.items()
-                 if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")}
-        # No workspace, so no hot path either (it calls the kernels on the workspace without checking its size).
-        state.update(_work=np.empty(0, self.dtype), _work_rows=0, _fast_x=None, _fast_y=None, _fast_ydtype=None,
-                     _fast_forward=None, _fast_out=None, _fast_backward=None)
-        return state
+    def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes
+        return {k: v for k, v in self.__dict__.items()
+                if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")
+                and not k.startswith(("_work", "_fast_"))}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
+        self._forget_batches()
         # Arrays unpickled from a read-only memory map (joblib's) become the network's own, which kernels write.
         for name in ("flat", "hyper", "spec"):
             if not getattr(self, name).flags.writeable:
@@ -459,6 +454,13 @@ class Network(BatchChecks):
         layers = zip(self.sizes[:-1], self.sizes[1:])
         return (n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in layers))
+
+    def _forget_batches(self):
+        """An empty workspace, and no hot path: it trusts the shapes of the last checked batch (see train_step), for
+        which the workspace was sized."""
+        self._work, self._work_rows = np.empty(0, self.dtype), 0
+        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
+        self._fast_backward = None
 
     def _named(self, row):
         """flat[row] copied once, as a dict of per-layer views of the copy keyed like :meth:`state_dict`."""

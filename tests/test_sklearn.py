@@ -13,6 +13,7 @@ from sklearn.datasets import load_digits, make_classification  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
+from fastbp import sklearn_training  # noqa: E402
 from fastbp.sklearn import MLPClassifier, MLPRegressor, from_sklearn  # noqa: E402
 
 OURS = {skn.MLPClassifier: MLPClassifier, skn.MLPRegressor: MLPRegressor}
@@ -157,14 +158,14 @@ def test_loss_gradient_matches_finite_differences(kind, params):
     _fit_both((est,), X, y, w)
     net = est.network_
     Y = (est._label_binarizer.transform(y) if kind != "regression" else y).astype(float).reshape(len(y), -1)
-    est._loss_grad(X, Y, w, None)
+    sklearn_training._loss_grad(est, X, Y, w, None)
     grad, x0 = net.grad.copy(), net.params.copy()
     for k in np.random.default_rng(0).choice(net.n_params, 12, replace=False):
         values = []
         for h in (1e-6, -1e-6):
             net.params[:] = x0
             net.params[k] += h
-            values.append(est._loss_grad(X, Y, w, None))
+            values.append(sklearn_training._loss_grad(est, X, Y, w, None))
         assert (values[0] - values[1]) / 2e-6 == pytest.approx(grad[k], rel=1e-5, abs=1e-8)
 
 

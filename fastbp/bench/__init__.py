@@ -15,6 +15,6 @@ from .cases import CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImp
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
 from .runner import first_step_seconds, gemm_peak, machine, measure, plot, run, save_json
 
-__all__ = ["CASES", "estimators", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
-           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "first_step_seconds", "gemm_peak",
-           "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]
+__all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
+           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "estimators", "first_step_seconds",
+           "gemm_peak", "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]
