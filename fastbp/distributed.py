@@ -43,10 +43,14 @@ def broadcast_parameters(net, comm, root=0):
 
     Parameters
     ----------
-    net : Network
+    net : fastbp.Network
         Built with the same sizes, optimizer kind and dtype on every rank (the buffers must have the same shapes).
+        Its whole ``flat`` (parameters, gradient, optimizer state) and ``hyper`` (hyperparameters, schedule, step
+        count) are overwritten on every rank but root.
     comm : mpi4py.MPI.Comm
+        The communicator; every rank of it must call this.
     root : int
+        The rank whose network is copied.
     """
     comm.Bcast(net.flat, root=root)  # all rows: parameters, gradient and optimizer state (momentum, Adam moments)
     comm.Bcast(net.hyper, root=root)  # hyperparameters and the step count Adam's bias correction reads
@@ -57,24 +61,30 @@ def train_step(net, X_shard, Y_shard, comm, global_batch=None):
 
     Parameters
     ----------
-    net : Network
+    net : fastbp.Network
         Identical on every rank (see :func:`broadcast_parameters`); updated in place.
-    X_shard : array_like, shape (b_r, n_in); Y_shard : array_like, shape (b_r, n_out) or (b_r,)
-        This rank's rows of the global batch; b_r may be 0 on some ranks.
+    X_shard : array_like, shape (b_r, n_in), real
+        This rank's rows of the global batch; b_r may be 0 on some ranks. Converted to the network's dtype.
+    Y_shard : array_like, shape (b_r, n_out), real, or shape (b_r,)
+        This rank's targets, as :meth:`fastbp.Network.train_step` takes them (integer labels of shape (b_r,) for
+        ``cross_entropy``).
     comm : mpi4py.MPI.Comm
-    global_batch : int, optional
+        The communicator; every rank of it must call this.
+    global_batch : int >= 1, optional
         B, the sum of b_r over the ranks; computed with one extra small ``allreduce`` when None.
 
     Returns
     -------
-    float
+    loss : float
         The mean loss over the global batch before the update, the same on every rank.
 
     Raises
     ------
     ValueError
         On every rank, with no rank updated, if any rank's shard is invalid (NaN, infinity, an out-of-range label,
-        a wrong shape); that rank re-raises its own error, the others a ValueError naming how many ranks failed.
+        a wrong shape, a non-real dtype); that rank re-raises its own error (a ``TypeError`` for a dtype), the
+        others a ValueError naming how many ranks failed. Also if ``global_batch`` is not an integer >= 1, or the
+        global batch is empty.
     FloatingPointError
         On every rank, with no rank updated, if the global loss or an updated parameter would not be finite.
     """
@@ -134,13 +144,21 @@ def fit(net, X, Y, comm, epochs=1, batch_size=32, shuffle=True, seed=None, abort
 
     Parameters
     ----------
-    net : Network
-    X : array_like, shape (n, n_in); Y : array_like, shape (n, n_out) or (n,)
+    net : fastbp.Network
+        Built alike on every rank; trained in place (root's parameters and optimizer state are broadcast first).
+    X : array_like, shape (n, n_in), real
+        The whole data set, the same on every rank; converted to the network's dtype.
+    Y : array_like, shape (n, n_out), real, or shape (n,)
+        The targets, as :meth:`fastbp.Network.fit` takes them (integer labels of shape (n,) for ``cross_entropy``).
     comm : mpi4py.MPI.Comm
-    epochs : int
-    batch_size : int
-        The global batch; a rank's shard is about ``batch_size / comm.size`` rows (possibly 0 on a last short one).
+        The communicator; every rank of it must call this.
+    epochs : int >= 1
+        Passes over the data.
+    batch_size : int >= 1
+        The global batch (at most n); a rank's shard is about ``batch_size / comm.size`` rows (possibly 0 on a
+        last short one).
     shuffle : bool
+        Walk a new permutation of the rows each epoch; else the rows in order.
     seed : int, optional
         Seeds the permutations identically on every rank. When None, rank 0 draws them from the network's
         generator (as :meth:`Network.fit` does) and broadcasts them.
@@ -152,7 +170,15 @@ def fit(net, X, Y, comm, epochs=1, batch_size=32, shuffle=True, seed=None, abort
     Returns
     -------
     history : dict
-        ``loss``: the global mean training loss of each epoch, the same on every rank.
+        ``loss``: list of float, the global mean training loss of each epoch, the same on every rank.
+
+    Raises
+    ------
+    ValueError
+        As :func:`train_step`, or for ``epochs`` or ``batch_size`` out of range or X or Y malformed (a
+        ``TypeError`` for a non-real dtype). With ``abort_on_error``, raised only after ``comm.Abort(1)``.
+    FloatingPointError
+        As :func:`train_step`; with ``abort_on_error``, after ``comm.Abort(1)``.
     """
     with _abort_on_error(comm, abort_on_error):
         X = net._input(X)
@@ -193,7 +219,9 @@ def map_ranks(fn, items, comm, root=0, abort_on_error=True):
     items : sequence
         Read on root only (others may pass None); sent to the ranks by pickle.
     comm : mpi4py.MPI.Comm
+        The communicator; every rank of it must call this.
     root : int
+        The rank that holds ``items`` and receives the results.
     abort_on_error : bool
         As in :func:`fit`: a rank whose ``fn`` raises ends the job instead of leaving root waiting.
 

@@ -15,7 +15,20 @@ _KEYS = {"format", "fastbp_version", "sizes", "hidden", "output", "loss", "dtype
 
 def save(net, path):
     """Write ``net`` to ``path``: a temporary file in the same folder, flushed to disk, then renamed over ``path``,
-    so a crash mid-save leaves the previous file whole."""
+    so a crash mid-save leaves the previous file whole.
+
+    The file is an uncompressed ``.npz`` (no pickle) of the format number, the fastbp version, the sizes, the
+    activations, the loss, the dtype, the seed (-1 for None), ``hyper`` and the whole ``flat`` (parameters,
+    gradient and optimizer state). Temporary files of earlier saves to the same path whose writer no longer runs
+    are removed first.
+
+    Parameters
+    ----------
+    net : fastbp.Network
+        The network to save; read only.
+    path : str or os.PathLike
+        The file to write or replace (``np.savez`` writes to it as given: no ``.npz`` is appended).
+    """
     from . import __version__
 
     arrays = {
@@ -73,7 +86,25 @@ def _alive(pid):
 
 
 def load_state_dict(net, state_dict):
-    """:meth:`fastbp.Network.load_state_dict`: check every entry (keys, dtype, shape, finiteness), then copy."""
+    """:meth:`fastbp.Network.load_state_dict`: check every entry (keys, dtype, shape, finiteness), then copy.
+
+    Parameters
+    ----------
+    net : fastbp.Network
+        Written in place: its parameters ``flat[0]`` only, under its lock.
+    state_dict : mapping of str to array_like
+        Exactly the keys of ``net.state_dict()``: ``"{i}.weight"`` of shape (n_out, n_in) and ``"{i}.bias"`` of
+        shape (n_out,) for i = 0, 2, 4, ...; values anything ``np.asarray`` takes (torch tensors are detached and
+        moved to the CPU), real and finite, converted to the network's dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``state_dict`` is not a mapping, or a value is not real numbers (booleans included).
+    ValueError
+        If the keys differ (the message names the missing and unexpected ones), a shape is wrong or a value holds
+        a NaN or an infinity. Nothing is copied unless every entry passes.
+    """
     if not hasattr(state_dict, "keys"):
         raise TypeError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
     expected = net._named(row=0)
@@ -104,7 +135,31 @@ def _open(path):
 
 
 def load(cls, path):
-    """A ``cls`` (Network) from a file written by :func:`save`; ``ValueError`` for anything else."""
+    """A ``cls`` (Network) from a file written by :func:`save`; ``ValueError`` for anything else.
+
+    The first argument, ``cls`` (:class:`fastbp.Network` or a subclass), is called with the saved architecture,
+    optimizer, dtype and seed.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or binary file object
+        The file; read with ``allow_pickle=False``. A file object is closed after reading.
+
+    Returns
+    -------
+    net : cls
+        The saved network: its ``flat`` (parameters, gradient, optimizer state) and ``hyper`` (with the step count)
+        as saved. Files of format 1 from before clipping and schedules (``hyper`` of 8 entries) load with no
+        clipping and a constant rate.
+
+    Raises
+    ------
+    ValueError
+        If the file is not a readable fastbp model file, was written in a newer format, describes no valid network,
+        or holds arrays that do not fit that network or are not finite.
+    FileNotFoundError
+        If ``path`` does not exist (``IsADirectoryError`` and ``PermissionError`` propagate too).
+    """
     try:
         # Opened here, so the file is closed even when np.load gives up half-way through a corrupt archive.
         with _open(path) as f, np.load(f, allow_pickle=False) as archive:

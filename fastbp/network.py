@@ -39,7 +39,8 @@ class Network(BatchChecks):
     optimizer : SGD or Adam
         Default ``SGD(lr=0.01)``. Its ``lr`` may be a schedule of :mod:`fastbp.schedules`; ``clip_norm`` clips the
         gradient's global norm in every update.
-    dtype : float32 or float64
+    dtype : numpy.dtype or type, float32 or float64
+        The dtype of the parameters, the buffers and the arithmetic; input is converted to it.
     seed : int or None
         Seeds the initialisation (Glorot uniform before sigmoid, tanh, identity and softmax; He normal before relu
         and leaky_relu; zero biases) and ``fit``'s shuffling.
@@ -54,10 +55,38 @@ class Network(BatchChecks):
 
     Attributes
     ----------
-    flat : ndarray, shape (2 + n_slots, n_params)
-        Parameters (row 0), gradient (row 1) and optimizer state; ``params`` and ``grad`` are its rows.
-    spec, hyper : ndarray
-        The architecture and the optimizer's hyperparameters, as :mod:`fastbp.kernels` takes them.
+    flat : ndarray, shape (2 + n_slots, n_params), the network's dtype
+        Parameters (row 0), gradient (row 1) and optimizer state (rows 2..: SGD's velocity, Adam's moments);
+        :attr:`params` and :attr:`grad` are its rows. Replaced by a new array when the optimizer's kind changes.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture as :mod:`fastbp.kernels` takes it: ``[n_layers, hidden code, output code, loss code,
+        sizes...]``.
+    hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
+        The optimizer's hyperparameters, schedule, clipping norm and step count, as :mod:`fastbp.kernels` takes
+        them.
+    sizes : list of int
+        The layer widths, as given.
+    hidden : str
+        The hidden activation.
+    output : str
+        The output activation.
+    loss : str
+        The loss.
+    dtype : numpy.dtype
+        float32 or float64.
+    seed : int or None
+        The seed given.
+    threads : int or None
+        The thread count given.
+
+    Raises
+    ------
+    TypeError
+        If ``sizes`` holds a non-integer, or ``dtype``, ``optimizer`` or ``compiled`` is not one of the kinds above.
+    ValueError
+        If ``sizes`` has fewer than two entries or a non-positive one, an activation or loss name is unknown, the
+        loss does not work with the output activation, a softmax output has fewer than 2 units, or ``seed`` or
+        ``threads`` is out of range.
     """
 
     def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
@@ -129,26 +158,55 @@ class Network(BatchChecks):
 
     @property
     def params(self):
-        """The flat parameter vector, shape (n_params,): a view, written by training."""
+        """The flat parameter vector, ``flat[0]``: ndarray, shape (n_params,), the network's dtype; a view, written by
+        training (writing it writes the network)."""
         return self.flat[0]
 
     @property
     def grad(self):
-        """The flat gradient of the last ``gradients``/``train_step`` call, shape (n_params,)."""
+        """The flat gradient, ``flat[1]``: ndarray, shape (n_params,), the network's dtype; a view, written by
+        :meth:`train_step`, :meth:`gradients`, :meth:`backward` and :meth:`fit`, read by :meth:`step`."""
         return self.flat[1]
 
     @property
     def n_params(self):
+        """The number of parameters (int): weights and biases of every layer, the length of :attr:`params`."""
         return self.flat.shape[1]
 
     def layers(self, row=0):
-        """[(W, b), ...] per layer: views into ``flat[row]``, W of shape (n_out, n_in)."""
+        """Per layer, the weight and bias as views into one row of :attr:`flat`.
+
+        Parameters
+        ----------
+        row : int
+            The row of ``flat``: 0 the parameters, 1 the gradient, 2.. the optimizer state.
+
+        Returns
+        -------
+        layers : list of (ndarray, ndarray)
+            ``[(W, b), ...]``, W of shape (n_out, n_in) and b of shape (n_out,), in the network's dtype: views
+            (writing them writes ``flat``).
+        """
         views = [self.flat[row, start:stop].reshape(shape) for _, start, stop, shape in self._keys]
         return list(zip(views[0::2], views[1::2]))
 
     def workspace(self, n):
-        """The scratch array for batches of up to n rows, for the generic and the compiled kernels alike; it grows
-        (and is replaced) only when n grows."""
+        """The scratch array for batches of up to n rows, for the generic and the compiled kernels alike.
+
+        The network keeps it (its own methods use it too): it grows, as a new array, only when n exceeds every
+        earlier request, so a user's ``@njit`` loop calls this once with its largest batch.
+
+        Parameters
+        ----------
+        n : int
+            The largest batch the caller will pass.
+
+        Returns
+        -------
+        work : ndarray, shape (size,), the network's dtype
+            ``size >= fastbp.kernels.work_size(spec, n)`` and the compiled kernels' ``work_size(n)``; contents
+            undefined.
+        """
         if n > self._work_rows:
             size = max(kernels.work_size(self.spec, n), codegen.work_size(self._signature, n))
             self._work = np.empty(size, self.dtype)
@@ -157,16 +215,26 @@ class Network(BatchChecks):
 
     @property
     def compiled(self):
-        """The kernels compiled for this network, for a user's own ``@njit`` code: ``train_step``, ``predict``,
-        ``gradient`` and ``loss``, each taking exactly the arguments of the generic kernel of the same name in
-        :mod:`fastbp.kernels` (with ``work`` from :meth:`workspace`), plus ``work_size(n)`` and ``source`` (the path
-        of the generated module). Generated on first access; each kernel compiles at its first call."""
+        """The kernels compiled for this network, for a user's own ``@njit`` code (a namespace).
+
+        ``train_step``, ``predict``, ``gradient``, ``loss`` and ``backward``, each taking exactly the arguments of
+        the generic kernel of the same name in :mod:`fastbp.kernels` (with ``work`` from :meth:`workspace`), plus
+        ``step`` (:func:`fastbp.kernels.step`), ``work_size(n)`` and ``source`` (the path of the generated module).
+        Generated on first access, also for a network created with ``compiled=False``; each kernel compiles at its
+        first call. See :func:`fastbp.kernels.compiled.for_network`."""
         if self._compiled_pair is None:
             self._compiled_pair = compiled_kernels.for_network(self._signature)
         return self._compiled_pair[0]
 
     @property
     def optimizer(self):
+        """The optimizer, :class:`fastbp.SGD` or :class:`fastbp.Adam`; assignable.
+
+        Assigning one swaps the optimizer: its state rows and step count carry over when its kind and number of
+        state rows stay the same; otherwise :attr:`flat` is replaced by a new array with the parameters and the
+        gradient copied and the state zeroed, and the step count restarts at 0. Assigning anything else raises
+        ``TypeError``.
+        """
         return self._optimizer
 
     @optimizer.setter
@@ -187,17 +255,27 @@ class Network(BatchChecks):
     # ---- the API -----------------------------------------------------------------------------------------------
 
     def forward(self, X, out=None):
-        """The output activations for X.
+        """The output activations for X; ``net(X)`` is the same call.
 
         Parameters
         ----------
-        X : array_like, shape (n, n_in)
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
         out : ndarray, shape (n, n_out), the network's dtype, optional
-            Written and returned instead of a new array.
+            Written and returned instead of a new array; must be writeable.
 
         Returns
         -------
-        ndarray, shape (n, n_out)
+        out : ndarray, shape (n, n_out), the network's dtype
+            The output activations (``out`` itself when given).
+
+        Raises
+        ------
+        TypeError
+            If X does not hold real numbers.
+        ValueError
+            If X is not (n, n_in) with n >= 1 or holds a NaN or an infinity, or ``out`` is not a writeable array of
+            the network's dtype and shape (n, n_out).
         """
         if type(X) is not np.ndarray or X.dtype is not self.dtype or X.shape != self._fast_forward:
             X = self._input(X)
@@ -228,8 +306,34 @@ class Network(BatchChecks):
     __call__ = forward
 
     def train_step(self, X, Y, sample_weight=None):
-        """One forward pass, backward pass and optimizer update in place; returns the mean loss before the update
-        (weighted by ``sample_weight``, shape (n,): ``sum_i w_i l_i / sum_i w_i``)."""
+        """One forward pass, backward pass and optimizer update in place, all or nothing.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
+        Y : array_like, shape (n, n_out), real, or shape (n,)
+            The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
+            unit; converted to the network's dtype (labels to int64).
+        sample_weight : array_like, shape (n,), real, optional
+            Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
+            equal repeated rows.
+
+        Returns
+        -------
+        loss : float
+            The mean loss of the batch before the update (weighted by ``sample_weight``).
+
+        Raises
+        ------
+        TypeError
+            If an array does not hold real numbers (or labels are not integers).
+        ValueError
+            If a shape is wrong, X is empty, X or Y holds a NaN or an infinity, a label is out of range, or the
+            weights are negative, non-finite or all zero.
+        FloatingPointError
+            If the loss or an updated parameter or optimizer state would not be finite; nothing is applied.
+        """
         if sample_weight is not None:
             return self._checked_call("train_step", X, Y, sample_weight)
         # The hot path: a batch like the last checked one goes straight to the kernel, which checks finiteness and
@@ -252,23 +356,66 @@ class Network(BatchChecks):
 
         Parameters
         ----------
-        X : array_like, shape (n, n_in); Y : array_like, shape (n, n_out) or (n,)
-        sample_weight : array_like, shape (n,), optional
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
+        Y : array_like, shape (n, n_out), real, or shape (n,)
+            The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
+            unit; converted to the network's dtype (labels to int64).
+        sample_weight : array_like, shape (n,), real, optional
             Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
             equal repeated rows.
 
         Returns
         -------
         loss : float
-        grads : dict of ndarray
-            Keyed like :meth:`state_dict` (``"0.weight"``, ``"0.bias"``, ...); copies.
+            The mean loss of the batch (weighted by ``sample_weight``).
+        grads : dict of str to ndarray
+            dL/d(parameters), keyed like :meth:`state_dict` (``"0.weight"`` of shape (n_out, n_in), ``"0.bias"`` of
+            shape (n_out,), ...) in the network's dtype; copies.
+
+        Raises
+        ------
+        TypeError
+            If an array does not hold real numbers (or labels are not integers).
+        ValueError
+            If a shape is wrong, X is empty, X or Y holds a NaN or an infinity, a label is out of range, or the
+            weights are negative, non-finite or all zero.
+        FloatingPointError
+            If the loss is NaN although the input is finite (diverged parameters).
         """
         loss = self._checked_call("gradient", X, Y, sample_weight)
         self._has_grad = True
         return loss, self._named(row=1)
 
     def evaluate(self, X, Y, sample_weight=None):
-        """The mean loss on (X, Y) (weighted as in :meth:`gradients`), with no gradient and no update."""
+        """The mean loss on (X, Y), with no gradient and no update.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
+        Y : array_like, shape (n, n_out), real, or shape (n,)
+            The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
+            unit; converted to the network's dtype (labels to int64).
+        sample_weight : array_like, shape (n,), real, optional
+            Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
+            equal repeated rows.
+
+        Returns
+        -------
+        loss : float
+            The mean loss (weighted by ``sample_weight``).
+
+        Raises
+        ------
+        TypeError
+            If an array does not hold real numbers (or labels are not integers).
+        ValueError
+            If a shape is wrong, X is empty, X or Y holds a NaN or an infinity, a label is out of range, or the
+            weights are negative, non-finite or all zero.
+        FloatingPointError
+            If the loss is NaN although the input is finite (diverged parameters).
+        """
         return self._checked_call("loss", X, Y, sample_weight)
 
     def backward(self, X, grad_output):
@@ -278,14 +425,23 @@ class Network(BatchChecks):
 
         Parameters
         ----------
-        X : array_like, shape (n, n_in)
-        grad_output : array_like, shape (n, n_out)
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
+        grad_output : array_like, shape (n, n_out), real
             dL/dP for your loss L (for a mean over rows, already divided by n); converted to the network's dtype.
+            Shape (n,) is accepted for one output unit.
 
         Returns
         -------
-        grads : dict of ndarray
-            dL/d(parameters), keyed like :meth:`state_dict`; copies.
+        grads : dict of str to ndarray
+            dL/d(parameters), keyed like :meth:`state_dict`, in the network's dtype; copies.
+
+        Raises
+        ------
+        TypeError
+            If X or ``grad_output`` does not hold real numbers.
+        ValueError
+            If a shape is wrong, X is empty, or X or ``grad_output`` holds a NaN or an infinity.
         """
         if type(X) is np.ndarray and type(grad_output) is np.ndarray and X.dtype is self.dtype \
                 and grad_output.dtype is self.dtype and (X.shape, grad_output.shape) == self._fast_backward:
@@ -311,7 +467,14 @@ class Network(BatchChecks):
         """One optimizer update from :attr:`grad` (left by :meth:`backward` or :meth:`gradients`), in place.
 
         All or nothing: if any parameter or optimizer state would become non-finite, nothing is applied and
-        ``FloatingPointError`` is raised.
+        ``FloatingPointError`` is raised. The gradient stays in :attr:`grad`, so a second call applies it again.
+
+        Raises
+        ------
+        RuntimeError
+            If no gradient was computed yet (no :meth:`backward` or :meth:`gradients` call).
+        FloatingPointError
+            If the step would make a parameter or optimizer state non-finite; nothing is applied.
         """
         if not self._has_grad:
             raise RuntimeError("no gradient to apply: call backward(X, grad_output) or gradients(X, Y) before step()")
@@ -324,7 +487,26 @@ class Network(BatchChecks):
 
     def predict(self, X):
         """Class predictions: the argmax for a softmax output (labels), else outputs thresholded at 0.5 for a
-        sigmoid output, else the outputs themselves."""
+        sigmoid output, else the outputs themselves.
+
+        Parameters
+        ----------
+        X : array_like, shape (n, n_in), real
+            The batch (n >= 1); converted to the network's dtype.
+
+        Returns
+        -------
+        predictions : ndarray
+            Shape (n,), int64 labels for a softmax output; shape (n, n_out), int64 0 or 1 for a sigmoid output;
+            else the outputs, shape (n, n_out), the network's dtype.
+
+        Raises
+        ------
+        TypeError
+            If X does not hold real numbers.
+        ValueError
+            If X is not (n, n_in) with n >= 1 or holds a NaN or an infinity.
+        """
         P = self.forward(X)
         if self.output == "softmax":
             return P.argmax(axis=1)
@@ -338,17 +520,23 @@ class Network(BatchChecks):
 
         Parameters
         ----------
-        X : array_like, shape (n, n_in); Y : array_like, shape (n, n_out) or (n,)
-        epochs : int
-        batch_size : int or None
-            None for full-batch steps.
+        X : array_like, shape (n, n_in), real
+            The training data (n >= 1); converted to the network's dtype.
+        Y : array_like, shape (n, n_out), real, or shape (n,)
+            The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
+            unit; converted to the network's dtype (labels to int64).
+        epochs : int >= 1
+            Passes over the data.
+        batch_size : int >= 1 or None
+            Rows per step (the last batch of an epoch may be shorter; more than n means n); None for full-batch
+            steps.
         shuffle : bool
             Reorder the samples each epoch with the network's seeded generator.
-        validation : (Xv, Yv), optional
-            Evaluated after every epoch into ``history["val_loss"]``.
-        patience : int, optional
-            Stop after this many epochs without a new best ``val_loss`` (training loss without validation) and
-            restore the parameters of the best epoch.
+        validation : tuple of (array_like, array_like), optional
+            ``(Xv, Yv)``, shaped as X and Y; evaluated after every epoch into ``history["val_loss"]``.
+        patience : int >= 1, optional
+            Stop after this many epochs without a new best ``val_loss`` (training loss without validation); at the
+            end, early or not, restore the parameters of the best epoch.
         progress : bool
             Show a progress bar (tqdm when installed, else a line per epoch on stderr).
         on_nonfinite : {"raise", "stop", "skip"}
@@ -368,9 +556,21 @@ class Network(BatchChecks):
         Returns
         -------
         history : dict
-            ``loss`` (the mean training loss of each epoch over the steps applied), ``val_loss`` with validation,
-            ``lr`` with ``reduce_on_plateau``, ``nonfinite_steps`` (steps not applied) and ``stopped`` (True if
-            ``on_nonfinite="stop"`` ended it).
+            ``loss`` (list of float: the mean training loss of each epoch over the steps applied), ``val_loss``
+            (list of float) with validation, ``lr`` (list of float) with ``reduce_on_plateau``, ``nonfinite_steps``
+            (int: steps not applied) and ``stopped`` (bool: True if ``on_nonfinite="stop"`` ended it). With
+            ``comm``, :func:`fastbp.distributed.fit`'s history (``loss`` only).
+
+        Raises
+        ------
+        TypeError
+            If an array does not hold real numbers, ``validation`` is not a pair or ``reduce_on_plateau`` not a
+            :class:`fastbp.schedules.ReduceOnPlateau`.
+        ValueError
+            If an argument is out of range, X, Y or the validation data are malformed or not finite, or ``comm`` is
+            given with an option it does not support.
+        FloatingPointError
+            With ``on_nonfinite="raise"``, at the first step that would not be finite (not applied).
         """
         return training.fit(self, X, Y, epochs, batch_size, shuffle, validation, patience, progress, on_nonfinite,
                             comm, sample_weight, reduce_on_plateau)
@@ -378,20 +578,68 @@ class Network(BatchChecks):
     # ---- state ------------------------------------------------------------------------------------------------
 
     def state_dict(self):
-        """Parameters named as PyTorch's ``nn.Sequential(Linear, act, ..., Linear)``: copies, weight (out, in)."""
+        """Parameters named as PyTorch's ``nn.Sequential(Linear, act, ..., Linear)``.
+
+        Returns
+        -------
+        state_dict : dict of str to ndarray
+            ``"{i}.weight"`` of shape (n_out, n_in) and ``"{i}.bias"`` of shape (n_out,) for the Linear at index
+            i = 0, 2, 4, ... of the Sequential, in the network's dtype; copies.
+        """
         return self._named(row=0)
 
     def load_state_dict(self, state_dict):
-        """Copy parameters from a dict like :meth:`state_dict` (values anything ``np.asarray`` takes)."""
+        """Copy parameters from a dict like :meth:`state_dict`, all or nothing (:func:`fastbp.io.load_state_dict`).
+
+        Parameters
+        ----------
+        state_dict : mapping of str to array_like
+            Exactly the keys and shapes of :meth:`state_dict`; values anything ``np.asarray`` takes (or torch
+            tensors), real and finite, converted to the network's dtype. Only the parameters are written: the
+            gradient, the optimizer state and the step count are left as they are.
+
+        Raises
+        ------
+        TypeError
+            If ``state_dict`` is not a mapping, or a value does not hold real numbers.
+        ValueError
+            If the keys differ, a shape is wrong or a value holds a NaN or an infinity; nothing is copied.
+        """
         io.load_state_dict(self, state_dict)
 
     def save(self, path):
-        """Write the architecture, optimizer and parameters to a ``.npz`` file, atomically."""
+        """Write the architecture, optimizer and parameters to a ``.npz`` file, atomically (:func:`fastbp.io.save`).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The file, replaced whole: a crash mid-save leaves the previous file.
+        """
         io.save(self, path)
 
     @classmethod
     def load(cls, path):
-        """A network from a file written by :meth:`save`."""
+        """A network from a file written by :meth:`save` (:func:`fastbp.io.load`).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or binary file object
+            The ``.npz`` file.
+
+        Returns
+        -------
+        net : Network
+            The saved architecture, dtype, seed, optimizer (with its schedule and step count), parameters,
+            gradient and optimizer state; ``threads`` and ``compiled`` are the defaults.
+
+        Raises
+        ------
+        ValueError
+            If the file is not a readable fastbp model file, was written by a newer fastbp's format, or its
+            arrays do not fit the network it describes or are not finite.
+        FileNotFoundError
+            If there is no such file (``IsADirectoryError`` and ``PermissionError`` also propagate).
+        """
         return io.load(cls, path)
 
     def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes

@@ -51,15 +51,31 @@ def _hyper(opt, kind, beta1, beta2, eps, nesterov):
 class SGD:
     """Stochastic gradient descent with optional (Nesterov) momentum and L2 weight decay, as ``torch.optim.SGD``.
 
+    A frozen description: a network turns it into its ``hyper`` array and state rows (:meth:`hyper`,
+    :attr:`n_slots`), and the update kernel :func:`fastbp.optim.update` does the arithmetic.
+
     Parameters
     ----------
-    lr : float or fastbp.schedules.Schedule
+    lr : float > 0 or fastbp.schedules.Schedule
+        The learning rate, or a schedule of it (:mod:`fastbp.schedules`), computed in the update kernel from the
+        step count.
     momentum : float in [0, 1)
+        The velocity ``v = momentum * v + g`` (PyTorch's form, ``v = g`` at the first step); 0 for plain SGD, which
+        keeps no state row.
     nesterov : bool
+        Nesterov momentum, ``p -= lr * (g + momentum * v)``; needs ``momentum > 0``.
     weight_decay : float >= 0
+        L2 penalty added to the gradient, ``g + weight_decay * p``, before the momentum.
     clip_norm : float > 0 or None
         Scale the gradient so its global L2 norm is at most this before the update, as
-        ``torch.nn.utils.clip_grad_norm_`` (the gradient row itself is left as computed).
+        ``torch.nn.utils.clip_grad_norm_`` (the gradient row itself is left as computed). None: no clipping.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number (or ``lr`` neither a number nor a schedule).
+    ValueError
+        If a number is out of its range, or ``nesterov`` is True with ``momentum`` 0.
     """
 
     lr: float
@@ -76,9 +92,17 @@ class SGD:
 
     @property
     def n_slots(self):
+        """The optimizer's state rows in a network's ``flat`` (int): 1, the velocity, with momentum; else 0."""
         return 1 if self.momentum > 0 else 0
 
     def hyper(self):
+        """The ``hyper`` array the update kernel reads.
+
+        Returns
+        -------
+        hyper : ndarray, shape (HYPER_SIZE,), float64
+            A new array, laid out by the indices of :mod:`fastbp.optim`, with the step count 0.
+        """
         return _hyper(self, SGD_KIND, self.momentum, 0, 0, self.nesterov)
 
 
@@ -88,12 +112,25 @@ class Adam:
 
     Parameters
     ----------
-    lr : float or fastbp.schedules.Schedule
-    beta1, beta2 : float in [0, 1)
+    lr : float > 0 or fastbp.schedules.Schedule
+        The learning rate, or a schedule of it, as :class:`SGD`'s.
+    beta1 : float in [0, 1)
+        The decay rate of the first moment (the gradient's running mean).
+    beta2 : float in [0, 1)
+        The decay rate of the second moment (the squared gradient's running mean).
     eps : float > 0
+        Added to the bias-corrected square root of the second moment, as PyTorch.
     weight_decay : float >= 0
+        Decoupled decay: each step first multiplies the parameters by ``1 - lr * weight_decay``.
     clip_norm : float > 0 or None
         As :class:`SGD`'s.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number (or ``lr`` neither a number nor a schedule).
+    ValueError
+        If a number is out of its range.
     """
 
     lr: float = 1e-3
@@ -109,9 +146,16 @@ class Adam:
         check_real("beta2", self.beta2, 0, 1)
         check_real("eps", self.eps, 0, low_open=True)
 
-    n_slots = 2
+    n_slots = 2  #: The optimizer's state rows in a network's ``flat`` (int): the first and second moments.
 
     def hyper(self):
+        """The ``hyper`` array the update kernel reads.
+
+        Returns
+        -------
+        hyper : ndarray, shape (HYPER_SIZE,), float64
+            A new array, laid out by the indices of :mod:`fastbp.optim`, with the step count 0.
+        """
         return _hyper(self, ADAM_KIND, self.beta1, self.beta2, self.eps, False)
 
 
@@ -135,12 +179,22 @@ def update(flat, hyper):
     All or nothing: a first pass computes every new value and only checks that it is finite; the second writes. A
     step that would make any parameter or state value NaN or infinite changes nothing and returns False.
 
+    The gradient is first scaled to the global L2 norm ``hyper[CLIP_NORM]`` when that is set and exceeded, and the
+    step's learning rate comes from the schedule in ``hyper`` at step ``hyper[STEP]``.
+
     Parameters
     ----------
-    flat : ndarray, shape (2 + n_slots, n_params)
-        Read: the gradient. Written: the parameters and the optimizer state.
-    hyper : ndarray of float64, shape (HYPER_SIZE,)
-        Read: the hyperparameters. Written: the step count ``hyper[STEP]``.
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read: the gradient ``flat[1]`` (left as it is, unclipped). Written: the parameters ``flat[0]`` and the
+        optimizer state ``flat[2:]`` (SGD's velocity when ``n_slots`` is 1, Adam's two moments when it is 2).
+    hyper : ndarray, shape (HYPER_SIZE,), float64
+        Read: the kind, hyperparameters, clipping norm and schedule (the indices of :mod:`fastbp.optim`). Written:
+        the step count ``hyper[STEP]``, incremented when the step is applied.
+
+    Returns
+    -------
+    ok : bool
+        True if the step was applied; False, changing nothing, if some new value would not be finite.
     """
     scale = clip_scale(flat, hyper[CLIP_NORM])
     if not _step(flat, hyper, scale, False):

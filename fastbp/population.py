@@ -25,10 +25,22 @@ class Population:
 
     Parameters
     ----------
-    n : int
-        The number of members.
-    sizes, hidden, output, loss, optimizer, dtype, threads
+    n : int >= 1
+        The number of members, N.
+    sizes : sequence of int
+        As for :class:`Network`: input width, hidden widths..., output width.
+    hidden : str
         As for :class:`Network`.
+    output : str
+        As for :class:`Network`.
+    loss : str
+        As for :class:`Network`.
+    optimizer : SGD or Adam
+        As for :class:`Network` (default ``SGD(lr=0.01)``), without ``clip_norm``: every member starts with it.
+    dtype : numpy.dtype or type, float32 or float64
+        As for :class:`Network`.
+    threads : int or None
+        Threads for blocks of members when the population is large enough (Numba's current count when None).
     compiled : bool
         True: run the population kernels compiled for this architecture (:attr:`compiled`) when its layers are
         small enough (as for :class:`Network`); False (the default): the generic population kernels. The compiled
@@ -39,13 +51,35 @@ class Population:
 
     Attributes
     ----------
-    flats : ndarray, shape (2 + n_slots, n_params, n)
+    flats : ndarray, shape (2 + n_slots, n_params, n), the population's dtype, C-contiguous
         The members' parameters, gradients and optimizer states, member m in column m.
-    params : ndarray, shape (n, n_params)
-        The members' parameter vectors, ``flats[0].T``: a view (perturb it in place, e.g. for evolution strategies).
-    hypers : ndarray of float64, shape (n, fastbp.optim.HYPER_SIZE)
+    hypers : ndarray, shape (n, fastbp.optim.HYPER_SIZE), float64
         Each member's optimizer hyperparameters, schedule and step count (members do not clip gradients).
-    member_seeds : ndarray of int64, shape (n,)
+    member_seeds : ndarray, shape (n,), int64
+        The seed each member was initialised from.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, as :mod:`fastbp.kernels` takes it.
+    sizes : list of int
+        The layer widths.
+    hidden : str
+        The hidden activation.
+    output : str
+        The output activation.
+    loss : str
+        The loss.
+    dtype : numpy.dtype
+        float32 or float64.
+    threads : int or None
+        The thread count given.
+    optimizer : SGD or Adam
+        The optimizer every member was created with.
+
+    Raises
+    ------
+    TypeError
+        As for :class:`Network`, or if ``compiled`` is not a bool.
+    ValueError
+        As for :class:`Network`, or if n is not a positive integer or the optimizer has a ``clip_norm``.
     """
 
     def __init__(self, n, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
@@ -83,11 +117,13 @@ class Population:
 
     @property
     def compiled(self):
-        """The population kernels compiled for this architecture, for a user's own ``@njit`` code: ``train_step``
-        and ``predict``, taking exactly the arguments of ``fastbp.kernels.population_train_step`` and
+        """The population kernels compiled for this architecture, for a user's own ``@njit`` code (a namespace).
+
+        ``train_step`` and ``predict``, taking exactly the arguments of ``fastbp.kernels.population_train_step`` and
         ``population_predict`` (with ``works`` from :meth:`workspace`), plus ``work_size(n, N)`` (the rows of
-        ``works`` for N members on n rows) and ``source`` (the generated module's path). Generated on first access;
-        each kernel compiles at its first call."""
+        ``works`` for N members on n rows) and ``source`` (the generated module's path). Generated on first access,
+        also for a population created with ``compiled=False``; each kernel compiles at its first call. See
+        :func:`fastbp.kernels.compiled.for_population`."""
         return self._compiled()[0]
 
     def __len__(self):
@@ -95,15 +131,32 @@ class Population:
 
     @property
     def params(self):
+        """The members' parameter vectors, ``flats[0].T``: ndarray, shape (n, n_params), the population's dtype; a
+        view, member m in row m (perturb it in place, e.g. for evolution strategies)."""
         return self.flats[0].T
 
     @property
     def n_params(self):
+        """The number of parameters of each member (int)."""
         return self.flats.shape[1]
 
     def workspace(self, rows):
-        """Scratch for batches of up to ``rows`` rows, for the generic and the compiled kernels alike: shape
-        (>= population_work_size(spec, rows), n)."""
+        """Scratch for batches of up to ``rows`` rows, for the generic and the compiled kernels alike.
+
+        The population keeps it (its own methods use it too): it grows, as a new array, only when ``rows`` exceeds
+        every earlier request.
+
+        Parameters
+        ----------
+        rows : int
+            The largest batch per member the caller will pass.
+
+        Returns
+        -------
+        works : ndarray, shape (size, n), the population's dtype, C-contiguous
+            ``size >= fastbp.kernels.population_work_size(spec, rows)`` and the compiled kernels'
+            ``work_size(rows, n)``; contents undefined.
+        """
         if rows > self._work_rows:
             size = max(kernels.population_work_size(self.spec, rows),
                        codegen_population.work_rows(self._signature, rows, len(self)))
@@ -112,14 +165,49 @@ class Population:
         return self._works
 
     def member(self, m):
-        """Member m as a new :class:`Network` (a copy: parameters, optimizer state and step count)."""
+        """Member m as a new :class:`Network`.
+
+        Parameters
+        ----------
+        m : int
+            The member's index, in [-n, n).
+
+        Returns
+        -------
+        net : Network
+            A copy: the member's parameters, gradient, optimizer state and step count, its seed, on the generic
+            kernels (``compiled=False``).
+
+        Raises
+        ------
+        IndexError
+            If m is not an integer in [-n, n).
+        """
         m = self._index(m)
         net = Network(seed=int(self.member_seeds[m]), **self._args)
         net.flat[:], net.hyper[:] = self.flats[:, :, m], self.hypers[m]
         return net
 
     def set_member(self, m, net):
-        """Copy a :class:`Network` of the same architecture, dtype and optimizer kind into member m."""
+        """Copy a :class:`Network` of the same architecture, dtype and optimizer kind into member m.
+
+        Parameters
+        ----------
+        m : int
+            The member's index, in [-n, n).
+        net : Network
+            Its parameters, gradient, optimizer state, hyperparameters and step count are copied; it must not
+            clip gradients.
+
+        Raises
+        ------
+        IndexError
+            If m is not an integer in [-n, n).
+        TypeError
+            If ``net`` is not a :class:`Network`.
+        ValueError
+            If ``net``'s architecture, dtype, optimizer kind or state rows differ, or it has a ``clip_norm``.
+        """
         m = self._index(m)
         if not isinstance(net, Network):
             raise TypeError(f"expected a fastbp.Network, got {type(net).__name__}")
@@ -130,7 +218,27 @@ class Population:
         self.flats[:, :, m], self.hypers[m] = net.flat, net.hyper
 
     def forward(self, X, out=None):
-        """Every member's output on its own inputs: X (n_members, rows, n_in) -> (n_members, rows, n_out)."""
+        """Every member's output activations on its own inputs.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_members, rows, n_in), real
+            Member m's batch is ``X[m]`` (rows >= 1); converted to the population's dtype.
+        out : ndarray, shape (n_members, rows, n_out), the population's dtype, optional
+            Written and returned instead of a new array; must be writeable and C-contiguous.
+
+        Returns
+        -------
+        out : ndarray, shape (n_members, rows, n_out), the population's dtype
+            ``out[m]`` is member m's output (``out`` itself when given).
+
+        Raises
+        ------
+        TypeError
+            If X does not hold real numbers.
+        ValueError
+            If X's shape is wrong or it holds a NaN or an infinity, or ``out`` does not fit.
+        """
         X = self._inputs(X)
         shape = (len(self), X.shape[1], self.sizes[-1])
         if out is None:
@@ -147,14 +255,24 @@ class Population:
 
         Parameters
         ----------
-        X : array_like, shape (n_members, rows, n_in)
-        Y : array_like, shape (n_members, rows, n_out), or integer labels (n_members, rows) for cross_entropy
+        X : array_like, shape (n_members, rows, n_in), real
+            Member m's batch is ``X[m]`` (rows >= 1); converted to the population's dtype.
+        Y : array_like, shape (n_members, rows, n_out), real, or shape (n_members, rows), integer
+            The targets; integer class labels of shape (n_members, rows) for ``cross_entropy``.
 
         Returns
         -------
-        losses : ndarray of float64, shape (n_members,)
-            Each member's mean loss before its update; NaN for a member whose loss was not finite (its parameters are
-            left as they were).
+        losses : ndarray, shape (n_members,), float64
+            Each member's mean loss before its update; NaN for a member whose loss, or whose update, would not be
+            finite (its parameters, optimizer state and step count are left as they were).
+
+        Raises
+        ------
+        TypeError
+            If X or Y does not hold real numbers (or labels are not integers).
+        ValueError
+            If a shape is wrong, or X or Y holds a NaN or an infinity or a label is out of range; no member is
+            updated.
         """
         X = self._inputs(X)
         Y = self._targets(Y, X.shape[1])

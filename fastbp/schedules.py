@@ -25,13 +25,20 @@ class Schedule:
 
     Parameters
     ----------
-    lr : float
-        The base learning rate (> 0).
-    warmup : int
+    lr : float > 0
+        The base learning rate.
+    warmup : int >= 0, keyword-only
         Steps of linear warm-up before the schedule starts (its step 0 is step ``warmup``): the rate of step
         t < warmup is ``lr * (warmup_start + (1 - warmup_start) * t / warmup)``.
-    warmup_start : float in [0, 1]
+    warmup_start : float in [0, 1], keyword-only
         The warm-up's first factor.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
     """
 
     lr: float
@@ -45,7 +52,13 @@ class Schedule:
         check_real("warmup_start", self.warmup_start, 0, 1, high_open=False)
 
     def fields(self):
-        """(code, period, gamma, lr_min): what the update kernel reads besides lr and the warm-up."""
+        """What the update kernel reads besides lr and the warm-up.
+
+        Returns
+        -------
+        fields : tuple of (int, float, float, float)
+            The schedule's code, period, gamma and lr_min, in the order of ``hyper``'s entries.
+        """
         return self.code, 0.0, 0.0, 0.0
 
     def __call__(self, step):
@@ -56,12 +69,52 @@ class Schedule:
 
 
 class Constant(Schedule):
-    """A constant rate after the warm-up (``LinearLR`` then ``ConstantLR(factor=1)``)."""
+    """A constant rate after the warm-up (``LinearLR`` then ``ConstantLR(factor=1)``).
+
+    Parameters
+    ----------
+    lr : float > 0
+        The rate after the warm-up.
+    warmup : int >= 0, keyword-only
+        Steps of linear warm-up before the schedule starts (its step 0 is step ``warmup``): the rate of step
+        t < warmup is ``lr * (warmup_start + (1 - warmup_start) * t / warmup)``.
+    warmup_start : float in [0, 1], keyword-only
+        The warm-up's first factor.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
+    """
 
 
 @dataclass(frozen=True)
 class StepDecay(Schedule):
-    """``lr * gamma ** (t // step_size)``, as ``torch.optim.lr_scheduler.StepLR``."""
+    """``lr * gamma ** (t // step_size)``, as ``torch.optim.lr_scheduler.StepLR``.
+
+    Parameters
+    ----------
+    lr : float > 0
+        The rate of the first ``step_size`` steps after the warm-up.
+    step_size : int >= 1
+        The steps between two decays.
+    gamma : float in (0, 1]
+        The factor of each decay.
+    warmup : int >= 0, keyword-only
+        Steps of linear warm-up before the schedule starts (its step 0 is step ``warmup``): the rate of step
+        t < warmup is ``lr * (warmup_start + (1 - warmup_start) * t / warmup)``.
+    warmup_start : float in [0, 1], keyword-only
+        The warm-up's first factor.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
+    """
 
     step_size: int
     gamma: float = 0.1
@@ -73,12 +126,39 @@ class StepDecay(Schedule):
         check_real("gamma", self.gamma, 0, 1, low_open=True, high_open=False)
 
     def fields(self):
+        """What the update kernel reads besides lr and the warm-up.
+
+        Returns
+        -------
+        fields : tuple of (int, float, float, float)
+            The schedule's code, period, gamma and lr_min, in the order of ``hyper``'s entries.
+        """
         return self.code, float(self.step_size), float(self.gamma), 0.0
 
 
 @dataclass(frozen=True)
 class Exponential(Schedule):
-    """``lr * gamma ** t``, as ``torch.optim.lr_scheduler.ExponentialLR``."""
+    """``lr * gamma ** t``, as ``torch.optim.lr_scheduler.ExponentialLR``.
+
+    Parameters
+    ----------
+    lr : float > 0
+        The rate of the first step after the warm-up.
+    gamma : float in (0, 1]
+        The factor of every step.
+    warmup : int >= 0, keyword-only
+        Steps of linear warm-up before the schedule starts (its step 0 is step ``warmup``): the rate of step
+        t < warmup is ``lr * (warmup_start + (1 - warmup_start) * t / warmup)``.
+    warmup_start : float in [0, 1], keyword-only
+        The warm-up's first factor.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
+    """
 
     gamma: float
     code = EXPONENTIAL
@@ -88,6 +168,13 @@ class Exponential(Schedule):
         check_real("gamma", self.gamma, 0, 1, low_open=True, high_open=False)
 
     def fields(self):
+        """What the update kernel reads besides lr and the warm-up.
+
+        Returns
+        -------
+        fields : tuple of (int, float, float, float)
+            The schedule's code, period, gamma and lr_min, in the order of ``hyper``'s entries.
+        """
         return self.code, 0.0, float(self.gamma), 0.0
 
 
@@ -95,7 +182,29 @@ class Exponential(Schedule):
 class Cosine(Schedule):
     """``lr_min + (lr - lr_min) (1 + cos(pi t / steps)) / 2`` for t <= steps, then ``lr_min``: PyTorch's
     ``CosineAnnealingLR(T_max=steps, eta_min=lr_min)`` up to ``steps`` (PyTorch's then rises again; this one stays at
-    ``lr_min``, as optax's ``cosine_decay_schedule``)."""
+    ``lr_min``, as optax's ``cosine_decay_schedule``).
+
+    Parameters
+    ----------
+    lr : float > 0
+        The rate at the first step after the warm-up.
+    steps : int >= 1
+        The steps from ``lr`` down to ``lr_min`` (after the warm-up).
+    lr_min : float in [0, lr]
+        The final rate.
+    warmup : int >= 0, keyword-only
+        Steps of linear warm-up before the schedule starts (its step 0 is step ``warmup``): the rate of step
+        t < warmup is ``lr * (warmup_start + (1 - warmup_start) * t / warmup)``.
+    warmup_start : float in [0, 1], keyword-only
+        The warm-up's first factor.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
+    """
 
     steps: int
     lr_min: float = 0.0
@@ -107,6 +216,13 @@ class Cosine(Schedule):
         check_real("lr_min", self.lr_min, 0, self.lr, high_open=False)
 
     def fields(self):
+        """What the update kernel reads besides lr and the warm-up.
+
+        Returns
+        -------
+        fields : tuple of (int, float, float, float)
+            The schedule's code, period, gamma and lr_min, in the order of ``hyper``'s entries.
+        """
         return self.code, float(self.steps), 0.0, float(self.lr_min)
 
 
@@ -148,10 +264,31 @@ learning_rate_at = kernel(learning_rate.py_func)
 @dataclass(frozen=True)
 class ReduceOnPlateau:
     """Multiply the learning rate by ``factor`` when the monitored loss (validation loss, else training loss) has
-    not improved for ``patience`` epochs, as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in mode ``min`` with a
-    relative threshold: an epoch improves when its loss < best * (1 - threshold). For
+    not improved for more than ``patience`` epochs, as ``torch.optim.lr_scheduler.ReduceLROnPlateau`` in mode
+    ``min`` with a relative threshold: an epoch improves when its loss < best * (1 - threshold). For
     ``Network.fit(reduce_on_plateau=...)``; the reduced base rate is kept in the network's ``hyper`` (so it is saved)
     and scales any schedule.
+
+    Parameters
+    ----------
+    factor : float in (0, 1)
+        The factor each reduction multiplies the base learning rate by.
+    patience : int >= 0
+        The epochs without improvement tolerated: the rate is reduced at the next one (when more than
+        ``patience`` epochs in a row have not improved), and the count starts again.
+    threshold : float in [0, 1)
+        The relative improvement that counts: an epoch improves when its loss < best * (1 - threshold).
+    cooldown : int >= 0
+        Epochs after a reduction during which epochs without improvement are not counted.
+    min_lr : float >= 0
+        A reduction never takes the rate below this: it becomes ``max(lr * factor, min_lr)``.
+
+    Raises
+    ------
+    TypeError
+        If a number is not a real number.
+    ValueError
+        If a number is out of its range, or an integer field is not an integer.
     """
 
     factor: float = 0.1

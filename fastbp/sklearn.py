@@ -83,21 +83,41 @@ class _BaseMLP(BaseEstimator):
 
     @property
     def coefs_(self):
-        """Per layer, the weights of shape (n_in, n_out): transposed views of ``network_``'s (writing them writes
-        the network)."""
+        """Per layer, the weights: list of ndarray of shape (n_in, n_out), transposed views of ``network_``'s
+        (writing them writes the network)."""
         return [W.T for W, _ in self.network_.layers()]
 
     @property
     def intercepts_(self):
-        """Per layer, the biases of shape (n_out,): views of ``network_``'s."""
+        """Per layer, the biases: list of ndarray of shape (n_out,), views of ``network_``'s."""
         return [b for _, b in self.network_.layers()]
 
     # ---- fit -----------------------------------------------------------------------------------------------------
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to X (n_samples, n_features) and y; ``sample_weight`` (n_samples,) weighs each sample's
-        loss. Returns self."""
+        """Fit the model to (X, y), from new weights unless ``warm_start``.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), real
+            The input; float32 stays float32 (on a first fit the network is then float32), anything else becomes
+            float64. Sparse input is densified.
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+            Class labels, or a multilabel indicator matrix, for the classifier; target values for the regressor.
+        sample_weight : array_like, shape (n_samples,), float, optional
+            Non-negative weights of each sample's loss (and of the L2 term's denominator, their sum).
+
+        Returns
+        -------
+        self : object
+            The fitted estimator.
+
+        Raises
+        ------
+        ValueError
+            If a parameter or the data is invalid (scikit-learn's checks), or the fit produced non-finite weights.
+        """
         return self._fit(X, y, sample_weight, incremental=False)
 
     def _fit(self, X, y, sample_weight, incremental):
@@ -180,8 +200,26 @@ class _BaseMLP(BaseEstimator):
         return self.network_.forward(X.toarray() if scipy.sparse.issparse(X) else X)
 
     def predict(self, X):
-        """Predictions for X (n_samples, n_features): class labels, or values of shape (n_samples,) or
-        (n_samples, n_outputs)."""
+        """Predictions for X.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
+            The input, with the features seen by ``fit``.
+
+        Returns
+        -------
+        y : ndarray, shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (a multilabel indicator matrix for multilabel targets) for the classifier; values, in the
+            network's dtype, for the regressor (shape (n_samples,) for a single output).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If X is invalid or does not have the fitted features.
+        """
         return self._decode(self._forward(X))
 
     def __sklearn_tags__(self):
@@ -192,7 +230,21 @@ class _BaseMLP(BaseEstimator):
     # ---- conversion ------------------------------------------------------------------------------------------------
 
     def to_sklearn(self):
-        """The fitted scikit-learn estimator with these parameters and weights (it predicts the same)."""
+        """The fitted scikit-learn estimator with these parameters and weights (it predicts the same).
+
+        Returns
+        -------
+        est : sklearn.neural_network.MLPClassifier or MLPRegressor
+            The same kind, with this estimator's parameters (but ``compiled``), copies of its weights and its fitted
+            attributes (but ``network_``).
+
+        Raises
+        ------
+        sklearn.exceptions.NotFittedError
+            If the estimator is not fitted.
+        ValueError
+            If ``activation`` is ``"leaky_relu"`` or ``loss`` is ``"huber"``, which scikit-learn does not have.
+        """
         from sklearn import neural_network
 
         check_is_fitted(self)
@@ -213,10 +265,117 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier, as ``sklearn.neural_network.MLPClassifier`` (same parameters, defaults,
     attributes and methods), trained by fastbp; see the module docstring.
 
-    Binary and multiclass targets, and multilabel indicator matrices. Adds ``activation="leaky_relu"``. Attributes as
-    scikit-learn's (``coefs_``, ``intercepts_``, ``n_iter_``, ``t_``, ``loss_``, ``loss_curve_``, ``best_loss_``,
-    ``validation_scores_``, ``best_validation_score_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``,
-    ``classes_``, ``n_features_in_``, ``feature_names_in_``), plus ``network_``, the trained :class:`fastbp.Network`.
+    Binary and multiclass targets, and multilabel indicator matrices. The loss is the log-loss: softmax
+    cross-entropy for multiclass targets, the logistic outputs' binary cross-entropy summed over outputs otherwise,
+    averaged over samples. Adds ``activation="leaky_relu"`` and ``compiled``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array_like of int, shape (n_hidden_layers,), or int, default=(100,)
+        The width of each hidden layer, in order (an int for a single hidden layer).
+    activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
+        The hidden layers' activation: ``x``, ``1 / (1 + exp(-x))``, ``tanh(x)``, ``max(0, x)``, or (fastbp only)
+        ``x`` for x > 0 and ``0.01 x`` otherwise (PyTorch's default slope).
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        ``"lbfgs"``: full-batch L-BFGS-B through ``scipy.optimize.minimize``, often best on small data sets;
+        ``"sgd"``: minibatch gradient descent with momentum; ``"adam"``: minibatch Adam (Kingma and Ba).
+    alpha : float >= 0, default=0.0001
+        The L2 penalty on the weights (not the biases): ``0.5 * alpha * ||W||^2 / n`` is added to each batch's
+        loss, n being its rows (or its summed sample weights).
+    batch_size : int >= 1 or "auto", default="auto"
+        Rows per minibatch of the stochastic solvers, clipped to the sample count (with a warning when larger);
+        ``"auto"`` is ``min(200, n_samples)``. Not used by lbfgs.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The step size of ``solver="sgd"``: ``"constant"`` keeps ``learning_rate_init``; ``"invscaling"`` sets it
+        to ``learning_rate_init / (t_ + 1) ** power_t`` after every epoch, ``t_`` the samples seen so far;
+        ``"adaptive"`` divides it by 5 each time the stopping rule (``tol``, ``n_iter_no_change``) fires, and
+        stops only once it is at most 1e-6.
+    learning_rate_init : float > 0, default=0.001
+        The initial step size of ``"sgd"`` and ``"adam"``.
+    power_t : float >= 0, default=0.5
+        The exponent of ``learning_rate="invscaling"`` (sgd only).
+    max_iter : int >= 1, default=200
+        The most epochs of the stochastic solvers (a ``ConvergenceWarning`` when they are all run), or iterations
+        of lbfgs.
+    shuffle : bool, default=True
+        Shuffle the samples before each epoch (sgd and adam).
+    random_state : int, numpy.random.RandomState or None, default=None
+        Draws the initial weights and biases, the shuffling and the early-stopping split; an int gives the same
+        fit every time (each ``fit`` and ``partial_fit`` call draws from a generator made from it afresh).
+    tol : float >= 0, default=1e-4
+        The improvement that counts: the stochastic solvers stop (or, for adaptive sgd, lower the rate) after more
+        than ``n_iter_no_change`` epochs in a row in which the training loss did not fall by ``tol`` (or the
+        validation score rise by ``tol``, with early stopping); lbfgs's gradient tolerance ``gtol``.
+    verbose : bool, default=False
+        Print each epoch's loss (and validation score) and the stopping message to stdout (sgd and adam; lbfgs
+        prints nothing).
+    warm_start : bool, default=False
+        Start ``fit`` from the previous fit's weights instead of initialising afresh (sgd and adam keep ``t_``,
+        ``loss_curve_`` and the stopping state, but start their optimizer state afresh). The classifier's classes
+        must stay the same.
+    momentum : float in [0, 1], default=0.9
+        sgd's momentum: the velocity ``v = momentum * v - lr * g``.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for sgd (when ``momentum > 0``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for single-output targets) and stop when
+        its accuracy has not risen by ``tol`` for more than ``n_iter_no_change`` epochs in a row, keeping the best
+        epoch's weights. sgd and adam only; not with ``partial_fit``.
+    validation_fraction : float in [0, 1), default=0.1
+        The share of the training data held out for early stopping (at least 2 samples).
+    beta_1 : float in [0, 1), default=0.9
+        Adam's decay rate of the first moment.
+    beta_2 : float in [0, 1), default=0.999
+        Adam's decay rate of the second moment.
+    epsilon : float > 0, default=1e-8
+        Adam's term added to the square root of the second moment.
+    n_iter_no_change : int >= 1 or numpy.inf, default=10
+        The stochastic solvers stop (or adaptive sgd lowers its rate) after more than this many epochs in a row
+        without a ``tol`` improvement.
+    max_fun : int >= 1, default=15000
+        lbfgs's most loss evaluations.
+    compiled : bool or None, default=None
+        As :class:`fastbp.Network`'s (fastbp only): None or True runs kernels compiled for the architecture when
+        its layers are small enough (the first fit of a new architecture compiles them, about half a minute; later
+        fits and processes load them from the disk cache); False runs the generic kernels, slower on large data but
+        with nothing to compile.
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,)
+        The class labels, sorted (0 .. n_labels - 1, the columns, for multilabel targets).
+    loss_ : float
+        The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by
+        their rows) or of the solution (lbfgs).
+    best_loss_ : float or None
+        The least loss of an epoch (sgd and adam); None with early stopping.
+    loss_curve_ : list of float
+        Each epoch's loss (sgd and adam).
+    validation_scores_ : list of float or None
+        Each epoch's score on the held-out data (accuracy), with early stopping; else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, with early stopping; else None.
+    t_ : int
+        The training samples the stochastic solvers have seen, over every epoch.
+    coefs_ : list of ndarray
+        Layer i's weights, shape (n_in, n_out): transposed views of ``network_``'s (writing them writes it).
+    intercepts_ : list of ndarray
+        Layer i's biases, shape (n_out,): views of ``network_``'s.
+    n_features_in_ : int
+        The number of features seen by ``fit``.
+    feature_names_in_ : ndarray, shape (n_features,), object
+        The feature names seen by ``fit``, when X has string column names.
+    n_iter_ : int
+        The epochs (sgd, adam) or iterations (lbfgs) run by the last fit.
+    n_layers_ : int
+        The number of layers, input and output included.
+    n_outputs_ : int
+        The number of output units.
+    out_activation_ : str
+        The output activation: ``"softmax"`` for multiclass targets, else ``"logistic"``.
+    network_ : fastbp.Network
+        The trained network (float32 when the first fit's X was float32, else float64), whose parameters are the
+        weights above.
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -256,21 +415,70 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     @available_if(_stochastic)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """One epoch over (X, y); ``classes`` (all the labels) is required on the first call."""
+        """One epoch of the stochastic solver over (X, y), going on from the current weights.
+
+        Only for ``solver="sgd"`` or ``"adam"`` (the attribute does not exist for lbfgs); not with early stopping.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
+            The input, as for :meth:`fit`.
+        y : array_like, shape (n_samples,) or (n_samples, n_classes)
+            Class labels, or a multilabel indicator matrix.
+        sample_weight : array_like, shape (n_samples,), float, optional
+            Non-negative weights of each sample's loss.
+        classes : array_like, shape (n_classes,), optional
+            Every class label; required on the first call, and the same or None on later ones. Ignored for
+            multilabel targets.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``classes`` is missing on the first call or differs later, y has classes not in ``classes_``,
+            ``early_stopping`` is set, the data are invalid, or the weights became non-finite.
+        """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
             self._label_binarizer.fit(y if type_of_target(y).startswith("multilabel") else classes)
         return self._fit(X, y, sample_weight, incremental=True)
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), in the order of ``classes_``."""
+        """Class probabilities, in the order of ``classes_``.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
+            The input, with the features seen by ``fit``.
+
+        Returns
+        -------
+        proba : ndarray, shape (n_samples, n_classes), the network's dtype
+            Rows summing to 1 for binary and multiclass targets (``[1 - p, p]`` for binary); each label's own
+            probability for multilabel targets.
+        """
         out = self._forward(X)
         if self.n_outputs_ == 1:
             return np.hstack([1 - out, out])
         return out
 
     def predict_log_proba(self, X):
-        """``log(predict_proba(X))``."""
+        """``log(predict_proba(X))``.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
+            The input, with the features seen by ``fit``.
+
+        Returns
+        -------
+        log_proba : ndarray, shape (n_samples, n_classes), the network's dtype
+            The natural logarithm of :meth:`predict_proba`'s result (-inf where a probability is 0).
+        """
         proba = self.predict_proba(X)
         return np.log(proba, out=proba)
 
@@ -284,8 +492,117 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor, as ``sklearn.neural_network.MLPRegressor`` (same parameters, defaults,
     attributes and methods), trained by fastbp; see the module docstring.
 
-    ``loss``: ``squared_error`` (scikit-learn's half squared error) or ``huber``. Multi-output targets. Attributes as
-    :class:`MLPClassifier`'s, without ``classes_``.
+    Single- and multi-output targets; the output activation is the identity.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "huber"}, default="squared_error"
+        ``"squared_error"``: scikit-learn's half squared error, averaged over samples and outputs.
+        ``"huber"`` (fastbp only): Huber's loss with delta 1, half the squared error within 1 of the target and
+        linear beyond, summed over outputs and averaged over samples.
+    hidden_layer_sizes : array_like of int, shape (n_hidden_layers,), or int, default=(100,)
+        The width of each hidden layer, in order (an int for a single hidden layer).
+    activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
+        The hidden layers' activation: ``x``, ``1 / (1 + exp(-x))``, ``tanh(x)``, ``max(0, x)``, or (fastbp only)
+        ``x`` for x > 0 and ``0.01 x`` otherwise (PyTorch's default slope).
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        ``"lbfgs"``: full-batch L-BFGS-B through ``scipy.optimize.minimize``, often best on small data sets;
+        ``"sgd"``: minibatch gradient descent with momentum; ``"adam"``: minibatch Adam (Kingma and Ba).
+    alpha : float >= 0, default=0.0001
+        The L2 penalty on the weights (not the biases): ``0.5 * alpha * ||W||^2 / n`` is added to each batch's
+        loss, n being its rows (or its summed sample weights).
+    batch_size : int >= 1 or "auto", default="auto"
+        Rows per minibatch of the stochastic solvers, clipped to the sample count (with a warning when larger);
+        ``"auto"`` is ``min(200, n_samples)``. Not used by lbfgs.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The step size of ``solver="sgd"``: ``"constant"`` keeps ``learning_rate_init``; ``"invscaling"`` sets it
+        to ``learning_rate_init / (t_ + 1) ** power_t`` after every epoch, ``t_`` the samples seen so far;
+        ``"adaptive"`` divides it by 5 each time the stopping rule (``tol``, ``n_iter_no_change``) fires, and
+        stops only once it is at most 1e-6.
+    learning_rate_init : float > 0, default=0.001
+        The initial step size of ``"sgd"`` and ``"adam"``.
+    power_t : float >= 0, default=0.5
+        The exponent of ``learning_rate="invscaling"`` (sgd only).
+    max_iter : int >= 1, default=200
+        The most epochs of the stochastic solvers (a ``ConvergenceWarning`` when they are all run), or iterations
+        of lbfgs.
+    shuffle : bool, default=True
+        Shuffle the samples before each epoch (sgd and adam).
+    random_state : int, numpy.random.RandomState or None, default=None
+        Draws the initial weights and biases, the shuffling and the early-stopping split; an int gives the same
+        fit every time (each ``fit`` and ``partial_fit`` call draws from a generator made from it afresh).
+    tol : float >= 0, default=1e-4
+        The improvement that counts: the stochastic solvers stop (or, for adaptive sgd, lower the rate) after more
+        than ``n_iter_no_change`` epochs in a row in which the training loss did not fall by ``tol`` (or the
+        validation score rise by ``tol``, with early stopping); lbfgs's gradient tolerance ``gtol``.
+    verbose : bool, default=False
+        Print each epoch's loss (and validation score) and the stopping message to stdout (sgd and adam; lbfgs
+        prints nothing).
+    warm_start : bool, default=False
+        Start ``fit`` from the previous fit's weights instead of initialising afresh (sgd and adam keep ``t_``,
+        ``loss_curve_`` and the stopping state, but start their optimizer state afresh). The classifier's classes
+        must stay the same.
+    momentum : float in [0, 1], default=0.9
+        sgd's momentum: the velocity ``v = momentum * v - lr * g``.
+    nesterovs_momentum : bool, default=True
+        Nesterov's momentum for sgd (when ``momentum > 0``).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data and stop when its R^2 score has not risen by ``tol``
+        for more than ``n_iter_no_change`` epochs in a row, keeping the best epoch's weights. sgd and adam only; not
+        with ``partial_fit``.
+    validation_fraction : float in [0, 1), default=0.1
+        The share of the training data held out for early stopping (at least 2 samples).
+    beta_1 : float in [0, 1), default=0.9
+        Adam's decay rate of the first moment.
+    beta_2 : float in [0, 1), default=0.999
+        Adam's decay rate of the second moment.
+    epsilon : float > 0, default=1e-8
+        Adam's term added to the square root of the second moment.
+    n_iter_no_change : int >= 1 or numpy.inf, default=10
+        The stochastic solvers stop (or adaptive sgd lowers its rate) after more than this many epochs in a row
+        without a ``tol`` improvement.
+    max_fun : int >= 1, default=15000
+        lbfgs's most loss evaluations.
+    compiled : bool or None, default=None
+        As :class:`fastbp.Network`'s (fastbp only): None or True runs kernels compiled for the architecture when
+        its layers are small enough (the first fit of a new architecture compiles them, about half a minute; later
+        fits and processes load them from the disk cache); False runs the generic kernels, slower on large data but
+        with nothing to compile.
+
+    Attributes
+    ----------
+    loss_ : float
+        The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by
+        their rows) or of the solution (lbfgs).
+    best_loss_ : float or None
+        The least loss of an epoch (sgd and adam); None with early stopping.
+    loss_curve_ : list of float
+        Each epoch's loss (sgd and adam).
+    validation_scores_ : list of float or None
+        Each epoch's score on the held-out data (R^2), with early stopping; else None.
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``, with early stopping; else None.
+    t_ : int
+        The training samples the stochastic solvers have seen, over every epoch.
+    coefs_ : list of ndarray
+        Layer i's weights, shape (n_in, n_out): transposed views of ``network_``'s (writing them writes it).
+    intercepts_ : list of ndarray
+        Layer i's biases, shape (n_out,): views of ``network_``'s.
+    n_features_in_ : int
+        The number of features seen by ``fit``.
+    feature_names_in_ : ndarray, shape (n_features,), object
+        The feature names seen by ``fit``, when X has string column names.
+    n_iter_ : int
+        The epochs (sgd, adam) or iterations (lbfgs) run by the last fit.
+    n_layers_ : int
+        The number of layers, input and output included.
+    n_outputs_ : int
+        The number of output units.
+    out_activation_ : str
+        The output activation: ``"identity"``.
+    network_ : fastbp.Network
+        The trained network (float32 when the first fit's X was float32, else float64), whose parameters are the
+        weights above.
     """
 
     _parameter_constraints = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error", "huber"})]}
@@ -314,7 +631,29 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @available_if(_stochastic)
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y)."""
+        """One epoch of the stochastic solver over (X, y), going on from the current weights.
+
+        Only for ``solver="sgd"`` or ``"adam"`` (the attribute does not exist for lbfgs); not with early stopping.
+
+        Parameters
+        ----------
+        X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
+            The input, as for :meth:`fit`.
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+            The target values; the number of outputs must stay that of the first fit.
+        sample_weight : array_like, shape (n_samples,), float, optional
+            Non-negative weights of each sample's loss.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+
+        Raises
+        ------
+        ValueError
+            If ``early_stopping`` is set, the data are invalid, or the weights became non-finite.
+        """
         return self._fit(X, y, sample_weight, incremental=True)
 
 
@@ -325,9 +664,30 @@ def _set_params(est, params):
 
 
 def from_sklearn(est, compiled=None):
-    """The fastbp estimator equal to a fitted ``sklearn.neural_network`` MLPClassifier or MLPRegressor: the same
-    parameters and fitted attributes, its weights in ``network_`` (it predicts the same); ``compiled`` as the
-    estimators'."""
+    """The fastbp estimator equal to a fitted ``sklearn.neural_network`` MLPClassifier or MLPRegressor.
+
+    Parameters
+    ----------
+    est : sklearn.neural_network.MLPClassifier or sklearn.neural_network.MLPRegressor
+        Fitted; read only (its weights are copied).
+    compiled : bool or None
+        As the estimators' ``compiled``.
+
+    Returns
+    -------
+    ours : MLPClassifier or MLPRegressor
+        The same kind with the same parameters and fitted attributes, and ``est``'s weights in ``network_``, whose
+        dtype is theirs: it predicts the same.
+
+    Raises
+    ------
+    TypeError
+        If ``est`` is not exactly a scikit-learn MLPClassifier or MLPRegressor.
+    sklearn.exceptions.NotFittedError
+        If ``est`` is not fitted.
+    ValueError
+        If ``est``'s loss is not ``"squared_error"``.
+    """
     from sklearn import neural_network
 
     kinds = {neural_network.MLPClassifier: MLPClassifier, neural_network.MLPRegressor: MLPRegressor}

@@ -84,18 +84,47 @@ def _pair(module, names, **extra):
 
 
 def for_network(sig):
-    """(serial, parallel) namespaces of the kernels compiled for a network signature (:func:`codegen.signature`):
-    ``train_step``, ``predict``, ``gradient``, ``loss``, ``backward`` (the arguments of the generic kernels),
-    ``step`` (the optimizer update, :func:`fastbp.kernels.step`), ``work_size(n)`` and ``source``."""
+    """The kernels compiled for a network signature: its generated module, written and imported if need be.
+
+    Parameters
+    ----------
+    sig : tuple
+        ``(sizes, hidden, output, loss, dtype name)`` as :func:`fastbp.kernels.codegen.signature` makes it, e.g.
+        ``((4, 16, 2), "relu", "identity", "mse", "float64")``.
+
+    Returns
+    -------
+    serial : types.SimpleNamespace
+        ``train_step``, ``predict``, ``gradient``, ``loss`` and ``backward``, taking the arguments of the generic
+        kernels of :mod:`fastbp.kernels` (``spec`` is not read: the sizes are literals), ``step`` (the optimizer
+        update, :func:`fastbp.kernels.step`), ``work_size(n)`` (the length of ``work`` for n rows) and ``source``
+        (the generated module's path). This is :attr:`fastbp.Network.compiled`.
+    parallel : types.SimpleNamespace
+        The same names, the kernels being their parallel twins, for large batches.
+    """
     module = load(sig)
     return _pair(module, ("train_step", "predict", "gradient", "loss", "backward"), work_size=module.work_size,
                  step=update)
 
 
 def for_population(sig):
-    """(serial, parallel) namespaces of the population kernels compiled for a network signature: ``train_step`` and
-    ``predict`` (the arguments of the generic population kernels), ``work_size(n, N)`` (rows of ``works`` for N
-    members) and ``source``."""
+    """The population kernels compiled for a network signature: its generated module, written and imported if
+    need be.
+
+    Parameters
+    ----------
+    sig : tuple
+        ``(sizes, hidden, output, loss, dtype name)`` as :func:`fastbp.kernels.codegen.signature` makes it.
+
+    Returns
+    -------
+    serial : types.SimpleNamespace
+        ``train_step`` and ``predict``, taking the arguments of :func:`fastbp.kernels.population_train_step` and
+        :func:`fastbp.kernels.population_predict`, ``work_size(n, N)`` (the rows of ``works`` for N members on n
+        rows) and ``source`` (the generated module's path). This is :attr:`fastbp.Population.compiled`.
+    parallel : types.SimpleNamespace
+        The same names, the kernels being their parallel twins, which run blocks of members on threads.
+    """
     module = load(sig, "pop")
     return _pair(module, ("train_step", "predict"), work_size=module.work_size)
 

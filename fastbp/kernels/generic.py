@@ -30,7 +30,23 @@ CHUNK_ROWS = 64
 
 @inline
 def uses_blas(n, n_in, n_out):
-    """Whether a layer of n_in -> n_out on n rows hands its products to BLAS."""
+    """Whether a layer of n_in -> n_out on n rows hands its products to BLAS.
+
+    Parameters
+    ----------
+    n : int
+        The batch's rows.
+    n_in : int
+        The layer's input width.
+    n_out : int
+        The layer's output width.
+
+    Returns
+    -------
+    bool
+        True from ``BLAS_MIN_WORK`` multiply-adds (``n * n_in * n_out``) with 2 rows or more and both widths at
+        least ``BLAS_MIN_WIDTH``.
+    """
     return n >= 2 and n * n_in * n_out >= BLAS_MIN_WORK and min(n_in, n_out) >= BLAS_MIN_WIDTH
 
 
@@ -179,7 +195,26 @@ def _backward(flat, spec, work, n):
 
 
 def _predict(flat, spec, work, X, out):
-    """Write the network's output for X into ``out`` (n, n_out); False, writing nothing to out, if X is not finite."""
+    """Write the network's output activations for X into ``out``.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read only: the parameters ``flat[0]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    out : ndarray, shape (n, n_out), float
+        Written (usually in flat's dtype). Its shape is not checked: it must be exactly (n, n_out).
+
+    Returns
+    -------
+    ok : bool
+        False, writing nothing to ``out``, if X holds a NaN or an infinity; else True.
+    """
     n = X.shape[0]
     if not _load_input(work, X):
         return False
@@ -234,45 +269,197 @@ def _train_step_of(flat, spec, hyper, work, X, Y, sample_weight):
 # The kernels. The unweighted ones pass an empty weight array (a view of work: no allocation).
 
 def _loss(flat, spec, work, X, Y):
-    """The mean loss of the batch, with no gradient; NaN for non-finite input."""
+    """The mean loss of the batch, with no gradient and no update.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read only: the parameters ``flat[0]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+
+    Returns
+    -------
+    loss : float64
+        The mean loss of the batch (over every element for ``mse``, ``huber`` and ``bce``, over rows for
+        ``cross_entropy``); NaN if X or Y holds a NaN or an infinity or a label is out of range.
+    """
     return _loss_of(flat, spec, work, X, Y, work[:0])
 
 
 def _weighted_loss(flat, spec, work, X, Y, sample_weight):
-    """:func:`_loss` weighted per row; NaN for weights that are negative, non-finite, all zero or not one per row."""
+    """:func:`loss` weighted per row, with no gradient and no update.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read only: the parameters ``flat[0]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+    sample_weight : ndarray, shape (n,), float
+        One weight per row, read only: finite, non-negative and not all zero, else the kernel returns NaN.
+
+    Returns
+    -------
+    loss : float64
+        The weighted mean loss ``sum_i w_i l_i / sum_i w_i``, ``l_i`` row i's loss (its mean over the units for
+        ``mse``, ``huber`` and ``bce``); NaN for input as :func:`loss`'s, or for weights that are negative,
+        non-finite, all zero or not one per row.
+    """
     return _loss_of(flat, spec, work, X, Y, sample_weight)
 
 
 def _gradient(flat, spec, work, X, Y):
-    """The mean loss; writes its gradient into ``flat[1]``. NaN, and no gradient written, for non-finite input."""
+    """The mean loss and its gradient with respect to the parameters, written into ``flat[1]``; no update.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+
+    Returns
+    -------
+    loss : float64
+        The mean loss of the batch (over every element for ``mse``, ``huber`` and ``bce``, over rows for
+        ``cross_entropy``); NaN, writing no gradient, if X or Y holds a NaN or an infinity or a label is out of range.
+    """
     return _gradient_of(flat, spec, work, X, Y, work[:0])
 
 
 def _weighted_gradient(flat, spec, work, X, Y, sample_weight):
-    """:func:`_gradient` weighted per row; NaN, writing no gradient, for bad weights (as :func:`_weighted_loss`)."""
+    """:func:`gradient` with the loss weighted per row, ``sum_i w_i l_i / sum_i w_i``; no update.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+    sample_weight : ndarray, shape (n,), float
+        One weight per row, read only: finite, non-negative and not all zero, else the kernel returns NaN.
+
+    Returns
+    -------
+    loss : float64
+        The weighted mean loss, as :func:`weighted_loss`; NaN, writing no gradient, for bad input or weights (as
+        :func:`weighted_loss`).
+    """
     return _gradient_of(flat, spec, work, X, Y, sample_weight)
 
 
 def _train_step(flat, spec, hyper, work, X, Y):
-    """Forward, backward and one optimizer update in place; returns the mean loss before the update.
+    """Forward, backward and one optimizer update in place.
 
     Returns NaN and leaves the parameters, optimizer state and step count as they were if X or Y is not finite, if
     the loss is not, or if the update would make any parameter or state value non-finite.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read and written: the parameters ``flat[0]``, the gradient ``flat[1]`` and the optimizer state ``flat[2:]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
+        The optimizer's hyperparameters, schedule and clipping norm (:mod:`fastbp.optim`). Written: the step count
+        ``hyper[fastbp.optim.STEP]``, incremented when the update is applied.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+
+    Returns
+    -------
+    loss : float64
+        The mean loss of the batch (over every element for ``mse``, ``huber`` and ``bce``, over rows for
+        ``cross_entropy``) before the update; NaN when nothing was applied (see above).
     """
     return _train_step_of(flat, spec, hyper, work, X, Y, work[:0])
 
 
 def _weighted_train_step(flat, spec, hyper, work, X, Y, sample_weight):
-    """:func:`_train_step` with the loss weighted per row, ``sum_i w_i l_i / sum_i w_i``; NaN, applying nothing,
-    for bad weights (as :func:`_weighted_loss`)."""
+    """:func:`train_step` with the loss weighted per row, ``sum_i w_i l_i / sum_i w_i``.
+
+    Returns NaN, applying nothing, for bad weights (as :func:`weighted_loss`) and in every case :func:`train_step`
+    does.
+
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read and written: the parameters ``flat[0]``, the gradient ``flat[1]`` and the optimizer state ``flat[2:]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
+        The optimizer's hyperparameters, schedule and clipping norm (:mod:`fastbp.optim`). Written: the step count
+        ``hyper[fastbp.optim.STEP]``, incremented when the update is applied.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    Y : ndarray, shape (n, n_out), float, or shape (n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out), read as one-hot rows.
+    sample_weight : ndarray, shape (n,), float
+        One weight per row, read only: finite, non-negative and not all zero, else the kernel returns NaN.
+
+    Returns
+    -------
+    loss : float64
+        The weighted mean loss before the update, as :func:`weighted_loss`; NaN when nothing was applied.
+    """
     return _train_step_of(flat, spec, hyper, work, X, Y, sample_weight)
 
 
 def _backward_output(flat, spec, work, X, grad_output):
     """Backpropagate a gradient of any loss: a forward pass on X, then the delta recursion from ``grad_output``,
-    dL/dP for the output activations P (shape (n, n_out)), into the gradient ``flat[1]``. No update.
+    dL/dP for the output activations P, through the output activation's Jacobian (softmax's whole), into the
+    gradient ``flat[1]``. No update (:func:`step` applies it).
 
-    Returns False, writing no gradient, if ``grad_output`` is not (n, n_out) or X or grad_output is not finite.
+    Parameters
+    ----------
+    flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
+        Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    work : ndarray, shape (>= work_size(spec, n),), flat's dtype
+        Scratch, overwritten; its length is not checked.
+    X : ndarray, shape (n, n_in), float or integer
+        The batch, read only; converted to ``work``'s dtype as it is read.
+    grad_output : ndarray, shape (n, n_out), float
+        dL/dP for the user's loss L (for a mean over rows, already divided by n); read only, converted to
+        ``work``'s dtype as it is read.
+
+    Returns
+    -------
+    ok : bool
+        False, writing no gradient, if ``grad_output`` is not (n, n_out) or X or ``grad_output`` holds a NaN or an
+        infinity; else True.
     """
     n = X.shape[0]
     if grad_output.shape[0] != n or grad_output.shape[1] != spec[SIZES + spec[N_LAYERS]]:

@@ -10,7 +10,18 @@ N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
 
 @kernel
 def n_params(spec):
-    """The length of the flat parameter vector."""
+    """The length of the flat parameter vector: ``n_out * (n_in + 1)`` summed over the layers.
+
+    Parameters
+    ----------
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+
+    Returns
+    -------
+    n_params : int
+        The number of columns of ``flat``.
+    """
     total = 0
     for l in range(spec[N_LAYERS]):
         total += spec[SIZES + l + 1] * (spec[SIZES + l] + 1)
@@ -19,7 +30,21 @@ def n_params(spec):
 
 @kernel
 def work_size(spec, n):
-    """The length of ``work`` a batch of n rows needs."""
+    """The length of ``work`` the generic kernels need for a batch of n rows.
+
+    Parameters
+    ----------
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    n : int
+        The batch's rows.
+
+    Returns
+    -------
+    size : int
+        ``n`` times the units of the input copy, the activations, the output pre-activation, the deltas and the
+        target copy. (:meth:`fastbp.Network.workspace` makes one large enough for the compiled kernels too.)
+    """
     L = spec[N_LAYERS]
     width = spec[SIZES] + 3 * spec[SIZES + L]  # input copy, output pre-activation, output delta, target copy
     for l in range(1, L + 1):

@@ -24,7 +24,21 @@ LANE_ROWS = 8  # after a network's work: the step's coefficients per member (7 r
 
 @kernel
 def population_work_size(spec, n):
-    """The rows of ``works`` a population step on batches of n rows needs."""
+    """The rows of ``works`` the generic population kernels need for batches of n rows.
+
+    Parameters
+    ----------
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    n : int
+        The rows of each member's batch.
+
+    Returns
+    -------
+    rows : int
+        ``work_size(spec, n)`` plus 8 rows (each member's update coefficients and status); ``works`` has shape
+        (rows, N). (:meth:`fastbp.Population.workspace` makes one large enough for the compiled kernels too.)
+    """
     return work_size(spec, n) + LANE_ROWS
 
 
@@ -211,23 +225,39 @@ def _blocks(N):
 
 
 def _population_train_step(flats, spec, hypers, works, X, Y, out):
-    """One train step for every member on its own batch: ``out[m]`` = member m's loss before its update.
+    """One train step for every member on its own batch, each member's update all or nothing.
+
+    Every input is loaded and checked before any member is touched. When every member has the same ``hypers`` row
+    and every loss is finite, the members are updated as one vector; otherwise member by member, each with its own
+    learning rate and step count.
 
     Parameters
     ----------
-    flats : ndarray, shape (2 + n_slots, n_params, N)
-        Member m's flat array is ``flats[:, :, m]``.
-    hypers : ndarray of float64, shape (N, HYPER_SIZE)
-        Each member's ``hyper`` (:mod:`fastbp.optim`); schedules apply per member, ``CLIP_NORM`` is not read (the
-        population kernels do not clip).
-    works : ndarray, shape (>= population_work_size(spec, n), N)
-    X : ndarray, shape (N, n, n_in); Y : ndarray, shape (N, n, n_out), or labels (N, n, 1)
-    out : ndarray, shape (N,)
-        Written. A member whose loss is not finite, or whose update would not be, gets NaN and keeps its
-        parameters, optimizer state and step count.
+    flats : ndarray, shape (2 + n_slots, n_params, N), float32 or float64, C-contiguous
+        Member m's ``flat`` is the column ``flats[:, :, m]``. Read and written: the parameters, the gradients and
+        the optimizer states.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes...]``; read
+        only.
+    hypers : ndarray, shape (N, fastbp.optim.HYPER_SIZE), float64
+        Each member's ``hyper`` (:mod:`fastbp.optim`), one optimizer kind for all; schedules apply per member, and
+        ``CLIP_NORM`` has no effect (the population kernels do not clip). Written: the step counts of the members
+        updated.
+    works : ndarray, shape (>= population_work_size(spec, n), N), flats' dtype, C-contiguous
+        Scratch, overwritten; its size is not checked.
+    X : ndarray, shape (N, n, n_in), float or integer
+        Member m's batch is ``X[m]``; read only, converted to ``works``' dtype as it is read.
+    Y : ndarray, shape (N, n, n_out), float, or shape (N, n, 1), integer
+        The targets, read only: values, or (for n_out > 1) class labels in [0, n_out).
+    out : ndarray, shape (N,), float64
+        Written: each member's mean loss before its update. A member whose loss is not finite, or whose update
+        would not be, gets NaN and keeps its parameters, optimizer state and step count.
 
-    Returns False, touching nothing, if any X or Y is not finite or a label is out of range, or ``hypers`` is not
-    (N, HYPER_SIZE).
+    Returns
+    -------
+    ok : bool
+        False, touching nothing but ``works``, if any X or Y holds a NaN or an infinity or a label is out of range,
+        or if ``hypers`` is not (N, HYPER_SIZE); else True.
     """
     N, n = X.shape[0], X.shape[1]
     if hypers.shape[0] != N or hypers.shape[1] != optim.HYPER_SIZE:
@@ -292,7 +322,27 @@ def _update_together(flats, hypers):
 
 
 def _population_predict(flats, spec, works, X, out):
-    """Every member's output on its own batch: X (N, n, n_in) -> out (N, n, n_out). False if X is not finite."""
+    """Every member's output activations on its own batch, into ``out``.
+
+    Parameters
+    ----------
+    flats : ndarray, shape (2 + n_slots, n_params, N), float32 or float64, C-contiguous
+        Read only: the parameters ``flats[0]``, member m's in column m.
+    spec : ndarray, shape (4 + n_layers + 1,), int64
+        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes...]``; read
+        only.
+    works : ndarray, shape (>= population_work_size(spec, n), N), flats' dtype, C-contiguous
+        Scratch, overwritten; its size is not checked.
+    X : ndarray, shape (N, n, n_in), float or integer
+        Member m's batch is ``X[m]``; read only, converted to ``works``' dtype as it is read.
+    out : ndarray, shape (N, n, n_out), float
+        Written (usually in flats' dtype): ``out[m]`` is member m's output. Its shape is not checked.
+
+    Returns
+    -------
+    ok : bool
+        False, writing nothing to ``out``, if X holds a NaN or an infinity; else True.
+    """
     N, n = X.shape[0], X.shape[1]
     buf = works.reshape(works.size)
     a_off, n_out = _act_offset(spec, n, spec[N_LAYERS]), out.shape[2]
