@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bench asv-quick clean
+.PHONY: demo test docs bench asv-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,12 @@ $(VENV)/.demo: $(PY) pyproject.toml
 	$(PY) -m pip install --quiet -e ".[demo]"
 	touch $@
 
+$(VENV)/.docs: $(PY) pyproject.toml
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $@
+
 $(VENV)/.test: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,demo,bench,mpi]"
+	$(PY) -m pip install --quiet -e ".[test,demo,bench,mpi,docs]"
 	touch $@
 
 demo: $(VENV)/.demo
@@ -25,6 +29,10 @@ test: $(VENV)/.test
 	$(PY) -m pytest -n auto --dist loadfile --hypothesis-show-statistics
 	$(MAKE) asv-quick
 
+# The documentation site, every gallery example run in full, warnings as errors (tests/test_docs.py builds it quick).
+docs: $(VENV)/.docs
+	$(VENV)/bin/sphinx-build -b html -W --keep-going docs docs/_build/html
+
 bench: $(VENV)/.test
 	$(PY) -m fastbp bench
 
@@ -34,6 +42,6 @@ asv-quick: $(VENV)/.test
 	$(VENV)/bin/asv check --python=same
 	$(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
 
-# The compiled kernels' cache (README, "Compiled kernels") needs no clearing: it is keyed by every source file.
+# The compiled kernels' cache (docs/guide/njit.md, "Compiled kernels") needs no clearing: it is keyed by every source file.
 clean:
-	rm -rf $(VENV) .asv build *.egg-info
+	rm -rf $(VENV) .asv build *.egg-info docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst
