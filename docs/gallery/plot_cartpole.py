@@ -61,9 +61,9 @@ print(value)
 # array. For every episode it
 #
 # - plays the episode, querying the policy once per step with ``fastbp.kernels.predict`` and sampling the push;
-# - computes the discounted returns :math:`G_t` and the advantages :math:`A_t = G_t - V(s_t)`, normalised;
-# - writes the gradient of the policy-gradient loss :math:`L = -\frac{1}{T}\sum_t A_t \log \pi(a_t | s_t)` with
-#   respect to the policy's output probabilities, :math:`\partial L / \partial P_{t, a_t} = -A_t / (T P_{t, a_t})`,
+# - computes the discounted returns ``G_t`` and the advantages ``A_t = G_t - V(s_t)``, normalised;
+# - writes the gradient of the policy-gradient loss ``L = -(1/T) sum_t A_t log pi(a_t | s_t)`` with
+#   respect to the policy's output probabilities, ``dL/dP[t, a_t] = -A_t / (T P[t, a_t])``,
 #   and hands it to ``fastbp.kernels.backward`` (backpropagation through softmax and the layers) and
 #   ``fastbp.kernels.step`` (Adam): a loss fastbp does not know, trained with fastbp's kernels;
 # - fits the baseline with one ``fastbp.kernels.train_step`` on the episode's states and returns.

@@ -5,7 +5,7 @@ A population: evolution strategy fitness curve
 A :class:`fastbp.Population` holds many networks of one architecture and runs all of them in one call. That is
 what an evolution strategy needs: every generation, score a crowd of perturbed copies of one parameter vector.
 
-This example fits a 1-16-1 tanh network to :math:`y = \\sin 2x` twice: first with no gradients at all, by OpenAI-ES
+This example fits a 1-16-1 tanh network to y = sin 2x twice: first with no gradients at all, by OpenAI-ES
 (Salimans et al., 2017) on the members' parameters ``pop.params``; then by backpropagation, training 200 independent
 members at once with ``pop.train_step``.
 """
@@ -27,11 +27,11 @@ if os.environ.get("FASTBP_DOCS_QUICK") == "1":
 # %%
 # The task and the population
 # ---------------------------
-# 64 points of :math:`\sin 2x` on :math:`[-2, 2]`. A population's input has one batch per member,
+# 64 points of sin 2x on [-2, 2]. A population's input has one batch per member,
 # shape ``(members, rows, n_in)``; here every member sees the same points, so we repeat them.
 #
-# The ES perturbs a search mean :math:`\theta` with antithetic noise, :math:`\theta \pm \sigma\epsilon`, 100 pairs
-# for 200 members. We give the population one more member, the last one, which always holds :math:`\theta`
+# The ES perturbs a search mean θ with antithetic noise, θ ± σε, 100 pairs
+# for 200 members. We give the population one more member, the last one, which always holds θ
 # itself, so a single ``forward`` call scores the perturbations and the current solution together.
 
 x = np.linspace(-2, 2, 64).reshape(-1, 1)
@@ -50,17 +50,17 @@ print("parameters per network:", pop.n_params, "  pop.params:", pop.params.shape
 # ---------
 # Each generation:
 #
-# 1. write :math:`\theta + \sigma\epsilon_i` and :math:`\theta - \sigma\epsilon_i` straight into ``pop.params``
+# 1. write θ + σε_i and θ - σε_i straight into ``pop.params``
 #    (a writable view of every member's parameters, one row per member);
 # 2. one ``pop.forward(X)`` gives all outputs, shape ``(201, 64, 1)``; fitness is minus each member's mean squared
 #    error;
-# 3. shape the fitness by its centred ranks (in :math:`[-0.5, 0.5]`, robust to the scale of the fitness) and
-#    estimate the gradient :math:`\frac{1}{N\sigma}\sum_i r_i \epsilon_i`;
-# 4. take an Adam step on :math:`\theta`. fastbp's own update kernel does this: ``kernels.step(flat, hyper)`` works
+# 3. shape the fitness by its centred ranks (in [-0.5, 0.5], robust to the scale of the fitness) and
+#    estimate the gradient ``sum_i r_i eps_i / (N sigma)``;
+# 4. take an Adam step on θ. fastbp's own update kernel does this: ``kernels.step(flat, hyper)`` works
 #    on any array laid out as a network's ``flat`` (row 0 the parameters, row 1 the gradient, rows 2-3 Adam's
 #    moments), and minimises, so we hand it the negated fitness gradient. Its learning rate follows a cosine
 #    schedule from 0.03 down to 0 (:class:`fastbp.schedules.Cosine`, computed inside the kernel from the step
-#    count), which lets :math:`\theta` settle at the end instead of jittering around the optimum.
+#    count), which lets θ settle at the end instead of jittering around the optimum.
 
 rng = np.random.default_rng(0)
 theta = np.zeros((4, pop.n_params))  # parameters, gradient, Adam's two moments
@@ -96,7 +96,7 @@ print(f"search mean: MSE {-record['theta'][0]:.4f} at generation 0, {es_mse:.5f}
 
 # %%
 # The fitness curves show the two faces of the ES: the population's mean and median stay well behind the best member,
-# since every member is :math:`\theta` plus noise, while the search mean :math:`\theta` itself, which no perturbed
+# since every member is θ plus noise, while the search mean θ itself, which no perturbed
 # member ever equals, improves steadily, tracks the best member and ends below it as the step size shrinks. We plot
 # the fitness as the mean squared error it negates, on a log scale: lower is better.
 

@@ -41,7 +41,7 @@ print(net)
 # ----------------------------------------------
 # Each ``train_step(X, Y)`` runs the forward pass, backpropagation and the SGD update in place, and returns the mean
 # loss *before* the update. Every few epochs we also evaluate the network on a grid covering
-# :math:`[-0.5, 1.5]^2`: ``net.forward(grid)`` takes all 40,000 grid points as one batch.
+# [-0.5, 1.5]²: ``net.forward(grid)`` takes all 40,000 grid points as one batch.
 
 xs = np.linspace(-0.5, 1.5, 200)
 gx, gy = np.meshgrid(xs, xs)
@@ -86,7 +86,7 @@ fig.suptitle("XOR: output of the 2-2-1 network over the input plane (black line:
 # %%
 # The loss curve
 # --------------
-# The loss sits on a plateau near :math:`\log 2 \approx 0.69` (the output is 0.5 for every point) until the hidden
+# The loss sits on a plateau near log 2 ≈ 0.69 (the output is 0.5 for every point) until the hidden
 # units break the symmetry, then falls steeply; after that it keeps shrinking slowly as the outputs approach 0 and 1.
 
 fig, ax = plt.subplots(figsize=(7, 3.8), layout="constrained")
