@@ -546,7 +546,7 @@ class Network(BatchChecks):
         comm : mpi4py.MPI.Comm, optional
             Train data-parallel across the communicator's ranks (every rank calls ``fit`` with the same X and Y):
             :func:`fastbp.distributed.fit`, which supports ``epochs``, ``batch_size`` and ``shuffle``.
-        sample_weight : array_like, shape (n,), optional
+        sample_weight : array_like, shape (n,), float, optional
             Per-sample weights (non-negative, finite, not all zero): each step's loss is the weighted mean over its
             batch; a batch whose weights are all zero is skipped.
         reduce_on_plateau : fastbp.schedules.ReduceOnPlateau, optional

@@ -104,7 +104,8 @@ class _BaseMLP(BaseEstimator):
             The input; float32 stays float32 (on a first fit the network is then float32), anything else becomes
             float64. Sparse input is densified.
         y : array_like, shape (n_samples,) or (n_samples, n_outputs)
-            Class labels, or a multilabel indicator matrix, for the classifier; target values for the regressor.
+            Class labels of any dtype, or a 0/1 multilabel indicator matrix, for the classifier; float target values
+            for the regressor.
         sample_weight : array_like, shape (n_samples,), float, optional
             Non-negative weights of each sample's loss (and of the L2 term's denominator, their sum).
 
@@ -342,7 +343,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     Attributes
     ----------
-    classes_ : ndarray, shape (n_classes,)
+    classes_ : ndarray, shape (n_classes,), the labels' dtype
         The class labels, sorted (0 .. n_labels - 1, the columns, for multilabel targets).
     loss_ : float
         The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by
@@ -357,9 +358,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The best of ``validation_scores_``, with early stopping; else None.
     t_ : int
         The training samples the stochastic solvers have seen, over every epoch.
-    coefs_ : list of ndarray
+    coefs_ : list of ndarray, float32 or float64
         Layer i's weights, shape (n_in, n_out): transposed views of ``network_``'s (writing them writes it).
-    intercepts_ : list of ndarray
+    intercepts_ : list of ndarray, float32 or float64
         Layer i's biases, shape (n_out,): views of ``network_``'s.
     n_features_in_ : int
         The number of features seen by ``fit``.
@@ -424,10 +425,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
             The input, as for :meth:`fit`.
         y : array_like, shape (n_samples,) or (n_samples, n_classes)
-            Class labels, or a multilabel indicator matrix.
+            Class labels of any dtype, or a 0/1 multilabel indicator matrix.
         sample_weight : array_like, shape (n_samples,), float, optional
             Non-negative weights of each sample's loss.
-        classes : array_like, shape (n_classes,), optional
+        classes : array_like, shape (n_classes,), the labels' dtype, optional
             Every class label; required on the first call, and the same or None on later ones. Ignored for
             multilabel targets.
 
@@ -584,9 +585,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         The best of ``validation_scores_``, with early stopping; else None.
     t_ : int
         The training samples the stochastic solvers have seen, over every epoch.
-    coefs_ : list of ndarray
+    coefs_ : list of ndarray, float32 or float64
         Layer i's weights, shape (n_in, n_out): transposed views of ``network_``'s (writing them writes it).
-    intercepts_ : list of ndarray
+    intercepts_ : list of ndarray, float32 or float64
         Layer i's biases, shape (n_out,): views of ``network_``'s.
     n_features_in_ : int
         The number of features seen by ``fit``.
@@ -639,7 +640,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ----------
         X : array_like or scipy.sparse matrix, shape (n_samples, n_features), float
             The input, as for :meth:`fit`.
-        y : array_like, shape (n_samples,) or (n_samples, n_outputs)
+        y : array_like, shape (n_samples,) or (n_samples, n_outputs), float
             The target values; the number of outputs must stay that of the first fit.
         sample_weight : array_like, shape (n_samples,), float, optional
             Non-negative weights of each sample's loss.
