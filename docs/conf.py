@@ -1,10 +1,9 @@
 """Sphinx configuration: numpydoc API pages, a MyST user guide and a sphinx-gallery of executed examples.
 
 ``make docs`` runs every example in full. ``FASTBP_DOCS_QUICK=1`` (what ``make test`` builds through
-``tests/test_docs.py``) still runs every example, on smaller problems, so a broken example fails CI too.
+``tests/test_docs.py``) still runs every example, on smaller problems, so a broken example fails CI too
+(each example reads the variable itself, in a block the rendered page hides).
 """
-
-import os
 
 import fastbp
 
@@ -33,7 +32,6 @@ numpydoc_validation_exclude = {r"\.__init__$", r"\.__call__$", r"\.__len__$", r"
 
 myst_heading_anchors = 3
 
-QUICK = os.environ.get("FASTBP_DOCS_QUICK") == "1"
 sphinx_gallery_conf = {
     "examples_dirs": "gallery",
     "gallery_dirs": "auto_examples",
