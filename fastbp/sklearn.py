@@ -19,6 +19,7 @@ compile).
 """
 
 from numbers import Integral, Real
+from string import Template
 
 import numpy as np
 import scipy.sparse
@@ -262,16 +263,9 @@ class _BaseMLP(BaseEstimator):
         return est
 
 
-class MLPClassifier(ClassifierMixin, _BaseMLP):
-    """Multi-layer perceptron classifier, as ``sklearn.neural_network.MLPClassifier`` (same parameters, defaults,
-    attributes and methods), trained by fastbp; see the module docstring.
-
-    Binary and multiclass targets, and multilabel indicator matrices. The loss is the log-loss: softmax
-    cross-entropy for multiclass targets, the logistic outputs' binary cross-entropy summed over outputs otherwise,
-    averaged over samples. Adds ``activation="leaky_relu"`` and ``compiled``.
-
-    Parameters
-    ----------
+# The parameters and attributes both estimators document alike, filled into their docstrings' $parameters and
+# $attributes lines; $split, $score and $out_activation are the words that differ.
+_PARAMETERS = Template("""\
     hidden_layer_sizes : array_like of int, shape (n_hidden_layers,), or int, default=(100,)
         The width of each hidden layer, in order (an int for a single hidden layer).
     activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
@@ -319,9 +313,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     nesterovs_momentum : bool, default=True
         Nesterov's momentum for sgd (when ``momentum > 0``).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data (stratified for single-output targets) and stop when
-        its accuracy has not risen by ``tol`` for more than ``n_iter_no_change`` epochs in a row, keeping the best
-        epoch's weights. sgd and adam only; not with ``partial_fit``.
+        Hold out ``validation_fraction`` of the training data$split and stop when its $score has not risen by
+        ``tol`` for more than ``n_iter_no_change`` epochs in a row, keeping the best epoch's weights. sgd and adam
+        only; not with ``partial_fit``.
     validation_fraction : float in [0, 1), default=0.1
         The share of the training data held out for early stopping (at least 2 samples).
     beta_1 : float in [0, 1), default=0.9
@@ -339,12 +333,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         As :class:`fastbp.Network`'s (fastbp only): None or True runs kernels compiled for the architecture when
         its layers are small enough (the first fit of a new architecture compiles them, about half a minute; later
         fits and processes load them from the disk cache); False runs the generic kernels, slower on large data but
-        with nothing to compile.
-
-    Attributes
-    ----------
-    classes_ : ndarray, shape (n_classes,), the labels' dtype
-        The class labels, sorted (0 .. n_labels - 1, the columns, for multilabel targets).
+        with nothing to compile.""")
+_ATTRIBUTES = Template("""\
     loss_ : float
         The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by
         their rows) or of the solution (lbfgs).
@@ -353,7 +343,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss_curve_ : list of float
         Each epoch's loss (sgd and adam).
     validation_scores_ : list of float or None
-        Each epoch's score on the held-out data (accuracy), with early stopping; else None.
+        Each epoch's score on the held-out data ($score), with early stopping; else None.
     best_validation_score_ : float or None
         The best of ``validation_scores_``, with early stopping; else None.
     t_ : int
@@ -373,10 +363,40 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     n_outputs_ : int
         The number of output units.
     out_activation_ : str
-        The output activation: ``"softmax"`` for multiclass targets, else ``"logistic"``.
+        The output activation: $out_activation.
     network_ : fastbp.Network
         The trained network (float32 when the first fit's X was float32, else float64), whose parameters are the
-        weights above.
+        weights above.""")
+
+
+def _shared_docs(**words):
+    """A class decorator filling in the estimator docstring's shared parameters and attributes."""
+    def fill(cls):
+        cls.__doc__ = Template(cls.__doc__).substitute(parameters=_PARAMETERS.substitute(words),
+                                                       attributes=_ATTRIBUTES.substitute(words))
+        return cls
+    return fill
+
+
+@_shared_docs(split=" (stratified for single-output targets)", score="accuracy",
+              out_activation='``"softmax"`` for multiclass targets, else ``"logistic"``')
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier, as ``sklearn.neural_network.MLPClassifier`` (same parameters, defaults,
+    attributes and methods), trained by fastbp; see the module docstring.
+
+    Binary and multiclass targets, and multilabel indicator matrices. The loss is the log-loss: softmax
+    cross-entropy for multiclass targets, the logistic outputs' binary cross-entropy summed over outputs otherwise,
+    averaged over samples. Adds ``activation="leaky_relu"`` and ``compiled``.
+
+    Parameters
+    ----------
+$parameters
+
+    Attributes
+    ----------
+    classes_ : ndarray, shape (n_classes,), the labels' dtype
+        The class labels, sorted (0 .. n_labels - 1, the columns, for multilabel targets).
+$attributes
     """
 
     def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
@@ -489,6 +509,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return tags
 
 
+@_shared_docs(split="", score="R^2 score", out_activation='``"identity"``')
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor, as ``sklearn.neural_network.MLPRegressor`` (same parameters, defaults,
     attributes and methods), trained by fastbp; see the module docstring.
@@ -501,109 +522,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         ``"squared_error"``: scikit-learn's half squared error, averaged over samples and outputs.
         ``"huber"`` (fastbp only): Huber's loss with delta 1, half the squared error within 1 of the target and
         linear beyond, summed over outputs and averaged over samples.
-    hidden_layer_sizes : array_like of int, shape (n_hidden_layers,), or int, default=(100,)
-        The width of each hidden layer, in order (an int for a single hidden layer).
-    activation : {"identity", "logistic", "tanh", "relu", "leaky_relu"}, default="relu"
-        The hidden layers' activation: ``x``, ``1 / (1 + exp(-x))``, ``tanh(x)``, ``max(0, x)``, or (fastbp only)
-        ``x`` for x > 0 and ``0.01 x`` otherwise (PyTorch's default slope).
-    solver : {"lbfgs", "sgd", "adam"}, default="adam"
-        ``"lbfgs"``: full-batch L-BFGS-B through ``scipy.optimize.minimize``, often best on small data sets;
-        ``"sgd"``: minibatch gradient descent with momentum; ``"adam"``: minibatch Adam (Kingma and Ba).
-    alpha : float >= 0, default=0.0001
-        The L2 penalty on the weights (not the biases): ``0.5 * alpha * ||W||^2 / n`` is added to each batch's
-        loss, n being its rows (or its summed sample weights).
-    batch_size : int >= 1 or "auto", default="auto"
-        Rows per minibatch of the stochastic solvers, clipped to the sample count (with a warning when larger);
-        ``"auto"`` is ``min(200, n_samples)``. Not used by lbfgs.
-    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
-        The step size of ``solver="sgd"``: ``"constant"`` keeps ``learning_rate_init``; ``"invscaling"`` sets it
-        to ``learning_rate_init / (t_ + 1) ** power_t`` after every epoch, ``t_`` the samples seen so far;
-        ``"adaptive"`` divides it by 5 each time the stopping rule (``tol``, ``n_iter_no_change``) fires, and
-        stops only once it is at most 1e-6.
-    learning_rate_init : float > 0, default=0.001
-        The initial step size of ``"sgd"`` and ``"adam"``.
-    power_t : float >= 0, default=0.5
-        The exponent of ``learning_rate="invscaling"`` (sgd only).
-    max_iter : int >= 1, default=200
-        The most epochs of the stochastic solvers (a ``ConvergenceWarning`` when they are all run), or iterations
-        of lbfgs.
-    shuffle : bool, default=True
-        Shuffle the samples before each epoch (sgd and adam).
-    random_state : int, numpy.random.RandomState or None, default=None
-        Draws the initial weights and biases, the shuffling and the early-stopping split; an int gives the same
-        fit every time (each ``fit`` and ``partial_fit`` call draws from a generator made from it afresh).
-    tol : float >= 0, default=1e-4
-        The improvement that counts: the stochastic solvers stop (or, for adaptive sgd, lower the rate) after more
-        than ``n_iter_no_change`` epochs in a row in which the training loss did not fall by ``tol`` (or the
-        validation score rise by ``tol``, with early stopping); lbfgs's gradient tolerance ``gtol``.
-    verbose : bool, default=False
-        Print each epoch's loss (and validation score) and the stopping message to stdout (sgd and adam; lbfgs
-        prints nothing).
-    warm_start : bool, default=False
-        Start ``fit`` from the previous fit's weights instead of initialising afresh (sgd and adam keep ``t_``,
-        ``loss_curve_`` and the stopping state, but start their optimizer state afresh). The classifier's classes
-        must stay the same.
-    momentum : float in [0, 1], default=0.9
-        sgd's momentum: the velocity ``v = momentum * v - lr * g``.
-    nesterovs_momentum : bool, default=True
-        Nesterov's momentum for sgd (when ``momentum > 0``).
-    early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the training data and stop when its R^2 score has not risen by ``tol``
-        for more than ``n_iter_no_change`` epochs in a row, keeping the best epoch's weights. sgd and adam only; not
-        with ``partial_fit``.
-    validation_fraction : float in [0, 1), default=0.1
-        The share of the training data held out for early stopping (at least 2 samples).
-    beta_1 : float in [0, 1), default=0.9
-        Adam's decay rate of the first moment.
-    beta_2 : float in [0, 1), default=0.999
-        Adam's decay rate of the second moment.
-    epsilon : float > 0, default=1e-8
-        Adam's term added to the square root of the second moment.
-    n_iter_no_change : int >= 1 or numpy.inf, default=10
-        The stochastic solvers stop (or adaptive sgd lowers its rate) after more than this many epochs in a row
-        without a ``tol`` improvement.
-    max_fun : int >= 1, default=15000
-        lbfgs's most loss evaluations.
-    compiled : bool or None, default=None
-        As :class:`fastbp.Network`'s (fastbp only): None or True runs kernels compiled for the architecture when
-        its layers are small enough (the first fit of a new architecture compiles them, about half a minute; later
-        fits and processes load them from the disk cache); False runs the generic kernels, slower on large data but
-        with nothing to compile.
+$parameters
 
     Attributes
     ----------
-    loss_ : float
-        The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by
-        their rows) or of the solution (lbfgs).
-    best_loss_ : float or None
-        The least loss of an epoch (sgd and adam); None with early stopping.
-    loss_curve_ : list of float
-        Each epoch's loss (sgd and adam).
-    validation_scores_ : list of float or None
-        Each epoch's score on the held-out data (R^2), with early stopping; else None.
-    best_validation_score_ : float or None
-        The best of ``validation_scores_``, with early stopping; else None.
-    t_ : int
-        The training samples the stochastic solvers have seen, over every epoch.
-    coefs_ : list of ndarray, float32 or float64
-        Layer i's weights, shape (n_in, n_out): transposed views of ``network_``'s (writing them writes it).
-    intercepts_ : list of ndarray, float32 or float64
-        Layer i's biases, shape (n_out,): views of ``network_``'s.
-    n_features_in_ : int
-        The number of features seen by ``fit``.
-    feature_names_in_ : ndarray, shape (n_features,), object
-        The feature names seen by ``fit``, when X has string column names.
-    n_iter_ : int
-        The epochs (sgd, adam) or iterations (lbfgs) run by the last fit.
-    n_layers_ : int
-        The number of layers, input and output included.
-    n_outputs_ : int
-        The number of output units.
-    out_activation_ : str
-        The output activation: ``"identity"``.
-    network_ : fastbp.Network
-        The trained network (float32 when the first fit's X was float32, else float64), whose parameters are the
-        weights above.
+$attributes
     """
 
     _parameter_constraints = {**_BaseMLP._parameter_constraints, "loss": [StrOptions({"squared_error", "huber"})]}
