@@ -103,8 +103,19 @@ def kernel(fn=None, *, parallel=False):
     return _cached(njit(parallel=parallel, **_OPTIONS)(fn))
 
 
+def helper(fn):
+    """A function the kernels call: compiled once per argument types and linked into each caller, where LLVM
+    inlines it (and folds the branches of a constant code argument)."""
+    return njit(**_OPTIONS)(fn)
+
+
 def inline(fn):
-    """A helper inlined into its caller at Numba IR level, so its ``prange`` loops become the caller's parfors."""
+    """A helper inlined into its caller at Numba IR level, so its ``prange`` loops become the caller's parfors.
+
+    For helpers that hold a ``prange`` (or inline one), and for a few small ones that must share their caller's
+    variables to vectorise (see :mod:`fastbp.activations`). Not more: the IR inliner deep-copies a helper at every
+    call site and types the copy again, which was two thirds of the generic kernels' compile time when every helper
+    was inlined so."""
     return njit(inline="always", **_OPTIONS)(fn)
 
 

@@ -14,7 +14,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._jit import FASTMATH
-from ._jit import inline as kernel_inline
+from ._jit import inline
 
 
 def exp_nonpositive(u):
@@ -61,7 +61,7 @@ _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13 = (1.0 / float(np
                                                                   for m in range(2, 14))
 
 
-@kernel_inline
+@inline
 def _expm1_parts64(u):
     """(2**k, exp(r) - 1) with u = k ln2 + r, |r| <= ln2 / 2: exp(u) = 2**k (q + 1), expm1(u) = 2**k q + 2**k - 1."""
     v = max(u, -708.0)
@@ -84,7 +84,7 @@ def _expm1_parts64(u):
     return _float_from_bits((np.int64(np.int32(k)) + np.int64(1023)) << np.int64(52)), r + r * r * p
 
 
-@kernel_inline
+@inline
 def _expm1_parts32(u):
     """As _expm1_parts64, in float32 (degree 7)."""
     T = np.float32

@@ -9,7 +9,7 @@ pre-activation: ``sigmoid' = a (1 - a)``, ``tanh' = 1 - a**2``, ``relu' = [a > 0
 import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test, so the loops vectorise
 
-from ._jit import inline
+from ._jit import helper, inline
 from ._math import exp_nonpositive, expm1_nonpositive
 
 IDENTITY, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTMAX = range(6)
@@ -21,7 +21,9 @@ LEAKY_SLOPE = 0.01  # PyTorch's default negative_slope
 
 
 # Each activation and its derivative, the derivative from the output a = phi(z). Small and branch-free (selects, not
-# branches), so a loop over them vectorises; the generated kernels call them by name, the generic ones by code.
+# branches), so a loop over them vectorises; the generated kernels call them by name, the span functions below by
+# code. They are inlined into the loop that calls them (Numba's IR inliner): a call would keep the loop scalar. The
+# span functions are called (compiled once, linked into each kernel).
 
 @inline
 def sigmoid(z):
@@ -111,7 +113,7 @@ def derivative(code, a):
 # The span functions take one flat buffer and offsets rather than slices: a slice made inside a loop costs an atomic
 # reference-count increment and decrement, which for small networks outweighed the arithmetic.
 
-@inline
+@helper
 def activate_span(code, buf, z0, a0, count, width):
     """buf[a0 + k] = phi(buf[z0 + k]) for k < count, over rows of ``width``.
 
@@ -119,7 +121,7 @@ def activate_span(code, buf, z0, a0, count, width):
     flat loop, which LLVM can vectorise.
     """
     # In place, the loop must index with one offset: given two, LLVM's overlap test fails and it runs them scalar
-    # (measured: tanh 20x slower).
+    # (measured: tanh 20x slower). So _activate_span is inlined, the first copy reading z0 alone.
     if a0 == z0:
         _activate_span(code, buf, z0, z0, count, width)
     else:
@@ -131,16 +133,16 @@ def _activate_span(code, buf, z0, a0, count, width):
     # One loop per activation, each with a constant code: branch-free bodies that LLVM vectorises.
     if code == SIGMOID:
         for k in range(count):
-            buf[U(a0 + k)] = activate(SIGMOID, buf[U(z0 + k)])
+            buf[U(a0 + k)] = sigmoid(buf[U(z0 + k)])
     elif code == TANH:
         for k in range(count):
-            buf[U(a0 + k)] = activate(TANH, buf[U(z0 + k)])
+            buf[U(a0 + k)] = tanh(buf[U(z0 + k)])
     elif code == RELU:
         for k in range(count):
-            buf[U(a0 + k)] = activate(RELU, buf[U(z0 + k)])
+            buf[U(a0 + k)] = relu(buf[U(z0 + k)])
     elif code == LEAKY_RELU:
         for k in range(count):
-            buf[U(a0 + k)] = activate(LEAKY_RELU, buf[U(z0 + k)])
+            buf[U(a0 + k)] = leaky_relu(buf[U(z0 + k)])
     elif code == IDENTITY:
         if a0 != z0:
             for k in range(count):
@@ -150,7 +152,7 @@ def _activate_span(code, buf, z0, a0, count, width):
             softmax(buf, z0 + r, a0 + r, width, 1)
 
 
-@inline
+@helper
 def softmax(buf, z0, a0, width, stride):
     """One row's softmax, computed stably (the row maximum is subtracted first); its units are ``stride`` apart."""
     m = buf[U(z0)]
@@ -165,24 +167,24 @@ def softmax(buf, z0, a0, width, stride):
         buf[U(a0 + j * stride)] /= s
 
 
-@inline
+@helper
 def backprop_span(code, buf, a0, d0, count):
     """buf[d0 + k] *= phi'(z) for k < count, from the activations a = phi(z) at buf[a0:] (not softmax)."""
     if code == SIGMOID:
         for k in range(count):
-            buf[U(d0 + k)] *= derivative(SIGMOID, buf[U(a0 + k)])
+            buf[U(d0 + k)] *= sigmoid_derivative(buf[U(a0 + k)])
     elif code == TANH:
         for k in range(count):
-            buf[U(d0 + k)] *= derivative(TANH, buf[U(a0 + k)])
+            buf[U(d0 + k)] *= tanh_derivative(buf[U(a0 + k)])
     elif code == RELU:
         for k in range(count):
-            buf[U(d0 + k)] *= derivative(RELU, buf[U(a0 + k)])
+            buf[U(d0 + k)] *= relu_derivative(buf[U(a0 + k)])
     elif code == LEAKY_RELU:
         for k in range(count):
-            buf[U(d0 + k)] *= derivative(LEAKY_RELU, buf[U(a0 + k)])
+            buf[U(d0 + k)] *= leaky_relu_derivative(buf[U(a0 + k)])
 
 
-@inline
+@helper
 def backprop_row(code, buf, a0, d0, width, stride):
     """Turn dL/da, held at buf[d0], buf[d0 + stride], ... (``width`` units), into dL/dz in place for one row, from
     the activations at buf[a0:] laid out alike; softmax uses its Jacobian, d_j = a_j (g_j - sum_k g_k a_k)."""

@@ -10,7 +10,7 @@ import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
-from ._jit import inline, kernel
+from ._jit import helper, inline, kernel
 from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
@@ -34,7 +34,7 @@ def target(buf, y0, j, stride, labels):
     return buf[U(y0 + j * stride)]
 
 
-@inline
+@helper
 def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, scale):
     """One row's summed loss; writes ``scale * dL/dz`` for the row.
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from . import schedules
 from ._checks import check_real
-from ._jit import inline, kernel
+from ._jit import helper, inline, kernel
 
 SGD_KIND, ADAM_KIND = 0, 1
 KIND, LR, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV, STEP = range(8)  # BETA1 is SGD's momentum
@@ -204,7 +204,7 @@ def update(flat, hyper):
     return True
 
 
-@inline
+@helper
 def clip_scale(flat, clip_norm):
     """The factor the gradient ``flat[1]`` is multiplied by in this step: ``clip_norm / (norm + CLIP_EPS)`` when
     that is below 1, else 1 (and 1 with no clipping, ``clip_norm == 0``). The norm is summed in float64."""
@@ -219,14 +219,14 @@ def clip_scale(flat, clip_norm):
     return T(coef) if coef < 1.0 else T(1)  # NaN for a non-finite gradient: the step is then refused
 
 
-@inline
+@helper
 def learning_rate(hyper):
     """The learning rate of the coming step: ``hyper[LR]`` through the schedule, at step ``hyper[STEP]``."""
     return schedules.learning_rate(hyper[SCHEDULE], hyper[PERIOD], hyper[GAMMA], hyper[LR_MIN], hyper[LR],
                                    hyper[STEP], hyper[WARMUP], hyper[WARMUP_START])
 
 
-@inline
+@helper
 def _step(flat, hyper, scale, write):
     """The update's arithmetic: writes the new values when ``write``, else returns whether all would be finite."""
     c = coefficients(flat.dtype.type, hyper[KIND], learning_rate(hyper), hyper[BETA1], hyper[BETA2], hyper[EPS],
@@ -238,7 +238,7 @@ def _step(flat, hyper, scale, write):
     return _step_loop(flat, c, scale, SGD_KIND, 0, write)
 
 
-@inline
+@helper
 def _step_loop(flat, c, scale, kind, n_slots, write):
     # Called with a constant kind and slot count, so each loop is branch-free and vectorises. The gradient is
     # multiplied by the clipping factor ``scale`` (exactly 1 without clipping, which changes nothing).
@@ -258,7 +258,7 @@ def _step_loop(flat, c, scale, kind, n_slots, write):
     return probe == 0
 
 
-@inline
+@helper
 def coefficients(T, kind, lr, beta1, beta2, eps, weight_decay, nesterov, step):
     """The constants of one step, in the parameters' dtype T, from a ``hyper`` array's values.
 

@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._checks import check_int, check_real
-from ._jit import inline, kernel
+from ._jit import helper, kernel
 
 CONSTANT, STEP_DECAY, EXPONENTIAL, COSINE = range(4)
 
@@ -243,7 +243,7 @@ def from_fields(code, lr, period, gamma, lr_min, warmup, warmup_start):
     raise ValueError(f"unknown schedule code {code!r}")
 
 
-@inline
+@helper
 def learning_rate(code, period, gamma, lr_min, lr, step, warmup, warmup_start):
     """The learning rate of update ``step`` (0-based, a float) from the schedule's fields, in float64."""
     if step < warmup:

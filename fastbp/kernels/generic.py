@@ -12,7 +12,7 @@ from numba import uint64 as U  # an unsigned index skips Numba's negative-index 
 
 from .. import activations as act
 from .. import losses
-from .._jit import inline, kernel_pair
+from .._jit import helper, inline, kernel_pair
 from ..optim import update
 from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _load_input, _load_targets,
                      _matrix, _param_offset, _target_offset, _z_offset)
@@ -28,7 +28,7 @@ BLAS_MIN_WIDTH = 4
 PARALLEL_MIN_WORK = 1 << 16
 CHUNK_ROWS = 64
 
-@inline
+@helper
 def uses_blas(n, n_in, n_out):
     """Whether a layer of n_in -> n_out on n rows hands its products to BLAS.
 
@@ -87,7 +87,7 @@ def _forward(flat, spec, work, n):
         w_off, a_off = b_off + n_out, out_off
 
 
-@inline
+@helper
 def _output_error(spec, work, n, Y, weights):
     """The mean loss of the targets loaded from Y; writes delta_L. With ``weights`` (non-empty: one per row, loaded
     by :func:`_load_weights`) the mean is weighted, ``sum_i w_i l_i / sum_i w_i``."""
@@ -110,7 +110,7 @@ def _output_error(spec, work, n, Y, weights):
     return total * scale
 
 
-@inline
+@helper
 def _weights_sum(weights):
     total = weights.dtype.type(0)
     for i in range(weights.size):
@@ -118,7 +118,7 @@ def _weights_sum(weights):
     return total
 
 
-@inline
+@helper
 def _weights_ok(weights, n):
     """Whether ``weights`` has one finite, non-negative value per row and a positive sum."""
     if weights.size != n:
@@ -131,7 +131,7 @@ def _weights_ok(weights, n):
     return probe == 0 and _weights_sum(weights) > 0
 
 
-@inline
+@helper
 def _output_gradient(spec, work, n):
     """delta_L from dL/dP loaded into the target block: through the output activation's Jacobian (softmax's whole,
     d_j = a_j (g_j - sum_k g_k a_k); the others' diagonal, phi'(z_j))."""
@@ -226,7 +226,7 @@ def _predict(flat, spec, work, X, out):
     return True
 
 
-@inline
+@helper
 def _checked_load(spec, work, X, Y, sample_weight):
     """Load X and Y; whether they (and the weights, unless empty) are fit to use."""
     if not (_load_input(work, X) and _load_targets(spec, work, Y)):

@@ -3,7 +3,7 @@ of a batch into ``work`` (converted once, checked for finiteness on the way)."""
 
 from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
 
-from .._jit import inline, kernel
+from .._jit import helper, kernel
 
 N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
 
@@ -56,7 +56,7 @@ def work_size(spec, n):
 # of ``flat``. ``work`` holds, for a batch of n rows, the blocks A_0 (the input copy), A_1 .. A_L (activations),
 # Z_L (the output pre-activation), D_1 .. D_L (the deltas) and Y (the target copy), each (n, width) row-major.
 
-@inline
+@helper
 def _param_offset(spec, l):
     off = 0
     for k in range(l):
@@ -64,7 +64,7 @@ def _param_offset(spec, l):
     return off
 
 
-@inline
+@helper
 def _act_offset(spec, n, l):
     col = 0
     for k in range(l):
@@ -72,12 +72,12 @@ def _act_offset(spec, n, l):
     return n * col
 
 
-@inline
+@helper
 def _z_offset(spec, n):
     return _act_offset(spec, n, spec[N_LAYERS] + 1)
 
 
-@inline
+@helper
 def _delta_offset(spec, n, l):
     off = _z_offset(spec, n) + n * spec[SIZES + spec[N_LAYERS]]
     for k in range(1, l):
@@ -85,12 +85,12 @@ def _delta_offset(spec, n, l):
     return off
 
 
-@inline
+@helper
 def _target_offset(spec, n):
     return _delta_offset(spec, n, spec[N_LAYERS]) + n * spec[SIZES + spec[N_LAYERS]]
 
 
-@inline
+@helper
 def _matrix(buf, off, rows, width):
     """The (rows, width) row-major matrix at ``buf[off:]`` as a 2-D view, for BLAS. The hand loops index ``buf``
     with unsigned offsets instead: a view made inside a loop costs an atomic reference count (a reshape ~12 ns more),
@@ -98,7 +98,7 @@ def _matrix(buf, off, rows, width):
     return buf[off:off + rows * width].reshape((rows, width))
 
 
-@inline
+@helper
 def _load_input(work, X):
     """Copy X into A_0 (converting dtype and layout once); False if X holds a NaN or an infinity."""
     T = work.dtype.type
@@ -112,7 +112,7 @@ def _load_input(work, X):
     return probe == 0
 
 
-@inline
+@helper
 def _load_targets(spec, work, Y):
     """Copy Y into the target block; False if Y holds a NaN or an infinity, or a class label outside [0, n_out)."""
     T = work.dtype.type
@@ -135,7 +135,7 @@ def _load_targets(spec, work, Y):
 
 
 
-@inline
+@helper
 def inputs_ok(X, Y, n_out):
     """Whether X (and Y, unless None) are finite and any class labels (Y of width 1 for n_out > 1) in range."""
     probe = 0.0  # x * 0 is NaN for a NaN or an infinity (no nnan/ninf fastmath)

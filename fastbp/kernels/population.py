@@ -7,7 +7,7 @@ from numba import uint64 as U  # an unsigned index skips Numba's negative-index 
 
 from .. import activations as act
 from .. import losses, optim
-from .._jit import inline, kernel, kernel_pair
+from .._jit import helper, kernel, kernel_pair
 from ..optim import update
 from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _param_offset,
                      _target_offset, _z_offset, work_size)
@@ -42,7 +42,7 @@ def population_work_size(spec, n):
     return work_size(spec, n) + LANE_ROWS
 
 
-@inline
+@helper
 def _load_lanes(buf, N, off, A, lo, hi):
     """Members lo..hi of A (N, rows, width) into the lane rows from ``off`` (row-major over rows and width); 0, or
     NaN if any value is NaN or infinite."""
@@ -58,7 +58,7 @@ def _load_lanes(buf, N, off, A, lo, hi):
     return probe
 
 
-@inline
+@helper
 def _labels_ok(spec, Y):
     n_out = spec[SIZES + spec[N_LAYERS]]
     for m in range(Y.shape[0]):
@@ -68,7 +68,7 @@ def _labels_ok(spec, Y):
     return True
 
 
-@inline
+@helper
 def _forward_lanes(flats, spec, buf, N, n, lo, hi):
     """_forward for members lo..hi: z = W a + b, a = phi(z), each a row over members."""
     L = spec[N_LAYERS]
@@ -96,7 +96,7 @@ def _forward_lanes(flats, spec, buf, N, n, lo, hi):
         w_off, a_off = b_off + n_out, out_off
 
 
-@inline
+@helper
 def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
     """_output_error for members lo..hi: out[m] = member m's mean loss; writes delta_L."""
     L = spec[N_LAYERS]
@@ -129,7 +129,7 @@ def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
         out[m] = total * scale
 
 
-@inline
+@helper
 def _backward_lanes(flats, spec, buf, N, n, lo, hi):
     """_backward for members lo..hi: the deltas and the gradient ``flats[1]``, each a row over members."""
     T = buf.dtype.type
@@ -165,7 +165,7 @@ def _backward_lanes(flats, spec, buf, N, n, lo, hi):
                 act.backprop_span(spec[HIDDEN], buf, (a_off + i * n_in + k) * N + lo, dp + lo, hi - lo)
 
 
-@inline
+@helper
 def _update_lanes(flats, hypers, buf, N, c_row, status, lo, hi):
     """optim.update for members lo..hi, all or nothing per member: the members with ``buf[status]`` 0 (a finite
     loss) whose new values would all be finite are updated and keep 0; the others are left as they were."""
@@ -184,7 +184,7 @@ def _update_lanes(flats, hypers, buf, N, c_row, status, lo, hi):
             hypers[m, optim.STEP] += 1
 
 
-@inline
+@helper
 def _update_lanes_pass(flats, kind, buf, N, c_row, status, lo, hi, write):
     """Writes the new values of the members with status 0 when ``write``, else makes the status of those whose new
     values would not all be finite NaN."""
@@ -196,7 +196,7 @@ def _update_lanes_pass(flats, kind, buf, N, c_row, status, lo, hi, write):
         _update_lanes_loop(flats, buf, N, c_row, status, lo, hi, optim.SGD_KIND, 0, write)
 
 
-@inline
+@helper
 def _update_lanes_loop(flats, buf, N, c_row, status, lo, hi, kind, n_slots, write):
     # Called with a constant kind and slot count, as optim's loop, so that each loop is branch-free and vectorises.
     T = flats.dtype.type
@@ -219,7 +219,7 @@ def _update_lanes_loop(flats, buf, N, c_row, status, lo, hi, kind, n_slots, writ
                 flats[s2, e, U(m)] = new2 if keep else v2
 
 
-@inline
+@helper
 def _blocks(N):
     return (N + LANES - 1) // LANES
 
@@ -290,7 +290,7 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
     return True
 
 
-@inline
+@helper
 def _same_hypers(hypers):
     for m in range(1, hypers.shape[0]):
         for r in range(hypers.shape[1]):
@@ -299,7 +299,7 @@ def _same_hypers(hypers):
     return True
 
 
-@inline
+@helper
 def _finite_losses(out):
     probe = 0.0  # x * 0 is NaN for a NaN or an infinity (no nnan/ninf fastmath)
     for m in range(out.shape[0]):
@@ -307,7 +307,7 @@ def _finite_losses(out):
     return probe == 0
 
 
-@inline
+@helper
 def _update_together(flats, hypers):
     """When every member has the same hyperparameters and step count, their update is one network's update over all
     their values at once (the common case: fast, with no per-member coefficients). False, changing nothing, if some
