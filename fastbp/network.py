@@ -2,24 +2,18 @@
 
 import numbers
 import threading
-import types
 
 import numba
 import numpy as np
 
-from . import io, kernels, losses, optim, training
+from . import dispatch, io, kernels, losses, optim, training
 from . import activations as act
 from ._checks import BatchChecks, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
 from .kernels import compiled as compiled_kernels
 
 DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-KERNELS = ("predict", "loss", "gradient", "train_step", "backward")
-WEIGHTED = ("weighted_loss", "weighted_gradient", "weighted_train_step")  # generic only: compiled networks use these
-COMPILED_DEFAULT = True  # Network(compiled=None): the kernels compiled for each network
-GENERIC = types.SimpleNamespace(**{name: getattr(kernels, name) for name in KERNELS + WEIGHTED})
-GENERIC_PARALLEL = types.SimpleNamespace(**{name: kernels.PARALLEL[getattr(kernels, name)]
-                                            for name in KERNELS + WEIGHTED})
+COMPILED_DEFAULT = "background"  # Network(compiled=None) without $FASTBP_COMPILE: see fastbp.dispatch
 
 
 class Network(BatchChecks):
@@ -46,12 +40,16 @@ class Network(BatchChecks):
         and leaky_relu; zero biases) and ``fit``'s shuffling.
     threads : int or None
         Threads for the parallel kernels on large batches (Numba's current count when None).
-    compiled : bool or None
-        True: run the kernels compiled for this network (:attr:`compiled`) when every layer is small enough for them
-        (at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights; larger layers run on BLAS through the generic
-        kernels). A new architecture compiles at its first call, then loads from the disk cache. False: always the
-        generic kernels of :mod:`fastbp.kernels`, which any architecture shares. None (the default):
-        ``fastbp.network.COMPILED_DEFAULT``, which is True.
+    compiled : bool, str or None
+        Which kernels run (:mod:`fastbp.dispatch`). The kernels compiled for this network are faster on small layers
+        and are used when every layer has at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights (larger
+        layers run on BLAS through the generic kernels of :mod:`fastbp.kernels`, which every architecture shares).
+        ``"background"``: start on the generic kernels at once while another process compiles this network's own,
+        and swap them in between two calls when they are ready (see :attr:`dispatch`, :meth:`prepare`); results
+        may then change in their last bits. True or ``"eager"``: the compiled kernels from the first call, which
+        compiles them if they are not in the disk cache (tens of seconds). False or ``"off"``: the generic kernels
+        only. True and False are bitwise repeatable for a seed. None (the default): ``$FASTBP_COMPILE`` when set,
+        else ``fastbp.network.COMPILED_DEFAULT``, which is ``"background"``.
 
     Attributes
     ----------
@@ -82,11 +80,11 @@ class Network(BatchChecks):
     Raises
     ------
     TypeError
-        If ``sizes`` holds a non-integer, or ``dtype``, ``optimizer`` or ``compiled`` is not one of the kinds above.
+        If ``sizes`` holds a non-integer, or ``dtype``, ``optimizer`` or ``compiled`` is not of the kinds above.
     ValueError
         If ``sizes`` has fewer than two entries or a non-positive one, an activation or loss name is unknown, the
         loss does not work with the output activation, a softmax output has fewer than 2 units, or ``seed`` or
-        ``threads`` is out of range.
+        ``threads`` is out of range, or ``compiled`` (or ``$FASTBP_COMPILE``) names no mode.
     """
 
     def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
@@ -108,9 +106,7 @@ class Network(BatchChecks):
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                     or not 1 <= threads <= numba.config.NUMBA_NUM_THREADS):
             raise ValueError(f"threads must be an integer in [1, {numba.config.NUMBA_NUM_THREADS}], got {threads!r}")
-        compiled = COMPILED_DEFAULT if compiled is None else compiled
-        if not isinstance(compiled, (bool, np.bool_)):
-            raise TypeError(f"compiled must be True, False or None, got {compiled!r}")
+        mode = dispatch.mode(compiled, COMPILED_DEFAULT)
         optimizer = optim.SGD(lr=0.01) if optimizer is None else optimizer
         if not isinstance(optimizer, (optim.SGD, optim.Adam)):
             raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
@@ -134,15 +130,22 @@ class Network(BatchChecks):
         # One call at a time: kernels release the GIL, and two calls at once would share the workspace and the
         # parameters. A second thread waits for the first (one network per thread runs truly in parallel).
         self._lock = threading.Lock()
-        self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row of the largest layer
         self._signature = codegen.signature(sizes, hidden, output, loss, self.dtype)
-        self._use_compiled = bool(compiled) and compiled_kernels.eligible(sizes)
-        self._select_kernels()
+        self._mode = mode
+        self._start_dispatch()
 
-    def _select_kernels(self):
-        """The serial and parallel kernels this network's methods call: compiled for it, or the generic ones."""
-        self._compiled_pair = compiled_kernels.for_network(self._signature) if self._use_compiled else None
-        self._kernels, self._kernels_parallel = self._compiled_pair or (GENERIC, GENERIC_PARALLEL)
+    def _start_dispatch(self):
+        """The owner of which kernels run (:mod:`fastbp.dispatch`); ``_kernels`` caches its serial answer for the
+        hot paths, refreshed by :meth:`_swapped`."""
+        self._dispatch = dispatch.Dispatch(self._signature, self._mode, self._lock, self._swapped)
+        self._kernels = self._dispatch.serial
+
+    def _swapped(self, serial):
+        """Called by the dispatch, under the lock, when another tier takes over: the hot paths' shapes were checked
+        for the old tier's serial/parallel rule, so they are forgotten (the workspace fits both tiers)."""
+        self._kernels = serial
+        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
+        self._fast_backward = None
 
     def _init_params(self):
         for l, (W, _) in enumerate(self.layers()):
@@ -222,9 +225,27 @@ class Network(BatchChecks):
         ``step`` (:func:`fastbp.kernels.step`), ``work_size(n)`` and ``source`` (the path of the generated module).
         Generated on first access, also for a network created with ``compiled=False``; each kernel compiles at its
         first call. See :func:`fastbp.kernels.compiled.for_network`."""
-        if self._compiled_pair is None:
-            self._compiled_pair = compiled_kernels.for_network(self._signature)
-        return self._compiled_pair[0]
+        return (self._dispatch.compiled_pair or compiled_kernels.for_network(self._signature))[0]
+
+    @property
+    def dispatch(self):
+        """Which kernels this network runs (:class:`fastbp.dispatch.Dispatch`): ``mode`` (``"eager"``,
+        ``"background"`` or ``"off"``), ``tier`` (``"generic"`` or ``"compiled"``: the family its methods call now)
+        and ``build`` (the background build: ``"none"``, ``"running"``, ``"done"`` or ``"failed"``)."""
+        return self._dispatch
+
+    def prepare(self):
+        """Wait until this network runs its compiled kernels, where it can (no layer wider than
+        ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights): the background build's result, or a compile in this
+        process if there is none (mode ``"off"``, or a failed build). Results from then on are those of the compiled
+        kernels, bitwise.
+
+        Returns
+        -------
+        self : Network
+        """
+        self._dispatch.prepare()
+        return self
 
     @property
     def optimizer(self):
@@ -280,7 +301,7 @@ class Network(BatchChecks):
         if type(X) is not np.ndarray or X.dtype is not self.dtype or X.shape != self._fast_forward:
             X = self._input(X)
             self.workspace(X.shape[0])
-            self._fast_forward = X.shape if not self._parallel(X.shape[0]) else None
+            self._fast_forward = X.shape if not self._dispatch.use_parallel(X.shape[0]) else None
         n = X.shape[0]
         if out is None:
             out = np.empty((n, self.sizes[-1]), self.dtype)
@@ -456,7 +477,7 @@ class Network(BatchChecks):
             X = self._input(X)
             G = self._grad_output(grad_output, X.shape[0])
             ok = self._call("backward", X, G)
-            if not self._parallel(X.shape[0]):
+            if not self._dispatch.use_parallel(X.shape[0]):
                 self._fast_backward = (X.shape, G.shape)
         if not ok:  # only for non-finite input: the shapes are checked
             raise ValueError(nonfinite("X", X) if not np.isfinite(X).all() else nonfinite("grad_output", G))
@@ -644,8 +665,7 @@ class Network(BatchChecks):
 
     def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_kernels", "_kernels_parallel", "_compiled_pair")
-                and not k.startswith(("_work", "_fast_"))}
+                if k not in ("_lock", "_kernels", "_dispatch") and not k.startswith(("_work", "_fast_"))}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -655,7 +675,7 @@ class Network(BatchChecks):
             if not getattr(self, name).flags.writeable:
                 setattr(self, name, getattr(self, name).copy())
         self._lock = threading.Lock()
-        self._select_kernels()
+        self._start_dispatch()
 
     def __repr__(self):
         return (f"Network({self.sizes}, hidden={self.hidden!r}, output={self.output!r}, loss={self.loss!r}, "
@@ -671,13 +691,8 @@ class Network(BatchChecks):
             work = self.workspace(X.shape[0])
             args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
-            parallel = self._parallel(X.shape[0], compiled=weights is None)
-            if self._use_compiled and weights is None:
-                kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
-            else:
-                generic = GENERIC_PARALLEL if parallel else GENERIC
-                kern = getattr(generic, name) if weights is None else getattr(generic, f"weighted_{name}")
-                args = args if weights is None else (*args, weights)
+            kern, parallel = self._dispatch.kernel(name, X.shape[0], weighted=weights is not None)
+            args = args if weights is None else (*args, weights)
             return run_with_threads(kern, args, self.threads if parallel else None)
 
     def _checked_call(self, name, X, Y, sample_weight=None):
@@ -689,19 +704,9 @@ class Network(BatchChecks):
         loss = self._call(name, X, Y, weights)
         if loss != loss:
             self._diagnose(X, Y)
-        if weights is None and not self._parallel(X.shape[0]):
+        if weights is None and not self._dispatch.use_parallel(X.shape[0]):
             self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
         return loss
-
-    def _parallel(self, n, compiled=True):
-        """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer, more than one tile
-        for the compiled kernels, and no layer on BLAS (which runs its own threads) for the generic ones (which run
-        when the network is not compiled, or when ``compiled`` is False: weighted calls)."""
-        if compiled and self._use_compiled:
-            return n > codegen.tile_rows(self.dtype) and n * self._widest >= kernels.PARALLEL_MIN_WORK
-        layers = zip(self.sizes[:-1], self.sizes[1:])
-        return (n * self._widest >= kernels.PARALLEL_MIN_WORK
-                and not any(kernels.uses_blas(n, a, b) for a, b in layers))
 
     def _forget_batches(self):
         """An empty workspace, and no hot path: it trusts the shapes of the last checked batch (see train_step), for

@@ -42,7 +42,7 @@ def pair(sizes, hidden, output, loss, dtype, optimizer=None, seed=3):
     make = lambda compiled: fastbp.Network(sizes, hidden=hidden, output=output, loss=loss, dtype=dtype, seed=seed,  # noqa: E731
                                            optimizer=optimizer or fastbp.SGD(lr=0.1), compiled=compiled)
     net = make(True)
-    assert net._kernels is not fastbp.network.GENERIC
+    assert net.dispatch.tier == "compiled" and net._kernels is net.dispatch.serial is not fastbp.dispatch.GENERIC
     return net, make(False)
 
 
@@ -76,7 +76,7 @@ def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype
                 np.testing.assert_allclose(back_c[key], back_g[key], **TOL[dtype])
                 np.testing.assert_allclose(weighted_c[1][key], weighted_g[1][key], **TOL[dtype])
             if sizes == CASES[0][0] or sizes == CASES[1][0]:  # the parallel twins agree to rounding (two cases:
-                parallel = net._compiled_pair[1]             # each twin is another compilation)
+                parallel = net.dispatch.compiled_pair[1]             # each twin is another compilation)
                 work, Yk = net.workspace(n), (Y.reshape(-1, 1) if labels else Y)  # labels as the kernels take them
                 np.testing.assert_allclose(parallel.gradient(net.flat, net.spec, work, X, Yk), loss_c, **TOL[dtype])
                 np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in grads_c.values()]),
@@ -125,7 +125,7 @@ def test_compiled_random_architectures(sizes, n, hidden):
 
 def test_large_layers_stay_generic():
     net = fastbp.Network([784, 256, 10], compiled=True)
-    assert net._kernels is fastbp.network.GENERIC and not compiled_kernels.eligible(net.sizes)
+    assert net.dispatch.tier == "generic" and net._kernels is fastbp.dispatch.GENERIC and not compiled_kernels.eligible(net.sizes)
     assert compiled_kernels.eligible([8, 64, 64, 2])
 
 
@@ -165,7 +165,7 @@ def test_compiled_threads_agree_and_same_seed_same_run():
     for threads in (1, 2, 2):
         net = fastbp.Network([5, 7, 6, 4], hidden="tanh", dtype=np.float32, seed=1, threads=threads,
                              optimizer=fastbp.Adam(lr=1e-2), compiled=True)
-        assert net._parallel(X.shape[0])
+        assert net.dispatch.use_parallel(X.shape[0])
         for _ in range(5):
             net.train_step(X, Y)
         runs.append(net.flat.copy())
@@ -278,7 +278,7 @@ PARALLEL_SCRIPT = textwrap.dedent("""
     import sys, numpy as np, fastbp
     net = fastbp.Network([3, 5, 2], hidden="tanh", output="identity", loss="mse", seed=0, compiled=True)
     X = np.linspace(-1, 1, 3 * 20000).reshape(-1, 3); Y = np.ones((20000, 2))
-    assert net._parallel(len(X))
+    assert net.dispatch.use_parallel(len(X))
     print(repr(getattr(net, sys.argv[1])(X, Y)))
 """)
 

@@ -63,7 +63,7 @@ def test_blas_and_parallel_paths_match_reference(dtype, sizes, n, path):
     net = network(sizes, "tanh", "softmax", "cross_entropy", dtype)
     layers = list(zip(sizes[:-1], sizes[1:]))
     assert all(kernels.uses_blas(n, a, b) for a, b in layers) == (path == "blas")
-    assert net._parallel(n) == (path == "parallel")
+    assert net.dispatch.use_parallel(n) == (path == "parallel")
     X, Y = make_data(sizes, n, "softmax", "cross_entropy", dtype)
     want_loss, dWs, dbs = ref_gradients(net, X, Y)
     loss, grads = net.gradients(X, Y)

@@ -91,7 +91,7 @@ def test_thread_counts_agree():
     params = []
     for threads in (1, 2):
         net = fastbp.Network(sizes, hidden="tanh", seed=0, threads=threads)
-        assert net._parallel(512)
+        assert net.dispatch.use_parallel(512)
         for _ in range(3):
             net.train_step(X, Y)
         params.append(net.params.copy())

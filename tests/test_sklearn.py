@@ -85,7 +85,7 @@ def test_one_step_matches_sklearn_exactly_on_the_compiled_kernels(kind):
         hidden_layer_sizes=(6,), alpha=0.1, batch_size=60, max_iter=1, random_state=1)
     ours = OURS[type(theirs)](**theirs.get_params(), compiled=True)
     _fit_both((ours, theirs), X, y)
-    assert ours.network_._use_compiled
+    assert ours.network_.dispatch.tier == "compiled"
     _assert_same_weights(ours, theirs, 1e-12)
 
 

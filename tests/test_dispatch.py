@@ -1,0 +1,126 @@
+"""fastbp.dispatch: the compile modes, the background tier and its swap, failed builds, and what it reports."""
+
+import pickle
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import dispatch
+
+from .conftest import make_data
+
+# One small architecture of its own, so the compiled kernels these tests build are few and shared between them.
+SIZES, HIDDEN, OUTPUT, LOSS = [3, 5, 4], "tanh", "softmax", "cross_entropy"
+
+
+def _network(compiled, seed=0):
+    return fastbp.Network(SIZES, hidden=HIDDEN, output=OUTPUT, loss=LOSS, optimizer=fastbp.Adam(lr=1e-2),
+                          seed=seed, compiled=compiled)
+
+
+def _train(net, steps=5):
+    X, Y = make_data(SIZES, 12, OUTPUT, LOSS, np.float64, labels=True)
+    return [net.train_step(X, Y) for _ in range(steps)]
+
+
+def test_modes_from_arguments_and_environment(monkeypatch):
+    monkeypatch.delenv(dispatch.ENVIRONMENT, raising=False)
+    assert dispatch.mode(True, "background") == "eager" and dispatch.mode(np.bool_(False), "eager") == "off"
+    assert dispatch.mode(None, "background") == "background" and dispatch.mode("off", "eager") == "off"
+    monkeypatch.setenv(dispatch.ENVIRONMENT, "eager")
+    assert dispatch.mode(None, "off") == "eager" and dispatch.mode(False, "off") == "off"
+    monkeypatch.setenv(dispatch.ENVIRONMENT, "later")
+    with pytest.raises(ValueError, match="FASTBP_COMPILE must be one of eager, background, off, got 'later'"):
+        fastbp.Network([2, 1])
+    with pytest.raises(ValueError, match="compiled must be True, False, None or one of"):
+        fastbp.Network([2, 1], compiled="sometimes")
+    with pytest.raises(TypeError, match="got 1.5"):
+        fastbp.Network([2, 1], compiled=1.5)
+
+
+def test_off_and_eager_never_swap():
+    off, eager = _network(False), _network(True)
+    _train(off), _train(eager)
+    assert (off.dispatch.mode, off.dispatch.tier, off.dispatch.build) == ("off", "generic", "none")
+    assert (eager.dispatch.mode, eager.dispatch.tier, eager.dispatch.build) == ("eager", "compiled", "none")
+    wide = fastbp.Network([200, 100, 1], compiled="background")  # too wide for compiled kernels: no build
+    assert (wide.dispatch.tier, wide.dispatch.build) == ("generic", "none")
+    wide.prepare()
+    assert wide.dispatch.tier == "generic"
+
+
+def test_background_starts_generic_then_swaps_to_the_compiled_kernels():
+    """A background network trains on the generic kernels at once and ends on the compiled ones; from prepare() on
+    it is bitwise the eager network, and before that it follows the generic one to rounding."""
+    net, generic, eager = _network("background"), _network(False), _network(True)
+    assert net.dispatch.mode == "background" and net.dispatch.build in ("running", "done")
+    early = _train(net)
+    np.testing.assert_allclose(early, _train(generic), rtol=1e-12)
+    assert net.prepare() is net
+    assert (net.dispatch.tier, net.dispatch.build) == ("compiled", "done")
+    assert net._kernels is net.dispatch.serial is net.dispatch.compiled_pair[0]
+    eager.params[:] = net.params
+    eager.flat[2:] = net.flat[2:]
+    eager.hyper[:] = net.hyper
+    assert _train(net) == _train(eager)
+    np.testing.assert_array_equal(net.flat, eager.flat)
+    # A second network of the signature finds the build done: compiled from its first call.
+    again = _network("background", seed=1)
+    assert (again.dispatch.tier, again.dispatch.build) == ("compiled", "done")
+
+
+def test_prepare_compiles_in_process_for_mode_off():
+    net = _network(False)
+    net.prepare()
+    assert net.dispatch.tier == "compiled" and net.compiled is net.dispatch.serial
+
+
+def test_a_pickled_network_keeps_its_mode_and_trains():
+    net = _network("background")
+    copy = pickle.loads(pickle.dumps(net))
+    assert copy.dispatch.mode == "background" and copy.dispatch is not net.dispatch
+    np.testing.assert_allclose(_train(copy.prepare()), _train(net.prepare()), rtol=1e-12)
+
+
+def test_a_failed_build_warns_once_and_leaves_the_generic_kernels(monkeypatch, tmp_path):
+    """An unwritable cache directory (here a file where the directory should be): the child fails, the network
+    warns and goes on with the generic kernels, unchanged in what it computes."""
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(blocked))
+    sizes = [3, 6, 2]  # a signature no other test builds in the background
+    with pytest.warns(RuntimeWarning, match="could not be built in the background") as record:
+        net = fastbp.Network(sizes, compiled="background", seed=0)
+        dispatch.BUILDER.wait(net._signature)
+    assert len(record) == 1
+    assert (net.dispatch.tier, net.dispatch.build) == ("generic", "failed")
+    twin = fastbp.Network(sizes, compiled=False, seed=0)
+    X, Y = make_data(sizes, 8, "identity", "mse", np.float64)
+    assert [net.train_step(X, Y) for _ in range(3)] == [twin.train_step(X, Y) for _ in range(3)]
+    np.testing.assert_array_equal(net.flat, twin.flat)
+
+
+SCRIPT = textwrap.dedent("""
+    import numpy as np, fastbp
+    net = fastbp.Network([3, 7, 3], hidden="relu", output="softmax", loss="cross_entropy", seed=0,
+                         compiled="background")
+    X = np.linspace(-1, 1, 30).reshape(10, 3); y = np.arange(10) % 3
+    first = net.train_step(X, y)
+    net.prepare()
+    print(net.dispatch.tier, repr(first), repr(net.train_step(X, y)))
+""")
+
+
+@pytest.mark.slow
+def test_processes_meeting_a_new_architecture_at_once_all_finish():
+    """Two processes start the same background build together: one compiles (the other waits on its lock file),
+    both end on the compiled kernels with the same numbers."""
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(2)]
+    outs = [proc.communicate(timeout=600) for proc in procs]
+    assert [proc.returncode for proc in procs] == [0, 0], outs
+    assert outs[0][0] == outs[1][0] and outs[0][0].startswith("compiled ")
