@@ -168,6 +168,38 @@ class ImportAndFirstStep:
     timeraw_import_first_step_cold_cache.timeout = 300
 
 
+_FIRST_FIT = """
+import warnings
+from sklearn.datasets import load_digits
+from {module} import MLPClassifier
+X, y = load_digits(return_X_y=True)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    MLPClassifier(hidden_layer_sizes=(70,), max_iter=60, random_state=0).fit(X[:1300] / 16, y[:1300]).score(
+        X[1300:] / 16, y[1300:])
+"""
+
+
+class EstimatorFirstFit:
+    """A fresh interpreter's imports, first fit and first score of an MLPClassifier on the digits, fastbp.sklearn's
+    beside scikit-learn's (``python -m fastbp bench --cases cold-start`` splits the figure)."""
+
+    params = ["fastbp", "sklearn"]
+    param_names = ["impl"]
+    timeout = 300
+
+    def setup(self, impl):
+        try:
+            import sklearn  # noqa: F401
+        except ImportError:
+            raise NotImplementedError("scikit-learn is not installed (pip install 'fastbp[sklearn]')") from None
+        self.code = _FIRST_FIT.format(module="fastbp.sklearn" if impl == "fastbp" else "sklearn.neural_network")
+        subprocess.run([sys.executable, "-c", self.code], check=True)  # a machine where fastbp has run
+
+    def timeraw_first_fit_and_score(self, impl):
+        return self.code
+
+
 class SklearnFit:
     """A whole fit of scikit-learn's MLPClassifier and fastbp.sklearn's with the same parameters
     (``fastbp.bench.estimators``), and its held-out accuracy."""

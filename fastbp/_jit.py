@@ -106,7 +106,7 @@ def kernel(fn=None, *, parallel=False):
 def helper(fn):
     """A function the kernels call: compiled once per argument types and linked into each caller, where LLVM
     inlines it (and folds the branches of a constant code argument)."""
-    return njit(**_OPTIONS)(fn)
+    return njit(no_cpython_wrapper=True, no_cfunc_wrapper=True, **_OPTIONS)(fn)
 
 
 def inline(fn):

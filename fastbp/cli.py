@@ -1,4 +1,4 @@
-"""``python -m fastbp demo|bench``."""
+"""``python -m fastbp demo|bench|warm``."""
 
 import argparse
 import sys
@@ -64,18 +64,22 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="train XOR and the digits, and compare with numpy")
     b = sub.add_parser("bench", help="time fastbp against numpy and the installed peers, alternating, in one run")
-    cases = [*bench.CASES, bench.POPULATION.name, "sklearn"]
+    cases = [*bench.CASES, bench.POPULATION.name, "sklearn", "cold-start"]
     b.add_argument("--cases", nargs="+", choices=cases, default=cases,
                    help="population: 1024 networks of 4-16-2, one row each; sklearn: whole fits of scikit-learn's "
-                        "MLPClassifier and fastbp.sklearn's")
+                        "MLPClassifier and fastbp.sklearn's; cold-start: fresh processes' import and first calls")
     b.add_argument("--ops", nargs="+", choices=bench.OPS, default=list(bench.OPS))
     b.add_argument("--threads", type=int, help="Numba threads for fastbp (default: all)")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a bar chart PNG of the speed-ups (needs matplotlib)")
     b.add_argument("--quick", action="store_true", help="fewer and shorter rounds (CI, smoke tests)")
+    sub.add_parser("warm", help="compile the generic kernels of both dtypes into the disk cache (machine images, CI)")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo()
+    elif args.command == "warm":
+        from .dispatch import warm
+        warm(log=print)
     elif args.command == "bench":
         result = bench.run(args.cases, args.ops, threads=args.threads, quick=args.quick)
         if args.json:

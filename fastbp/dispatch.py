@@ -5,7 +5,8 @@ they are compiled once per machine and dtype and load from the disk cache after 
 its own signature (:mod:`fastbp.kernels.compiled`), faster on small layers but a compile of their own. Tiers, as JIT
 runtimes have them (HotSpot, V8): with the ``background`` mode, the default, a network starts on the generic kernels
 at once while a separate process compiles its own into the disk cache; this process then loads them on a thread of
-its own and swaps them in between two calls. The modes, from ``Network(compiled=...)`` or the environment variable
+its own and swaps them in between two calls. Once a build has finished, later networks of the signature, in any
+process, run the compiled kernels from their first call (loaded from the cache). The modes, from ``Network(compiled=...)`` or the environment variable
 ``FASTBP_COMPILE`` when ``compiled`` is None:
 
 - ``"background"`` (None's default): as above. A swap can change results in their last bits (the two families sum
@@ -31,6 +32,7 @@ import types
 import warnings
 import weakref
 
+import numba
 import numpy as np
 
 from . import kernels
@@ -66,8 +68,38 @@ def mode(compiled, default):
     return compiled
 
 
+def warm(dtypes=("float32", "float64"), log=None):
+    """Compile the generic kernels, serial and parallel, weighted or not, for every argument type a network passes,
+    into the disk cache: for a machine image or a CI cache, so that no first use compiles them (``python -m fastbp
+    warm``). Networks' own kernels still build in the background as they come.
+
+    Parameters
+    ----------
+    dtypes : sequence of str
+        The dtypes to compile for.
+    log : callable, optional
+        Called with a line per kernel compiled (or loaded).
+    """
+    for dtype in dtypes:
+        signature = ((1, 1), "relu", "identity", "cross_entropy", np.dtype(dtype).name)  # float and label targets
+        signatures = build.argument_types(signature)
+        weights = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+        for namespace in (GENERIC, GENERIC_PARALLEL):
+            for name in KERNELS + WEIGHTED:
+                base = name.removeprefix("weighted_")
+                extra = (weights,) if name in WEIGHTED else ()
+                for argtypes in signatures[base]:
+                    getattr(namespace, name).compile((*argtypes, *extra))
+                if log:
+                    log(f"{dtype} {'parallel' if namespace is GENERIC_PARALLEL else 'serial'} {name}")
+
+
 class Dispatch:
     """The kernels of one network: which family runs (``tier``), serial or parallel for a batch, and the swap.
+
+    The serial kernels and their parallel twins are built and swapped apart: most networks never meet a batch large
+    enough for the twins, so those are built only when one comes (until then such batches run the compiled serial
+    kernels, which give the twins' results bitwise).
 
     Parameters
     ----------
@@ -76,21 +108,25 @@ class Dispatch:
     mode : str
         ``"eager"``, ``"background"`` or ``"off"``, as :func:`mode` returns it.
     lock : threading.Lock
-        The network's lock, held while the tier changes.
+        The network's lock, held while a tier changes.
     on_swap : callable
-        Called with the new serial kernels, under ``lock``, when the tier changes.
+        Called with the serial kernels, under ``lock``, when a tier changes.
 
     Attributes
     ----------
     mode : str
         ``"eager"``, ``"background"`` or ``"off"`` (see the module's docstring).
     tier : str
-        ``"generic"`` or ``"compiled"``: the family the network's methods call now.
+        ``"generic"`` or ``"compiled"``: the family of the serial kernels, which most calls run.
+    parallel_tier : str
+        The same for the parallel twins, which large batches run.
     build : str
-        The background build's state: ``"none"`` (no build: another mode, or a network too wide for compiled
-        kernels), ``"running"`` (queued or compiling), ``"done"`` or ``"failed"``.
+        The background build of the serial kernels: ``"none"`` (no build: another mode, or a network too wide for
+        compiled kernels), ``"running"`` (queued or compiling), ``"done"`` or ``"failed"``.
+    parallel_build : str
+        The same for the parallel twins.
     serial, parallel : types.SimpleNamespace
-        The kernels of the current tier (``train_step``, ``predict``, ``gradient``, ``loss``, ``backward``).
+        The kernels the network calls now (``train_step``, ``predict``, ``gradient``, ``loss``, ``backward``).
     """
 
     def __init__(self, signature, mode, lock, on_swap):
@@ -100,55 +136,82 @@ class Dispatch:
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row, largest layer
         self._tile = codegen.tile_rows(signature[4])
         self._lock, self._on_swap = lock, on_swap
-        self.tier, self.build, self.compiled_pair = "generic", "none", None
+        self.tier = self.parallel_tier = "generic"
+        self.build = self.parallel_build = "none"
         self.serial, self.parallel = GENERIC, GENERIC_PARALLEL
-        if self.eligible and mode == "eager":
-            self._use(compiled_kernels.for_network(signature))
-        elif self.eligible and mode == "background":
-            self.build = "running"
-            BUILDER.submit(signature, self)
+        if self.eligible and mode != "off":
+            for phase in build.PHASES:
+                if mode == "eager" or build.is_built(signature, phase):
+                    self._use(phase, compiled_kernels.for_network(signature)[build.PHASES.index(phase)])
+                    self._set_build(phase, "done" if mode == "background" else "none")
+            if mode == "background" and self.tier == "generic":
+                self._start("serial")
 
-    def _use(self, pair):
-        self.compiled_pair = pair
-        self.serial, self.parallel = pair
-        self.tier = "compiled"
+    @property
+    def compiled_pair(self):
+        """The (serial, parallel) compiled kernels once either tier runs them, else None."""
+        if "compiled" in (self.tier, self.parallel_tier):
+            return compiled_kernels.for_network(self.signature)
+        return None
 
-    def arrive(self, pair, error):
-        """Take the background build's result, from the builder's thread: swapped in under the network's lock, so
-        no call is ever half on one tier.
+    def _use(self, phase, namespace):
+        if phase == "serial":
+            self.serial, self.tier = namespace, "compiled"
+        else:
+            self.parallel, self.parallel_tier = namespace, "compiled"
+
+    def _set_build(self, phase, state):
+        if phase == "serial":
+            self.build = state
+        else:
+            self.parallel_build = state
+
+    def _start(self, phase):
+        self._set_build(phase, "running")
+        BUILDER.submit((self.signature, phase), self)
+
+    def arrive(self, phase, namespace, error):
+        """Take a background build's result, from the builder's thread: swapped in under the network's lock, so no
+        call is ever half on one tier.
 
         Parameters
         ----------
-        pair : tuple of types.SimpleNamespace or None
-            The (serial, parallel) compiled kernels, loaded; None if the build failed.
+        phase : str
+            ``"serial"`` or ``"parallel"``.
+        namespace : types.SimpleNamespace or None
+            The compiled kernels, loaded; None if the build failed.
         error : Exception or None
             Why the build failed.
         """
-        if pair is None:
-            self.build = "failed"
+        if namespace is None:
+            self._set_build(phase, "failed")
             return
         with self._lock:
-            self._use(pair)
-            self.build = "done"
+            self._use(phase, namespace)
+            self._set_build(phase, "done")
             self._on_swap(self.serial)
 
     def prepare(self):
-        """Wait for the compiled tier where this network can have one: the background build's result, else (the
-        build failed, or mode ``"off"``) compile in this process now."""
-        if not self.eligible or self.tier == "compiled":
+        """Wait for the compiled kernels, serial and parallel, where this network can have them: the background
+        builds' results, else (a build failed, or mode ``"off"``) compile in this process now."""
+        if not self.eligible:
             return
-        if self.build == "running":
-            BUILDER.wait(self.signature)
-        if self.tier != "compiled":
-            pair = build.compile_network(self.signature)
-            with self._lock:
-                self._use(pair)
-                self._on_swap(self.serial)
+        for phase, tier, state in zip(build.PHASES, ("tier", "parallel_tier"), ("build", "parallel_build")):
+            if getattr(self, tier) == "compiled":
+                continue
+            if self.mode == "background" and getattr(self, state) == "none":
+                self._start(phase)
+            BUILDER.wait((self.signature, phase))
+            if getattr(self, tier) != "compiled":
+                namespace = build.compile_network(self.signature, phase)
+                with self._lock:
+                    self._use(phase, namespace)
+                    self._on_swap(self.serial)
 
     def use_parallel(self, n, weighted=False):
         """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer and, for the
-        compiled kernels, more than one tile; for the generic ones (which also run every weighted call), no layer on
-        BLAS, which runs its own threads.
+        compiled kernels, more than one tile (their twins built, else the serial ones run it meanwhile); for the
+        generic ones (which also run every weighted call), no layer on BLAS, which runs its own threads.
 
         Parameters
         ----------
@@ -162,7 +225,12 @@ class Dispatch:
         bool
         """
         if self.tier == "compiled" and not weighted:
-            return n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK
+            wanted = n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK
+            if wanted and self.parallel_tier != "compiled":
+                if self.mode == "background" and self.parallel_build == "none":
+                    self._start("parallel")
+                return False
+            return wanted
         sizes = self.signature[0]
         return (n * self._widest >= kernels.PARALLEL_MIN_WORK
                 and not any(kernels.uses_blas(n, a, b) for a, b in zip(sizes[:-1], sizes[1:])))
@@ -192,41 +260,46 @@ class Dispatch:
         return getattr(self.parallel if parallel else self.serial, name), parallel
 
     def __repr__(self):
-        return f"Dispatch(mode={self.mode!r}, tier={self.tier!r}, build={self.build!r})"
+        return (f"Dispatch(mode={self.mode!r}, tier={self.tier!r}, build={self.build!r}, "
+                f"parallel_tier={self.parallel_tier!r}, parallel_build={self.parallel_build!r})")
+
+
+# The child's program (not ``-m fastbp.kernels.build``: the package imports that module first, which runpy warns of).
+_CHILD = "import sys; from fastbp.kernels.build import main; sys.exit(main(sys.argv))"
 
 
 class _Job:
-    """One signature's background build and the networks waiting for it (weakly: a network may be dropped)."""
+    """One background build (a signature's serial kernels, or its parallel twins) and the networks waiting for it
+    (weakly: a network may be dropped)."""
 
-    def __init__(self, signature):
-        self.signature = signature
+    def __init__(self, key):
+        self.key = key
         self.waiting = []
-        self.result = None  # (pair, error) once finished
+        self.result = None  # (namespace, error) once finished
         self.finished = threading.Event()
 
     def run(self):
-        pair, error = None, None
+        (signature, phase), namespace, error = self.key, None, None
         try:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE.parent),
                                                                             os.environ.get("PYTHONPATH")])))
-            sig = json.dumps([list(self.signature[0]), *self.signature[1:]])
-            child = subprocess.run([sys.executable, "-m", "fastbp.kernels.build", sig], env=env,
-                                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                   timeout=BUILD_TIMEOUT)
+            sig = json.dumps([list(signature[0]), *signature[1:]])
+            child = subprocess.run([sys.executable, "-c", _CHILD, sig, phase], env=env, stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=BUILD_TIMEOUT)
             if child.returncode != 0:
                 lines = child.stderr.decode(errors="replace").strip().splitlines()
                 raise RuntimeError(lines[-1] if lines else f"exit status {child.returncode}")
-            pair = build.compile_network(self.signature)  # from the disk cache the child wrote
+            namespace = build.compile_network(signature, phase)  # from the disk cache the child wrote
         except Exception as exc:  # noqa: BLE001 (any failure leaves the generic kernels, with one warning)
             error = exc
         if error is not None:
             try:
-                warnings.warn(f"fastbp: the kernels compiled for {self.signature} could not be built in the "
+                warnings.warn(f"fastbp: the {phase} kernels compiled for {signature} could not be built in the "
                               f"background ({type(error).__name__}: {error}); the network goes on with the generic "
                               "kernels", RuntimeWarning, stacklevel=1)
-            except Exception:  # warnings turned into errors: nothing in this thread can catch one
+            except Exception:  # warnings turned into errors: nothing in this thread could catch one
                 pass
-        BUILDER.finish(self, pair, error)
+        BUILDER.finish(self, namespace, error)
 
 
 class _Builder:
@@ -238,11 +311,11 @@ class _Builder:
         self._queue = queue.Queue()
         self._thread = None
 
-    def submit(self, signature, dispatch):
+    def submit(self, key, dispatch):
         with self._lock:
-            job = self._jobs.get(signature)
+            job = self._jobs.get(key)
             if job is None:
-                job = self._jobs[signature] = _Job(signature)
+                job = self._jobs[key] = _Job(key)
                 self._queue.put(job)
                 if self._thread is None:
                     self._thread = threading.Thread(target=self._work, name="fastbp-builder", daemon=True)
@@ -250,27 +323,28 @@ class _Builder:
             if job.result is None:
                 job.waiting.append(weakref.ref(dispatch))
                 return
-        dispatch.arrive(*job.result)
+        dispatch.arrive(key[1], *job.result)
 
     def _work(self):
         while True:
             self._queue.get().run()
 
-    def finish(self, job, pair, error):
+    def finish(self, job, namespace, error):
         with self._lock:
-            job.result = (pair, error)
+            job.result = (namespace, error)
             waiting, job.waiting = job.waiting, []
-            if pair is None:  # a later network of this signature may try again
-                del self._jobs[job.signature]
+            if namespace is None:  # a later network of this signature may try again
+                del self._jobs[job.key]
         for ref in waiting:
             dispatch = ref()
             if dispatch is not None:
-                dispatch.arrive(pair, error)
+                dispatch.arrive(job.key[1], namespace, error)
         job.finished.set()
 
-    def wait(self, signature):
+    def wait(self, key):
+        """Until the build ``key`` (signature, phase) has finished, if one was started."""
         with self._lock:
-            job = self._jobs.get(signature)
+            job = self._jobs.get(key)
         if job is not None:
             job.finished.wait()
 

@@ -225,7 +225,7 @@ class Network(BatchChecks):
         ``step`` (:func:`fastbp.kernels.step`), ``work_size(n)`` and ``source`` (the path of the generated module).
         Generated on first access, also for a network created with ``compiled=False``; each kernel compiles at its
         first call. See :func:`fastbp.kernels.compiled.for_network`."""
-        return (self._dispatch.compiled_pair or compiled_kernels.for_network(self._signature))[0]
+        return compiled_kernels.for_network(self._signature)[0]
 
     @property
     def dispatch(self):

@@ -15,9 +15,12 @@ settings.register_profile("quick", max_examples=25, deadline=None, suppress_heal
                           derandomize=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
-# The suite runs the generic kernels unless a test asks for compiled ones (tests/test_compiled.py): every network
-# compiled is a compilation of its own, and the suite must stay well inside CI's time.
+# The suite runs the generic kernels unless a test asks for compiled ones (tests/test_compiled.py, test_dispatch.py):
+# every network compiled is a compilation of its own, and the suite must stay well inside CI's time. The environment
+# variable carries the choice into the subprocesses tests start (examples, the docs build), which would otherwise
+# start background builds that outlive the test.
 fastbp.network.COMPILED_DEFAULT = False
+os.environ["FASTBP_COMPILE"] = "off"
 
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}

@@ -53,16 +53,26 @@ def test_off_and_eager_never_swap():
     assert wide.dispatch.tier == "generic"
 
 
-def test_background_starts_generic_then_swaps_to_the_compiled_kernels():
+@pytest.fixture
+def fresh_cache(monkeypatch, tmp_path):
+    """A cache directory of the test's own for the compiled kernels, so a background build really runs (the generic
+    kernels, located when fastbp was imported, stay where they are)."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_background_starts_generic_then_swaps_to_the_compiled_kernels(fresh_cache):
     """A background network trains on the generic kernels at once and ends on the compiled ones; from prepare() on
     it is bitwise the eager network, and before that it follows the generic one to rounding."""
-    net, generic, eager = _network("background"), _network(False), _network(True)
-    assert net.dispatch.mode == "background" and net.dispatch.build in ("running", "done")
+    net, generic = _network("background"), _network(False)
+    assert (net.dispatch.mode, net.dispatch.tier, net.dispatch.build) == ("background", "generic", "running")
     early = _train(net)
     np.testing.assert_allclose(early, _train(generic), rtol=1e-12)
     assert net.prepare() is net
     assert (net.dispatch.tier, net.dispatch.build) == ("compiled", "done")
+    assert (net.dispatch.parallel_tier, net.dispatch.parallel_build) == ("compiled", "done")  # built by prepare()
     assert net._kernels is net.dispatch.serial is net.dispatch.compiled_pair[0]
+    eager = _network(True)
     eager.params[:] = net.params
     eager.flat[2:] = net.flat[2:]
     eager.hyper[:] = net.hyper
@@ -73,13 +83,31 @@ def test_background_starts_generic_then_swaps_to_the_compiled_kernels():
     assert (again.dispatch.tier, again.dispatch.build) == ("compiled", "done")
 
 
+def test_a_large_batch_runs_the_compiled_serial_kernels_until_the_parallel_twins_are_built(fresh_cache):
+    """The twins are built when a batch first needs them; meanwhile the serial compiled kernels run it, bitwise as
+    the twins do."""
+    net, eager = _network("background"), _network(True)
+    dispatch.BUILDER.wait((net._signature, "serial"))
+    assert net.dispatch.tier == "compiled" and net.dispatch.parallel_build in ("none", "done")
+    X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
+    assert eager.dispatch.use_parallel(len(X))
+    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.serial.train_step, False)
+    assert net.dispatch.parallel_build in ("running", "done")
+    losses = [net.train_step(X, Y)]
+    net.prepare()
+    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.parallel.train_step, True)
+    losses.append(net.train_step(X, Y))
+    assert losses == [eager.train_step(X, Y) for _ in range(2)]
+    np.testing.assert_array_equal(net.flat, eager.flat)
+
+
 def test_prepare_compiles_in_process_for_mode_off():
     net = _network(False)
     net.prepare()
     assert net.dispatch.tier == "compiled" and net.compiled is net.dispatch.serial
 
 
-def test_a_pickled_network_keeps_its_mode_and_trains():
+def test_a_pickled_network_keeps_its_mode_and_trains(fresh_cache):
     net = _network("background")
     copy = pickle.loads(pickle.dumps(net))
     assert copy.dispatch.mode == "background" and copy.dispatch is not net.dispatch
@@ -95,7 +123,7 @@ def test_a_failed_build_warns_once_and_leaves_the_generic_kernels(monkeypatch, t
     sizes = [3, 6, 2]  # a signature no other test builds in the background
     with pytest.warns(RuntimeWarning, match="could not be built in the background") as record:
         net = fastbp.Network(sizes, compiled="background", seed=0)
-        dispatch.BUILDER.wait(net._signature)
+        dispatch.BUILDER.wait((net._signature, "serial"))
     assert len(record) == 1
     assert (net.dispatch.tier, net.dispatch.build) == ("generic", "failed")
     twin = fastbp.Network(sizes, compiled=False, seed=0)
@@ -109,18 +137,48 @@ SCRIPT = textwrap.dedent("""
     net = fastbp.Network([3, 7, 3], hidden="relu", output="softmax", loss="cross_entropy", seed=0,
                          compiled="background")
     X = np.linspace(-1, 1, 30).reshape(10, 3); y = np.arange(10) % 3
+    tier = net.dispatch.tier
     first = net.train_step(X, y)
     net.prepare()
-    print(net.dispatch.tier, repr(first), repr(net.train_step(X, y)))
+    print(tier, net.dispatch.tier, repr(net.train_step(X, y)))
 """)
 
 
 @pytest.mark.slow
-def test_processes_meeting_a_new_architecture_at_once_all_finish():
+def test_processes_meeting_a_new_architecture_at_once_all_finish(fresh_cache):
     """Two processes start the same background build together: one compiles (the other waits on its lock file),
-    both end on the compiled kernels with the same numbers."""
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              text=True) for _ in range(2)]
-    outs = [proc.communicate(timeout=600) for proc in procs]
-    assert [proc.returncode for proc in procs] == [0, 0], outs
-    assert outs[0][0] == outs[1][0] and outs[0][0].startswith("compiled ")
+    both end on the compiled kernels with the same numbers; a third, later, runs them from its first call."""
+    def run(count):
+        procs = [subprocess.Popen([sys.executable, "-c", SCRIPT], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(count)]
+        outs = [proc.communicate(timeout=600) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0] * count, outs
+        return [out.split() for out, _ in outs]
+
+    first, second = run(2)
+    assert first[0:2] == second[0:2] == ["generic", "compiled"]
+    later, = run(1)
+    assert later[0:2] == ["compiled", "compiled"]
+    assert first[2] == second[2] == later[2]  # the same numbers whichever process compiled
+    markers = sorted(path.name.split(".", 1)[1] for path in (fresh_cache / "fastbp" / "generated").glob("*.built"))
+    assert markers == ["parallel.built", "serial.built"]  # one signature: each phase built once
+
+
+@pytest.mark.slow
+def test_warm_compiles_every_generic_kernel_for_the_types_networks_pass():
+    """After warm(), a network's calls (float targets, labels, weights, serial and parallel) find their kernels
+    compiled: no signature is added by them."""
+    lines = []
+    fastbp.warm(dtypes=("float64",), log=lines.append)
+    assert len(lines) == 2 * 8 and lines[0] == "float64 serial predict"
+    kernels = (*vars(dispatch.GENERIC).values(), *vars(dispatch.GENERIC_PARALLEL).values())
+    compiled = {k: len(k.signatures) for k in kernels}
+    net = fastbp.Network([2, 16, 3], output="softmax", loss="cross_entropy", compiled=False)
+    X, Y = make_data([2, 16, 3], 4000, "softmax", "cross_entropy", np.float64, labels=True)
+    assert net.dispatch.use_parallel(4000) and not net.dispatch.use_parallel(4)
+    for rows in (4, 4000):
+        net.train_step(X[:rows], Y[:rows]), net.train_step(X[:rows], np.eye(3)[Y[:rows]])
+        net.train_step(X[:rows], Y[:rows], sample_weight=np.ones(rows))
+        net.forward(X[:rows]), net.evaluate(X[:rows], Y[:rows]), net.gradients(X[:rows], Y[:rows])
+        net.backward(X[:rows], np.ones((rows, 3)))
+    assert compiled == {k: len(k.signatures) for k in compiled}

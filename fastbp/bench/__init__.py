@@ -7,14 +7,15 @@ alternating round by round, so drift of a shared machine hits all of them alike,
 - :mod:`.cases`: the single-network cases and implementations;
 - :mod:`.population`: the population case and implementations;
 - :mod:`.runner`: the machine, the GEMM peak, the timed rounds and the report;
-- :mod:`.estimators`: the ``sklearn`` case, whole fits of scikit-learn's MLPClassifier and fastbp.sklearn's.
+- :mod:`.estimators`: the ``sklearn`` case, whole fits of scikit-learn's MLPClassifier and fastbp.sklearn's;
+- :mod:`.cold_start`: the ``cold-start`` case, fresh processes' import and first calls.
 """
 
-from . import estimators
+from . import cold_start, estimators
 from .cases import CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl, njit_train_loop
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
 from .runner import first_step_seconds, gemm_peak, machine, measure, plot, run, save_json
 
 __all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
-           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "estimators", "first_step_seconds",
-           "gemm_peak", "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]
+           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "cold_start", "estimators",
+           "first_step_seconds", "gemm_peak", "machine", "measure", "njit_train_loop", "plot", "run", "save_json"]

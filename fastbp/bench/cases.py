@@ -40,8 +40,9 @@ class Case:
         return X, rng.normal(size=(self.batch, n_out)).astype(self.dtype)
 
     def network(self, seed=0, threads=None):
+        # compiled=True: the steady state (the compiled kernels where they apply), compiling only what a case calls
         return Network(list(self.sizes), hidden=self.hidden, output=self.output, loss=self.loss,
-                       optimizer=SGD(lr=LR), dtype=self.dtype, seed=seed, threads=threads)
+                       optimizer=SGD(lr=LR), dtype=self.dtype, seed=seed, threads=threads, compiled=True)
 
     def flops(self, op):
         """Floating-point operations of one call: 2 per multiply-add of the forward product, the weight gradient
@@ -67,7 +68,7 @@ class FastbpImpl:
     name = "fastbp"
 
     def __init__(self, case, threads=None):
-        self.net = case.network(threads=threads).prepare()  # steady state: the compiled tier, where it applies
+        self.net = case.network(threads=threads)
         self.X, self.Y = case.data()
         self.out = np.empty((case.batch, case.sizes[-1]), case.dtype)
         self.G = case.grad_output()
@@ -255,7 +256,7 @@ class NjitLoopImpl:
     STEPS = 1000
 
     def __init__(self, case, threads=None):
-        self.net = case.network().prepare()
+        self.net = case.network()
         self.X, self.Y = case.data()
         self.work = self.net.workspace(case.batch)
         self.loop = njit_train_loop(self.net._kernels.train_step)

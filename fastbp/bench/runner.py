@@ -9,7 +9,7 @@ import time
 import numba
 import numpy as np
 
-from . import estimators
+from . import cold_start, estimators
 from .cases import CASES, IMPLS, OPS, FastbpImpl, NjitLoopImpl, NumpyImpl
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS
 from .timing import time_block
@@ -102,11 +102,13 @@ def measure(case, op, impls, rounds, block_seconds, settle=0.2):
 
 def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", "jax"), log=print):
     """Measure every case and op; returns a JSON-ready dict and logs the table at the end (progress on stderr). The case
-    ``sklearn`` (:mod:`.estimators`) times whole fits instead of ops, in a table of its own."""
+    ``sklearn`` (:mod:`.estimators`) times whole fits instead of ops, and ``cold-start`` (:mod:`.cold_start`) fresh
+    processes' first calls, each in a table of its own."""
     sklearn_rows = estimators.run(rounds=1 if quick else 3, log=log) if "sklearn" in cases else None
-    cases = [c for c in cases if c != "sklearn"]
+    cold_rows = cold_start.run(rounds=1 if quick else 3, log=log) if "cold-start" in cases else None
+    cases = [c for c in cases if c not in ("sklearn", "cold-start")]
     if not cases:
-        return {"machine": machine(), "results": [], "skipped": {}, "sklearn": sklearn_rows}
+        return {"machine": machine(), "results": [], "skipped": {}, "sklearn": sklearn_rows, "cold_start": cold_rows}
     if threads is not None:
         numba.set_num_threads(threads)
     rounds, block = (3, 0.02) if quick else (7, 0.1)
@@ -149,7 +151,7 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
         log(f"{name}: import and first train step in a fresh process: {cold:.1f} s with an empty cache (compiles), "
             f"{warm:.2f} s from the disk cache")
     return {"machine": info, "gemm_peak_gflops": peak, "results": rows, "skipped": skipped,
-            "first_step_seconds": first_steps, "sklearn": sklearn_rows}
+            "first_step_seconds": first_steps, "sklearn": sklearn_rows, "cold_start": cold_rows}
 
 
 def _case(name):

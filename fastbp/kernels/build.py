@@ -1,14 +1,15 @@
 """Compile (or load from the disk cache) every kernel of a network signature, for the argument types a
-:class:`fastbp.Network` passes; run as a script, the background build that :mod:`fastbp.dispatch` starts.
+:class:`fastbp.Network` passes; :func:`main` is the background build that :mod:`fastbp.dispatch` runs in a child
+process.
 
-``python -m fastbp.kernels.build SIGNATURE`` (the signature as JSON) compiles the generated kernels into the disk
+:func:`main` (``main([program, SIGNATURE])``, the signature as JSON) compiles the generated kernels into the disk
 cache, at a lower priority, holding a lock file beside the generated module, so that processes meeting the same new
-architecture at once compile it once: the others wait for the lock, then load what the first one wrote.
+architecture at once compile it once: the others wait for the lock, then load what the first one wrote. A marker
+file beside it says the build finished, so later processes take the kernels from the cache from their first call.
 """
 
 import json
 import os
-import sys
 
 import numba
 import numpy as np
@@ -34,29 +35,39 @@ def argument_types(sig):
             "backward": [(F2, I1, F1, F2, F2)]}
 
 
-def compile_network(sig):
-    """The (serial, parallel) kernels of :func:`fastbp.kernels.compiled.for_network`, each compiled for every type
-    of :func:`argument_types`: loaded from Numba's disk cache when there, else compiled (and cached)."""
-    pair = compiled.for_network(sig)
-    for namespace in pair:
-        for name, signatures in argument_types(sig).items():
-            for argtypes in signatures:
-                getattr(namespace, name).compile(argtypes)
-    return pair
+PHASES = ("serial", "parallel")  # built apart: most networks never meet a batch that runs the parallel twins
 
 
-def lock_path(sig):
-    return cache_dir() / "generated" / f"fastbp_net_{compiled.key(sig)}.lock"
+def compile_network(sig, phase):
+    """The serial (``phase`` "serial") or parallel ("parallel") kernels of
+    :func:`fastbp.kernels.compiled.for_network`, each compiled for every type of :func:`argument_types`: loaded from
+    Numba's disk cache when there, else compiled (and cached)."""
+    namespace = compiled.for_network(sig)[PHASES.index(phase)]
+    for name, signatures in argument_types(sig).items():
+        for argtypes in signatures:
+            getattr(namespace, name).compile(argtypes)
+    return namespace
+
+
+def _path(sig, suffix):
+    return cache_dir() / "generated" / f"fastbp_net_{compiled.key(sig)}{suffix}"
+
+
+def is_built(sig, phase):
+    """Whether a build of ``sig``'s ``phase`` finished into the disk cache (a process then takes those kernels from
+    it at once)."""
+    return _path(sig, f".{phase}.built").exists()
 
 
 def main(argv):
-    sig = json.loads(argv[1])
+    """Build ``argv[2]``'s kernels of the signature ``argv[1]`` (JSON) into the disk cache; 0 when done."""
+    sig, phase = json.loads(argv[1]), argv[2]
     sig = (tuple(sig[0]), *sig[1:])
     try:
         os.nice(10)  # the user's own work comes first
     except (AttributeError, OSError):
         pass
-    path = lock_path(sig)
+    path = _path(sig, ".lock")
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as lock:
         try:
@@ -64,9 +75,6 @@ def main(argv):
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
         except ImportError:  # no flock (Windows): two processes may compile the same kernels, each writing atomically
             pass
-        compile_network(sig)
+        compile_network(sig, phase)
+        _path(sig, f".{phase}.built").touch()  # after every kernel is in the cache (each file written atomically)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv))

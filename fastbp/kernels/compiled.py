@@ -73,14 +73,18 @@ def load(sig, family="net"):
 
 def _pair(module, names, **extra):
     """(serial, parallel) namespaces of a generated module's kernels ``names`` (the parallel twins end in
-    ``_parallel``), each with ``extra`` and ``source``, the module's path."""
+    ``_parallel``), each with ``extra`` and ``source``, the module's path; made once per module, so every caller
+    holds the same namespaces."""
+    if hasattr(module, "_fastbp_pair"):
+        return module._fastbp_pair
     # The public parallel kernels are serial wrappers around parallel ones. Numba drops a cached callee's hook that
     # starts its thread pool when it links the callee into a caller it compiles (numba#4807), so a wrapper compiled
     # against a cached callee, loaded by a later process, would enter a pool never started (a jump to address 0).
     # Asking for the thread count starts the pool.
     numba.get_num_threads()
-    return tuple(types.SimpleNamespace(**{name: getattr(module, name + suffix) for name in names}, **extra,
-                                       source=module.__file__) for suffix in ("", "_parallel"))
+    module._fastbp_pair = tuple(types.SimpleNamespace(**{name: getattr(module, name + suffix) for name in names},
+                                                      **extra, source=module.__file__) for suffix in ("", "_parallel"))
+    return module._fastbp_pair
 
 
 def for_network(sig):

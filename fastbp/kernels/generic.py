@@ -12,7 +12,7 @@ from numba import uint64 as U  # an unsigned index skips Numba's negative-index 
 
 from .. import activations as act
 from .. import losses
-from .._jit import helper, inline, kernel_pair
+from .._jit import helper, inline, kernel, kernel_pair
 from ..optim import update
 from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _load_input, _load_targets,
                      _matrix, _param_offset, _target_offset, _z_offset)
@@ -28,7 +28,7 @@ BLAS_MIN_WIDTH = 4
 PARALLEL_MIN_WORK = 1 << 16
 CHUNK_ROWS = 64
 
-@helper
+@kernel  # also called from Python (fastbp.dispatch)
 def uses_blas(n, n_in, n_out):
     """Whether a layer of n_in -> n_out on n rows hands its products to BLAS.
 
