@@ -5,9 +5,10 @@ they are compiled once per machine and dtype and load from the disk cache after 
 its own signature (:mod:`fastbp.kernels.compiled`), faster on small layers but a compile of their own. Tiers, as JIT
 runtimes have them (HotSpot, V8): with the ``background`` mode, the default, a network starts on the generic kernels
 at once while a separate process compiles its own into the disk cache; this process then loads them on a thread of
-its own and swaps them in between two calls. Once a build has finished, later networks of the signature, in any
-process, run the compiled kernels from their first call (loaded from the cache). The modes, from ``Network(compiled=...)`` or the environment variable
-``FASTBP_COMPILE`` when ``compiled`` is None:
+its own and swaps them in between two calls. The serial kernels are built first, the parallel twins only when a
+batch large enough for them comes. Once a build has finished, later networks of the signature, in any process, run
+the compiled kernels from their first call (loaded from the cache). The modes, from ``Network(compiled=...)`` or the
+environment variable ``FASTBP_COMPILE`` when ``compiled`` is None:
 
 - ``"background"`` (None's default): as above. A swap can change results in their last bits (the two families sum
   in different orders), so a seeded run is bitwise repeatable only under the two modes below.
@@ -54,9 +55,10 @@ def mode(compiled, default):
     """The compile mode of ``Network(compiled=...)``: True is ``"eager"``, False ``"off"``, a mode name itself, and
     None ``$FASTBP_COMPILE`` if set, else ``default``."""
     if compiled is None:
-        compiled = os.environ.get(ENVIRONMENT) or default
-        if isinstance(compiled, str) and compiled not in MODES:
-            raise ValueError(f"{ENVIRONMENT} must be one of {', '.join(MODES)}, got {compiled!r}")
+        variable = os.environ.get(ENVIRONMENT)
+        if variable is not None and variable not in MODES:
+            raise ValueError(f"{ENVIRONMENT} must be one of {', '.join(MODES)}, got {variable!r}")
+        compiled = variable or default
     if isinstance(compiled, (bool, np.bool_)):
         return "eager" if compiled else "off"
     if not isinstance(compiled, str):

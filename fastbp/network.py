@@ -144,8 +144,7 @@ class Network(BatchChecks):
         """Called by the dispatch, under the lock, when another tier takes over: the hot paths' shapes were checked
         for the old tier's serial/parallel rule, so they are forgotten (the workspace fits both tiers)."""
         self._kernels = serial
-        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
-        self._fast_backward = None
+        self._forget_hot_path()
 
     def _init_params(self):
         for l, (W, _) in enumerate(self.layers()):
@@ -230,8 +229,9 @@ class Network(BatchChecks):
     @property
     def dispatch(self):
         """Which kernels this network runs (:class:`fastbp.dispatch.Dispatch`): ``mode`` (``"eager"``,
-        ``"background"`` or ``"off"``), ``tier`` (``"generic"`` or ``"compiled"``: the family its methods call now)
-        and ``build`` (the background build: ``"none"``, ``"running"``, ``"done"`` or ``"failed"``)."""
+        ``"background"`` or ``"off"``), ``tier`` (``"generic"`` or ``"compiled"``: the family its serial kernels
+        come from now), ``build`` (their background build: ``"none"``, ``"running"``, ``"done"`` or ``"failed"``),
+        and ``parallel_tier``/``parallel_build``, the same for the parallel twins large batches run."""
         return self._dispatch
 
     def prepare(self):
@@ -712,6 +712,9 @@ class Network(BatchChecks):
         """An empty workspace, and no hot path: it trusts the shapes of the last checked batch (see train_step), for
         which the workspace was sized."""
         self._work, self._work_rows = np.empty(0, self.dtype), 0
+        self._forget_hot_path()
+
+    def _forget_hot_path(self):
         self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
         self._fast_backward = None
 
