@@ -70,6 +70,16 @@ def mode(compiled, default):
     return compiled
 
 
+def generic_signatures(dtype):
+    """(kernel, argument types) of every generic kernel, serial and parallel, weighted or not, for every argument type
+    a network of ``dtype`` passes (float targets and class labels): what :func:`warm` compiles."""
+    signatures = build.argument_types(((1, 1), "relu", "identity", "cross_entropy", np.dtype(dtype).name))
+    weights = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
+    return [(getattr(namespace, name), (*argtypes, *((weights,) if name in WEIGHTED else ())))
+            for namespace in (GENERIC, GENERIC_PARALLEL) for name in KERNELS + WEIGHTED
+            for argtypes in signatures[name.removeprefix("weighted_")]]
+
+
 def warm(dtypes=("float32", "float64"), log=None):
     """Compile the generic kernels, serial and parallel, weighted or not, for every argument type a network passes,
     into the disk cache: for a machine image or a CI cache, so that no first use compiles them (``python -m fastbp
@@ -80,20 +90,13 @@ def warm(dtypes=("float32", "float64"), log=None):
     dtypes : sequence of str
         The dtypes to compile for.
     log : callable, optional
-        Called with a line per kernel compiled (or loaded).
+        Called with each kernel's name and argument types once compiled (or loaded).
     """
     for dtype in dtypes:
-        signature = ((1, 1), "relu", "identity", "cross_entropy", np.dtype(dtype).name)  # float and label targets
-        signatures = build.argument_types(signature)
-        weights = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-        for namespace in (GENERIC, GENERIC_PARALLEL):
-            for name in KERNELS + WEIGHTED:
-                base = name.removeprefix("weighted_")
-                extra = (weights,) if name in WEIGHTED else ()
-                for argtypes in signatures[base]:
-                    getattr(namespace, name).compile((*argtypes, *extra))
-                if log:
-                    log(f"{dtype} {'parallel' if namespace is GENERIC_PARALLEL else 'serial'} {name}")
+        for kernel, argtypes in generic_signatures(dtype):
+            kernel.compile(argtypes)
+            if log:
+                log(f"{kernel.__name__}{argtypes}")
 
 
 class Dispatch:
