@@ -14,7 +14,9 @@ def as_real_array(name, value, dtype):
         raise TypeError(f"{name} must be a numeric array, got {type(value).__name__}: {exc}") from None
     if arr.dtype.kind not in "fiu":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
-    return np.ascontiguousarray(arr, dtype)
+    # One layout for the kernels, C-contiguous and writeable: a read-only array (a memory map, a broadcast view)
+    # would otherwise compile a variant of every kernel it reaches.
+    return np.require(arr, dtype, ("C", "W"))
 
 
 def nonfinite(name, arr):
@@ -72,7 +74,7 @@ class BatchChecks:
 
     def _input(self, X):
         """X as a C-contiguous 2-D array of the network's dtype, checked for shape (finiteness is the kernel's)."""
-        if type(X) is not np.ndarray or X.dtype != self.dtype or not X.flags.c_contiguous:
+        if type(X) is not np.ndarray or X.dtype != self.dtype or not (X.flags.c_contiguous and X.flags.writeable):
             X = as_real_array("X", X, self.dtype)
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"X must have shape (n, {self.sizes[0]}), got {X.shape}")
@@ -83,13 +85,14 @@ class BatchChecks:
     def _targets(self, Y, n):
         """Y as (n, n_out) in the network's dtype, or (n, 1) int64 class labels for cross_entropy."""
         n_out = self.sizes[-1]
-        if type(Y) is np.ndarray and Y.dtype == self.dtype and Y.flags.c_contiguous and Y.shape == (n, n_out):
+        if type(Y) is np.ndarray and Y.dtype == self.dtype and Y.flags.c_contiguous and Y.flags.writeable \
+                and Y.shape == (n, n_out):
             return Y
         Y = np.asarray(Y) if not isinstance(Y, np.ndarray) else Y
         if self.loss == "cross_entropy" and Y.ndim == 1:
             if Y.dtype.kind not in "iu":
                 raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
-            Y = np.ascontiguousarray(Y, np.int64).reshape(-1, 1)
+            Y = np.require(Y, np.int64, ("C", "W")).reshape(-1, 1)
         else:
             Y = as_real_array("Y", Y, self.dtype)
             if Y.ndim == 1 and n_out == 1:

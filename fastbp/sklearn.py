@@ -157,7 +157,8 @@ class _BaseMLP(BaseEstimator):
                              y_numeric=not is_classifier(self), dtype=(np.float64, np.float32), reset=reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        return (X.toarray() if scipy.sparse.issparse(X) else X), self._encode_targets(y, incremental)
+        X = np.require(X.toarray() if scipy.sparse.issparse(X) else X, requirements=("C", "W"))  # the kernels' layout
+        return X, self._encode_targets(y, incremental)
 
     def _initialize(self, y, layer_units, dtype, rng):
         """scikit-learn's first-fit set-up: the output layer, Glorot-uniform weights and biases drawn from ``rng`` in

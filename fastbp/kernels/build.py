@@ -1,11 +1,11 @@
-"""Compile (or load from the disk cache) every kernel of a network signature, for the argument types a
-:class:`fastbp.Network` passes; :func:`main` is the background build that :mod:`fastbp.dispatch` runs in a child
-process.
+"""Compile (or load from the disk cache) the kernels of a network signature, for the argument types a
+:class:`fastbp.Network` passes.
 
-:func:`main` (``main([program, SIGNATURE])``, the signature as JSON) compiles the generated kernels into the disk
-cache, at a lower priority, holding a lock file beside the generated module, so that processes meeting the same new
-architecture at once compile it once: the others wait for the lock, then load what the first one wrote. A marker
-file beside it says the build finished, so later processes take the kernels from the cache from their first call.
+:func:`main` is the background build that :mod:`fastbp.dispatch` runs in a child process: it compiles one phase of
+the generated kernels (the serial ones, or their parallel twins) into the disk cache, at a lower priority, holding a
+lock file beside the generated module, so that processes meeting the same new architecture at once compile it once:
+the others wait for the lock, then load what the first one wrote. A marker file beside it says the phase finished,
+so later processes take those kernels from the cache from their first call.
 """
 
 import json
@@ -17,9 +17,6 @@ from numba import types
 
 from .._jit import cache_dir
 from . import compiled
-
-NAMES = ("train_step", "predict", "gradient", "loss", "backward")
-
 
 def argument_types(sig):
     """Per kernel name, the argument types a network calls it with: C-contiguous, writeable arrays of the network's
