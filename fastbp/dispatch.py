@@ -173,7 +173,17 @@ class Dispatch:
 
     def _start(self, phase):
         self._set_build(phase, "running")
-        BUILDER.submit((self.signature, phase), self)
+        result = BUILDER.submit((self.signature, phase), self)
+        if result is not None:  # built before in this process: taken by the asking thread, which may hold the lock
+            self._take(phase, *result)
+
+    def _take(self, phase, namespace, error):
+        if namespace is None:
+            self._set_build(phase, "failed")
+            return
+        self._use(phase, namespace)
+        self._set_build(phase, "done")
+        self._on_swap(self.serial)
 
     def arrive(self, phase, namespace, error):
         """Take a background build's result, from the builder's thread: swapped in under the network's lock, so no
@@ -188,13 +198,8 @@ class Dispatch:
         error : Exception or None
             Why the build failed.
         """
-        if namespace is None:
-            self._set_build(phase, "failed")
-            return
         with self._lock:
-            self._use(phase, namespace)
-            self._set_build(phase, "done")
-            self._on_swap(self.serial)
+            self._take(phase, namespace, error)
 
     def prepare(self):
         """Wait for the compiled kernels, serial and parallel, where this network can have them: the background
@@ -317,6 +322,8 @@ class _Builder:
         self._thread = None
 
     def submit(self, key, dispatch):
+        """Queue the build ``key`` (signature, phase) unless it is queued or done, and have ``dispatch`` told when it
+        finishes; the result ``(namespace, error)`` at once if it is done already (the caller takes it), else None."""
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
@@ -327,8 +334,7 @@ class _Builder:
                     self._thread.start()
             if job.result is None:
                 job.waiting.append(weakref.ref(dispatch))
-                return
-        dispatch.arrive(key[1], *job.result)
+            return job.result
 
     def _work(self):
         while True:

@@ -4,6 +4,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import threading
 
 import numpy as np
 import pytest
@@ -99,6 +100,22 @@ def test_a_large_batch_runs_the_compiled_serial_kernels_until_the_parallel_twins
     losses.append(net.train_step(X, Y))
     assert losses == [eager.train_step(X, Y) for _ in range(2)]
     np.testing.assert_array_equal(net.flat, eager.flat)
+
+
+def test_a_network_asking_for_twins_another_already_built_takes_them_inside_its_call(fresh_cache):
+    """The twins of a signature were built for one network; a second, made before, asks for them from inside a call
+    (holding its lock): it takes them there, without waiting for its own lock (this deadlocked)."""
+    first, second = _network("background"), _network("background", seed=1)
+    first.prepare()
+    dispatch.BUILDER.wait((second._signature, "serial"))
+    X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
+    assert second.dispatch.parallel_tier == "generic" and second.dispatch.tier == "compiled"
+    call = threading.Thread(target=second.train_step, args=(X, Y), daemon=True)
+    call.start()
+    call.join(timeout=120)
+    assert not call.is_alive()
+    assert (second.dispatch.parallel_tier, second.dispatch.parallel_build) == ("compiled", "done")
+    assert second.dispatch.kernel("train_step", len(X)) == (second.dispatch.parallel.train_step, True)
 
 
 def test_prepare_compiles_in_process_for_mode_off():
