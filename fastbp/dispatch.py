@@ -178,11 +178,12 @@ class Dispatch:
             self._take(phase, *result)
 
     def _take(self, phase, namespace, error):
-        if namespace is None:
-            self._set_build(phase, "failed")
-            return
+        self._set_build(phase, "failed" if namespace is None else "done")
+        if namespace is not None:
+            self._swap(phase, namespace)
+
+    def _swap(self, phase, namespace):
         self._use(phase, namespace)
-        self._set_build(phase, "done")
         self._on_swap(self.serial)
 
     def arrive(self, phase, namespace, error):
@@ -215,8 +216,7 @@ class Dispatch:
             if getattr(self, tier) != "compiled":
                 namespace = build.compile_network(self.signature, phase)
                 with self._lock:
-                    self._use(phase, namespace)
-                    self._on_swap(self.serial)
+                    self._swap(phase, namespace)
 
     def use_parallel(self, n, weighted=False):
         """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer and, for the
@@ -361,3 +361,15 @@ class _Builder:
 
 
 BUILDER = _Builder()
+
+
+def run_with_threads(kern, args, threads):
+    """kern(*args) with Numba's thread count set to ``threads`` (when not None) and restored after."""
+    if threads is None:
+        return kern(*args)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        return kern(*args)
+    finally:
+        numba.set_num_threads(before)

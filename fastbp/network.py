@@ -693,7 +693,7 @@ class Network(BatchChecks):
                 (self.flat, self.spec, work, X, last)
             kern, parallel = self._dispatch.kernel(name, X.shape[0], weighted=weights is not None)
             args = args if weights is None else (*args, weights)
-            return run_with_threads(kern, args, self.threads if parallel else None)
+            return dispatch.run_with_threads(kern, args, self.threads if parallel else None)
 
     def _checked_call(self, name, X, Y, sample_weight=None):
         """Check and convert (X, Y) and the weights, run the kernel, explain a NaN; remember the batch's shapes for
@@ -723,14 +723,3 @@ class Network(BatchChecks):
         values = self.flat[row].copy()
         return {key: values[start:stop].reshape(shape) for key, start, stop, shape in self._keys}
 
-
-def run_with_threads(kern, args, threads):
-    """kern(*args) with Numba's thread count set to ``threads`` (when not None) and restored after."""
-    if threads is None:
-        return kern(*args)
-    before = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        return kern(*args)
-    finally:
-        numba.set_num_threads(before)

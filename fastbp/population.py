@@ -7,9 +7,10 @@ import numpy as np
 
 from . import kernels, optim
 from ._checks import nonfinite
+from .dispatch import run_with_threads
 from .kernels import codegen, codegen_population
 from .kernels import compiled as compiled_kernels
-from .network import Network, run_with_threads
+from .network import Network
 
 GENERIC = types.SimpleNamespace(train_step=kernels.population_train_step, predict=kernels.population_predict)
 GENERIC_PARALLEL = types.SimpleNamespace(**{k: kernels.PARALLEL[v] for k, v in vars(GENERIC).items()})
