@@ -83,7 +83,8 @@ class BatchChecks:
         return X
 
     def _targets(self, Y, n):
-        """Y as (n, n_out) in the network's dtype, or (n, 1) int64 class labels for cross_entropy."""
+        """Y as (n, n_out) in the network's dtype, or (n, 1) class labels for cross_entropy, also in the network's
+        dtype (exact for any label in range: one argument type per kernel, so labels never compile a variant)."""
         n_out = self.sizes[-1]
         if type(Y) is np.ndarray and Y.dtype == self.dtype and Y.flags.c_contiguous and Y.flags.writeable \
                 and Y.shape == (n, n_out):
@@ -92,7 +93,7 @@ class BatchChecks:
         if self.loss == "cross_entropy" and Y.ndim == 1:
             if Y.dtype.kind not in "iu":
                 raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
-            Y = np.require(Y, np.int64, ("C", "W")).reshape(-1, 1)
+            Y = np.require(Y, self.dtype, ("C", "W")).reshape(-1, 1)
         else:
             Y = as_real_array("Y", Y, self.dtype)
             if Y.ndim == 1 and n_out == 1:

@@ -71,13 +71,13 @@ def mode(compiled, default):
 
 
 def generic_signatures(dtype):
-    """(kernel, argument types) of every generic kernel, serial and parallel, weighted or not, for every argument type
-    a network of ``dtype`` passes (float targets and class labels): what :func:`warm` compiles."""
-    signatures = build.argument_types(((1, 1), "relu", "identity", "cross_entropy", np.dtype(dtype).name))
+    """(kernel, argument types) of every generic kernel, serial and parallel, weighted or not, for the argument types
+    a network of ``dtype`` passes: what :func:`warm` compiles."""
+    signatures = build.argument_types(((1, 1), "relu", "identity", "mse", np.dtype(dtype).name))
     weights = numba.types.Array(numba.from_dtype(np.dtype(dtype)), 1, "C")
-    return [(getattr(namespace, name), (*argtypes, *((weights,) if name in WEIGHTED else ())))
-            for namespace in (GENERIC, GENERIC_PARALLEL) for name in KERNELS + WEIGHTED
-            for argtypes in signatures[name.removeprefix("weighted_")]]
+    return [(getattr(namespace, name),
+             (*signatures[name.removeprefix("weighted_")], *((weights,) if name in WEIGHTED else ())))
+            for namespace in (GENERIC, GENERIC_PARALLEL) for name in KERNELS + WEIGHTED]
 
 
 def warm(dtypes=("float32", "float64"), log=None):

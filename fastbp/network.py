@@ -335,7 +335,7 @@ class Network(BatchChecks):
             The batch (n >= 1); converted to the network's dtype.
         Y : array_like, shape (n, n_out), real, or shape (n,)
             The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
-            unit; converted to the network's dtype (labels to int64).
+            unit; converted to the network's dtype (labels too).
         sample_weight : array_like, shape (n,), real, optional
             Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
             equal repeated rows.
@@ -359,7 +359,7 @@ class Network(BatchChecks):
             return self._checked_call("train_step", X, Y, sample_weight)
         # The hot path: a batch like the last checked one goes straight to the kernel, which checks finiteness and
         # label range as it reads X and Y, and updates nothing (returning NaN) when they fail.
-        if type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is self.dtype and Y.dtype is self._fast_ydtype \
+        if type(X) is np.ndarray and type(Y) is np.ndarray and X.dtype is self.dtype and Y.dtype is self.dtype \
                 and X.shape == self._fast_x and Y.shape == self._fast_y:
             lock = self._lock  # acquire/release on a local: half the cost of a with statement
             lock.acquire()
@@ -381,7 +381,7 @@ class Network(BatchChecks):
             The batch (n >= 1); converted to the network's dtype.
         Y : array_like, shape (n, n_out), real, or shape (n,)
             The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
-            unit; converted to the network's dtype (labels to int64).
+            unit; converted to the network's dtype (labels too).
         sample_weight : array_like, shape (n,), real, optional
             Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
             equal repeated rows.
@@ -417,7 +417,7 @@ class Network(BatchChecks):
             The batch (n >= 1); converted to the network's dtype.
         Y : array_like, shape (n, n_out), real, or shape (n,)
             The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
-            unit; converted to the network's dtype (labels to int64).
+            unit; converted to the network's dtype (labels too).
         sample_weight : array_like, shape (n,), real, optional
             Non-negative, finite, not all zero: the loss is then ``sum_i w_i l_i / sum_i w_i``, so integer weights
             equal repeated rows.
@@ -545,7 +545,7 @@ class Network(BatchChecks):
             The training data (n >= 1); converted to the network's dtype.
         Y : array_like, shape (n, n_out), real, or shape (n,)
             The targets: integer class labels of shape (n,) for ``cross_entropy``, shape (n,) also for one output
-            unit; converted to the network's dtype (labels to int64).
+            unit; converted to the network's dtype (labels too).
         epochs : int >= 1
             Passes over the data.
         batch_size : int >= 1 or None
@@ -704,8 +704,10 @@ class Network(BatchChecks):
         loss = self._call(name, X, Y, weights)
         if loss != loss:
             self._diagnose(X, Y)
-        if weights is None and not self._dispatch.use_parallel(X.shape[0]):
-            self._fast_x, self._fast_y, self._fast_ydtype = X.shape, Y.shape, Y.dtype
+        # Not for class labels: converted to the network's dtype, they would let a float array of their shape (not
+        # labels) through unchecked.
+        if weights is None and Y.shape[1] == self.sizes[-1] and not self._dispatch.use_parallel(X.shape[0]):
+            self._fast_x, self._fast_y = X.shape, Y.shape
         return loss
 
     def _forget_batches(self):
@@ -715,7 +717,7 @@ class Network(BatchChecks):
         self._forget_hot_path()
 
     def _forget_hot_path(self):
-        self._fast_x = self._fast_y = self._fast_ydtype = self._fast_forward = self._fast_out = None
+        self._fast_x = self._fast_y = self._fast_forward = self._fast_out = None
         self._fast_backward = None
 
     def _named(self, row):

@@ -310,7 +310,7 @@ class Population:
                 raise TypeError(f"class labels must be integers, got dtype {Y.dtype}")
             if Y.shape != (len(self), rows):
                 raise ValueError(f"labels must have shape {(len(self), rows)}, got {Y.shape}")
-            return np.ascontiguousarray(Y, np.int64).reshape(len(self), rows, 1)
+            return np.ascontiguousarray(Y, self.dtype).reshape(len(self), rows, 1)  # as Network: exact in range
         if Y.dtype.kind not in "fiu":
             raise TypeError(f"Y must hold real numbers, got dtype {Y.dtype}")
         if Y.shape != (len(self), rows, self.sizes[-1]):

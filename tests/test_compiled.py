@@ -77,7 +77,7 @@ def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype
                 np.testing.assert_allclose(weighted_c[1][key], weighted_g[1][key], **TOL[dtype])
             if sizes == CASES[0][0] or sizes == CASES[1][0]:  # the parallel twins agree to rounding (two cases:
                 parallel = net.dispatch.compiled_pair[1]             # each twin is another compilation)
-                work, Yk = net.workspace(n), (Y.reshape(-1, 1) if labels else Y)  # labels as the kernels take them
+                work, Yk = net.workspace(n), (Y.reshape(-1, 1).astype(dtype) if labels else Y)  # as a network
                 np.testing.assert_allclose(parallel.gradient(net.flat, net.spec, work, X, Yk), loss_c, **TOL[dtype])
                 np.testing.assert_allclose(net.grad, np.concatenate([g.ravel() for g in grads_c.values()]),
                                            **TOL[dtype])

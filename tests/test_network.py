@@ -211,6 +211,13 @@ def test_bad_labels_raise_and_change_nothing():
         with pytest.raises(exc, match=match):
             net.train_step(X, labels)
         assert net.flat.tobytes() == flat
+    # Labels reach the kernels in the network's dtype, shape (n, 1): after a labelled step, a float array of that
+    # shape is not taken for labels (no hot path for labels, which would hand it to the kernel unchecked).
+    net.train_step(X, np.array([0, 3, 1]))
+    flat = net.flat.tobytes()
+    with pytest.raises(ValueError, match="Y must have shape \\(n, 4\\), got \\(3, 1\\)"):
+        net.train_step(X, np.array([[0.5], [3.0], [1.0]]))
+    assert net.flat.tobytes() == flat
 
 
 @pytest.mark.parametrize("kwargs, exc, match", [

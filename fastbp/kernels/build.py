@@ -19,17 +19,13 @@ from .._jit import cache_dir
 from . import compiled
 
 def argument_types(sig):
-    """Per kernel name, the argument types a network calls it with: C-contiguous, writeable arrays of the network's
-    dtype (the boundary converts anything else), float targets, and int64 class labels for cross-entropy."""
+    """Per kernel name, the argument types a network calls it with (one signature each): C-contiguous, writeable arrays of the network's
+    dtype (the boundary converts anything else, class labels included)."""
     F = numba.from_dtype(np.dtype(sig[4]))
     F1, F2 = types.Array(F, 1, "C"), types.Array(F, 2, "C")
     I1, D1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
-    targets = [F2] + ([types.Array(types.int64, 2, "C")] if sig[3] == "cross_entropy" else [])
-    return {"train_step": [(F2, I1, D1, F1, F2, Y) for Y in targets],
-            "predict": [(F2, I1, F1, F2, F2)],
-            "gradient": [(F2, I1, F1, F2, Y) for Y in targets],
-            "loss": [(F2, I1, F1, F2, Y) for Y in targets],
-            "backward": [(F2, I1, F1, F2, F2)]}
+    return {"train_step": (F2, I1, D1, F1, F2, F2), "predict": (F2, I1, F1, F2, F2), "gradient": (F2, I1, F1, F2, F2),
+            "loss": (F2, I1, F1, F2, F2), "backward": (F2, I1, F1, F2, F2)}
 
 
 PHASES = ("serial", "parallel")  # built apart: most networks never meet a batch that runs the parallel twins
@@ -40,9 +36,8 @@ def compile_network(sig, phase):
     :func:`fastbp.kernels.compiled.for_network`, each compiled for every type of :func:`argument_types`: loaded from
     Numba's disk cache when there, else compiled (and cached)."""
     namespace = compiled.for_network(sig)[PHASES.index(phase)]
-    for name, signatures in argument_types(sig).items():
-        for argtypes in signatures:
-            getattr(namespace, name).compile(argtypes)
+    for name, argtypes in argument_types(sig).items():
+        getattr(namespace, name).compile(argtypes)
     return namespace
 
 
