@@ -36,11 +36,12 @@ docs: $(VENV)/.docs
 bench: $(VENV)/.test
 	$(PY) -m fastbp bench
 
-# A broken benchmark fails CI: check the suite, then run every benchmark once in this environment.
+# A broken benchmark fails CI: check the suite, then run every benchmark once in this environment, on the first value
+# of each parameter (FASTBP_ASV_SMOKE, benchmarks/benchmarks.py; `asv run` without it times the whole grid).
 asv-quick: $(VENV)/.test
 	$(VENV)/bin/asv machine --yes > /dev/null
 	$(VENV)/bin/asv check --python=same
-	$(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
+	FASTBP_ASV_SMOKE=1 $(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
 
 # The compiled kernels' cache (docs/guide/njit.md, "Compiled kernels") needs no clearing: it is keyed by every source file.
 clean:

@@ -7,9 +7,11 @@ ranks needs mpiexec: ``mpiexec -n 2 python examples/mpi_train.py --case wide``. 
 
 from fastbp import bench
 
+from .benchmarks import grid
+
 
 class DistributedTrainStep:
-    params = ["policy-batch", "wide"]
+    params = grid(["policy-batch", "wide"])
     param_names = ["case"]
 
     def setup(self, case):

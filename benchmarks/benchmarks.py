@@ -6,6 +6,7 @@ reports as skipped. ``setup`` builds and calls once, so compilation (or the cach
 learning rate is small enough that repeats of the same step never drift the weights to inf.
 """
 
+import os
 import subprocess
 import sys
 import time
@@ -14,7 +15,17 @@ import numpy as np
 
 from fastbp import bench
 
-CASES = list(bench.CASES)
+# `make asv-quick` (CI's check that no benchmark is broken) sets FASTBP_ASV_SMOKE=1: each benchmark then runs on the
+# first value of each parameter only (the xor case, one data set and dtype), in a fraction of the whole grid's time.
+SMOKE = os.environ.get("FASTBP_ASV_SMOKE") == "1"
+
+
+def grid(values):
+    """A parameter's values: all of them, or the first alone in a smoke run."""
+    return list(values)[:1] if SMOKE else list(values)
+
+
+CASES = grid(bench.CASES)
 IMPLS = ["fastbp", "numpy", "torch", "jax"]
 
 
@@ -204,7 +215,7 @@ class SklearnFit:
     """A whole fit of scikit-learn's MLPClassifier and fastbp.sklearn's with the same parameters
     (``fastbp.bench.estimators``), and its held-out accuracy."""
 
-    params = (list(bench.estimators.SETS), ["float32", "float64"], list(bench.estimators.IMPLS))
+    params = (grid(bench.estimators.SETS), grid(["float32", "float64"]), list(bench.estimators.IMPLS))
     param_names = ["set", "dtype", "impl"]
     timeout = 300
 
