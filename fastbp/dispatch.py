@@ -38,12 +38,12 @@ import numpy as np
 
 from . import kernels
 from ._jit import PACKAGE
+from .config import BUILD_TIMEOUT
 from .kernels import build, codegen
 from .kernels import compiled as compiled_kernels
 
 MODES = ("eager", "background", "off")
 ENVIRONMENT = "FASTBP_COMPILE"
-BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a large network compiles in ~1 min)
 KERNELS = ("predict", "loss", "gradient", "train_step", "backward")
 WEIGHTED = ("weighted_loss", "weighted_gradient", "weighted_train_step")  # generic only: compiled networks use these
 GENERIC = types.SimpleNamespace(**{name: getattr(kernels, name) for name in KERNELS + WEIGHTED})

@@ -7,6 +7,7 @@ import numpy as np
 
 from . import kernels, optim
 from ._checks import nonfinite
+from .config import PARALLEL_PREDICT_MEMBERS, PARALLEL_TRAIN_MEMBERS
 from .dispatch import run_with_threads
 from .kernels import codegen, codegen_population
 from .kernels import compiled as compiled_kernels
@@ -288,10 +289,8 @@ class Population:
         works = self.workspace(rows)
         args = (self.flats, self.spec, self.hypers, works, X, last, *rest[:-1]) \
             if name == "train_step" else (self.flats, self.spec, works, X, last)
-        # Blocks of members go to threads. A train step gains from a second thread only for large populations
-        # (measured here: 4096 members of 4-16-2 15% faster, 1024 members 30% slower, as the members' parameters
-        # and gradients then move between the cores' caches); a forward pass from two blocks.
-        parallel = len(self) > (kernels.LANES if name == "predict" else 8 * kernels.LANES)
+        # Blocks of members go to threads, for large populations only (fastbp.config says why).
+        parallel = len(self) > (PARALLEL_PREDICT_MEMBERS if name == "predict" else PARALLEL_TRAIN_MEMBERS)
         kern = getattr(self._kernels_parallel if parallel else self._kernels, name)
         return run_with_threads(kern, args, self.threads if parallel else None)
 

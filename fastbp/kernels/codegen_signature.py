@@ -4,9 +4,8 @@ generators write alike (the sums over a unit's inputs in chunks, and what comple
 
 import numpy as np
 
-CHUNK = 8  # inputs summed per pass over a tile's rows: their weights sit in registers for the pass
-GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
-TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)
+from ..config import CHUNK, GROUPS, TILE_BYTES  # noqa: F401 (the generators' tunables)
+
 GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
 
 

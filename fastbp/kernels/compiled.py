@@ -20,12 +20,8 @@ import numba
 from .. import io
 from ..optim import update
 from .._jit import cache_dir, source_hash
+from ..config import MAX_LAYER_WEIGHTS  # networks with a larger layer run the generic kernels (BLAS)
 from . import codegen, codegen_population
-
-# Networks whose every layer has at most this many weights run compiled; larger layers belong to BLAS, which the
-# generic kernels call. A judgement from the benchmark cases (mnist's 784x256 layer gains from BLAS, simplechains'
-# layers from compiling), not a crossover measured per layer shape.
-MAX_LAYER_WEIGHTS = 128 * 128
 
 _lock = threading.Lock()
 GENERATORS = {"net": codegen.source, "pop": codegen_population.source}  # the module families, by name prefix

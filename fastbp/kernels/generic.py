@@ -13,20 +13,11 @@ from numba import uint64 as U  # an unsigned index skips Numba's negative-index 
 from .. import activations as act
 from .. import losses
 from .._jit import helper, inline, kernel, kernel_pair
+from ..config import BLAS_MIN_WIDTH, BLAS_MIN_WORK, CHUNK_ROWS, PARALLEL_MIN_WORK  # noqa: F401 (re-exported)
 from ..optim import update
 from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _load_input, _load_targets,
                      _matrix, _param_offset, _target_offset, _z_offset)
 
-
-# A layer's products go to BLAS from this many multiply-adds (rows x n_in x n_out), with 2 or more rows and no
-# dimension under BLAS_MIN_WIDTH; below, the hand loops win (measured: 8-64 and 64-64 layers cross over near 8k for
-# batches of 4 to 32; a single row's outer-product gradient is faster by hand at every size). The parallel twins
-# split rows between threads; the network uses them only for batches with PARALLEL_MIN_WORK multiply-adds in some
-# layer and no layer on BLAS, as BLAS runs its own threads (and OpenMP's spinning workers would starve them).
-BLAS_MIN_WORK = 1 << 13
-BLAS_MIN_WIDTH = 4
-PARALLEL_MIN_WORK = 1 << 16
-CHUNK_ROWS = 64
 
 @kernel  # also called from Python (fastbp.dispatch)
 def uses_blas(n, n_in, n_out):

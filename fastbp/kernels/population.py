@@ -8,6 +8,7 @@ from numba import uint64 as U  # an unsigned index skips Numba's negative-index 
 from .. import activations as act
 from .. import losses, optim
 from .._jit import helper, kernel, kernel_pair
+from ..config import LANES
 from ..optim import update
 from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _param_offset,
                      _target_offset, _z_offset, work_size)
@@ -18,7 +19,6 @@ from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_
 # loops over units stay scalar, the wide one runs in SIMD. Members go in blocks of LANES (a block's rows stay in
 # cache), blocks to threads. The loops below index ``works`` flat: element e of member m is at e * N + m.
 
-LANES = 256
 LANE_ROWS = 8  # after a network's work: the step's coefficients per member (7 rows), and a status row
 
 

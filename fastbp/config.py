@@ -1,0 +1,40 @@
+"""The tunables: every number that decides how the kernels split work, in one table (stumpy keeps its defaults in a
+``config.py`` too). Each is a judgement or a measurement on the development machine, said beside it; the kernels
+read them as compile-time constants, so a change is a change of source (every cached kernel recompiles).
+"""
+
+# ---- the generic kernels (fastbp.kernels.generic) -----------------------------------------------------------------
+
+# A layer's products go to BLAS from this many multiply-adds (rows x n_in x n_out), with 2 or more rows and no
+# dimension under BLAS_MIN_WIDTH; below, the hand loops win (measured: 8-64 and 64-64 layers cross over near 8k for
+# batches of 4 to 32; a single row's outer-product gradient is faster by hand at every size).
+BLAS_MIN_WORK = 1 << 13
+BLAS_MIN_WIDTH = 4
+# The parallel twins split rows between threads, in chunks of CHUNK_ROWS; a network uses them only for batches with
+# PARALLEL_MIN_WORK multiply-adds in some layer and no layer on BLAS, as BLAS runs its own threads (and OpenMP's
+# spinning workers would starve them).
+PARALLEL_MIN_WORK = 1 << 16
+CHUNK_ROWS = 64
+
+# ---- the kernels compiled for one network (fastbp.kernels.compiled, codegen_signature) --------------------------
+
+# Networks whose every layer has at most this many weights run compiled; larger layers belong to BLAS, which the
+# generic kernels call. A judgement from the benchmark cases (mnist's 784x256 layer gains from BLAS, simplechains'
+# layers from compiling), not a crossover measured per layer shape.
+MAX_LAYER_WEIGHTS = 128 * 128
+CHUNK = 8  # inputs summed per pass over a tile's rows: their weights sit in registers for the pass
+GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
+TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)
+
+# ---- populations (fastbp.kernels.population, fastbp.population) --------------------------------------------------
+
+LANES = 256  # members per block: a block's rows stay in cache; blocks go to threads
+# A population predicts on threads from two blocks; a train step gains from a second thread only for large
+# populations (measured: 4096 members of 4-16-2 15% faster, 1024 members 30% slower, as the members' parameters and
+# gradients then move between the cores' caches).
+PARALLEL_PREDICT_MEMBERS = LANES
+PARALLEL_TRAIN_MEMBERS = 8 * LANES
+
+# ---- the background build (fastbp.dispatch) -----------------------------------------------------------------------
+
+BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a large network compiles in ~1 min)
