@@ -12,10 +12,10 @@ scikit-learn's to rounding. The solvers are in :mod:`fastbp.sklearn_training`; t
 Beyond scikit-learn: ``activation="leaky_relu"``; the regressor's ``loss="huber"`` (delta 1: half the squared error
 within 1 of the target, like ``squared_error``, and linear beyond; summed over outputs and averaged over samples, so the
 reported loss is the one whose gradient is followed, which scikit-learn's ``squared_error`` with several outputs is not:
-it reports the mean over outputs); and ``compiled``, as :class:`fastbp.Network`'s (None, the default, runs kernels
-compiled for the architecture: its first fit compiles them, about half a minute, and later fits and processes load them
-from the disk cache; False runs the generic kernels every architecture shares, slower on large data but with nothing to
-compile).
+it reports the mean over outputs); and ``compiled``, as :class:`fastbp.Network`'s (None, the default, starts on the
+generic kernels every architecture shares and swaps in kernels compiled for the architecture once a background process
+has built them, so later fits and processes run those from their first call; True compiles them before the first
+step, a wait of 10-40 s for a new architecture; False runs the generic kernels only).
 """
 
 from numbers import Integral, Real
@@ -331,10 +331,11 @@ _PARAMETERS = Template("""\
     max_fun : int >= 1, default=15000
         lbfgs's most loss evaluations.
     compiled : bool or None, default=None
-        As :class:`fastbp.Network`'s (fastbp only): None or True runs kernels compiled for the architecture when
-        its layers are small enough (the first fit of a new architecture compiles them, about half a minute; later
-        fits and processes load them from the disk cache); False runs the generic kernels, slower on large data but
-        with nothing to compile.""")
+        As :class:`fastbp.Network`'s (fastbp only), for networks whose layers are small enough for compiled
+        kernels: None starts on the generic kernels and swaps in the compiled ones when a background process has
+        built them (later fits and processes run them from their first call); True compiles them before the first
+        step (10-40 s for a new architecture); False runs the generic kernels only. Results may differ in the last
+        bits between the tiers: True or False for bitwise repeatable fits.""")
 _ATTRIBUTES = Template("""\
     loss_ : float
         The loss with the L2 term: of the last epoch (sgd and adam: its batches' losses averaged, weighted by

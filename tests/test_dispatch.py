@@ -1,10 +1,12 @@
 """fastbp.dispatch: the compile modes, the background tier and its swap, failed builds, and what it reports."""
 
+import os
 import pickle
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 import types
 
 import numba
@@ -232,3 +234,35 @@ def test_warm_covers_every_generic_kernel_signature_a_network_calls(monkeypatch)
     net.train_step(frozen, Y[:4]), net.forward(frozen), net.evaluate(frozen, np.eye(3, dtype=np.float32)[Y[:4]])
     assert len({name for name, _ in called}) == len(listed)  # every kernel, serial and parallel, weighted or not
     assert called <= listed
+
+
+GRID_SCRIPT = textwrap.dedent("""
+    import warnings, numpy as np
+    from sklearn.model_selection import GridSearchCV
+    from fastbp.sklearn import MLPClassifier
+    X = np.linspace(-1, 1, 270).reshape(90, 3); y = np.arange(90) % 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        search = GridSearchCV(MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0),
+                              {"alpha": [1e-4, 1e-2]}, cv=2, n_jobs=2).fit(X, y)
+    print(search.best_estimator_.network_.dispatch.mode, search.best_score_)
+""")
+
+
+@pytest.mark.slow
+def test_joblib_workers_meeting_a_new_architecture_all_finish(fresh_cache):
+    """GridSearchCV(n_jobs=2): two joblib worker processes meet one new architecture in the background mode (the
+    default outside this suite); the search finishes, the architecture is built once, and the build that may
+    outlive the script finishes on its own, leaving no temporary file."""
+    env = {**os.environ, dispatch.ENVIRONMENT: "background"}
+    out = subprocess.run([sys.executable, "-c", GRID_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    mode, score = out.stdout.split()
+    assert mode == "background" and 0 <= float(score) <= 1
+    generated = fresh_cache / "fastbp" / "generated"
+    for _ in range(600):  # a build under way when the script ended finishes in its own process
+        if list(generated.glob("*.serial.built")):
+            break
+        time.sleep(0.2)
+    assert [path.name.split(".", 1)[1] for path in generated.glob("*.built")] == ["serial.built"]
+    assert not [path for path in fresh_cache.rglob("*") if ".tmp" in path.name]
