@@ -195,6 +195,39 @@ def test_pickle_refit_and_float32():
     assert est.network_.dtype == np.float64
 
 
+def test_dataframes_through_a_pipeline_as_sklearn():
+    """A pandas DataFrame, as users hand it: feature_names_in_ from its columns (as scikit-learn's), the same
+    predictions as for its values, a DataFrame with other column names refused (scikit-learn raises too), and a
+    Pipeline with a scaler round trip through pickle."""
+    pd = pytest.importorskip("pandas")
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y, _ = _data("multiclass")
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(X.shape[1])])
+    ours, theirs = _pair("multiclass", hidden_layer_sizes=(6,), max_iter=20, random_state=0)
+    _fit_both((ours, theirs), frame, pd.Series(y))
+    assert list(ours.feature_names_in_) == list(theirs.feature_names_in_) == list(frame.columns)
+    assert ours.feature_names_in_.dtype == theirs.feature_names_in_.dtype == object
+    np.testing.assert_allclose(ours.predict_proba(frame), theirs.predict_proba(frame), rtol=1e-10, atol=1e-12)
+    for est in (ours, theirs):  # its values alone: the same answer, with scikit-learn's warning
+        with pytest.warns(UserWarning, match="does not have valid feature names"):
+            np.testing.assert_array_equal(est.predict(frame.to_numpy()), est.predict(frame))
+    renamed = frame.rename(columns={"f0": "other"})
+    for est in (ours, theirs):
+        with pytest.raises(ValueError, match="feature names"):
+            est.predict(renamed)
+    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(6,), max_iter=20, random_state=0,
+                                                         compiled=False))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pipe.fit(frame, y)
+    copy = pickle.loads(pickle.dumps(pipe))
+    np.testing.assert_array_equal(copy.predict_proba(frame), pipe.predict_proba(frame))
+    assert list(copy.feature_names_in_) == list(frame.columns)
+    assert not hasattr(copy[-1], "feature_names_in_")  # the scaler hands it an array, as to scikit-learn's
+
+
 def test_bad_parameters_raise_at_fit_not_init():
     X, y, _ = _data("multiclass")
     for bad in (dict(alpha=-1.0), dict(activation="softplus"), dict(solver="rmsprop"), dict(batch_size=0),
