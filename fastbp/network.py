@@ -577,10 +577,12 @@ class Network(BatchChecks):
         Returns
         -------
         history : dict
-            ``loss`` (list of float: the mean training loss of each epoch over the steps applied), ``val_loss``
-            (list of float) with validation, ``lr`` (list of float) with ``reduce_on_plateau``, ``nonfinite_steps``
-            (int: steps not applied) and ``stopped`` (bool: True if ``on_nonfinite="stop"`` ended it). With
-            ``comm``, :func:`fastbp.distributed.fit`'s history (``loss`` only).
+            ``loss`` (list of float: each epoch's mean training loss over the samples of the steps applied, each
+            step's loss, before its update, weighted by its rows or by its weight sum), ``val_loss`` (list of
+            float: the validation loss after each epoch) with validation, ``lr`` (list of float) with
+            ``reduce_on_plateau``, ``nonfinite_steps`` (int: steps not applied) and ``stopped`` (bool: True if
+            ``on_nonfinite="stop"`` ended it). With ``comm``, :func:`fastbp.distributed.fit`'s history (``loss``
+            only).
 
         Raises
         ------
@@ -651,7 +653,8 @@ class Network(BatchChecks):
         -------
         net : Network
             The saved architecture, dtype, seed, optimizer (with its schedule and step count), parameters,
-            gradient and optimizer state; ``threads`` and ``compiled`` are the defaults.
+            gradient and optimizer state; ``threads`` and ``compiled`` are the defaults, and the shuffling of
+            ``fit`` starts again from the seed, as for a new network of that seed (a pickle keeps where it was).
 
         Raises
         ------
