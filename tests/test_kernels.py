@@ -1,4 +1,5 @@
-"""The kernels against tests/reference.py, finite differences and torch.autograd, and with bounds checks."""
+"""The kernels against tests/reference.py and finite differences, and with bounds checks (PyTorch's numbers:
+tests/test_golden.py)."""
 
 import os
 import subprocess
@@ -128,62 +129,3 @@ def test_finite_difference_gradients(seed):
         X, Y = make_data(sizes, 5, output, loss, np.float64, seed=seed)
         err = finite_difference_error(net, X, Y)
         assert err < 1e-6, (sizes, hidden, output, loss, err)
-
-
-def torch_model(torch, net):
-    acts = {"relu": torch.nn.ReLU(), "leaky_relu": torch.nn.LeakyReLU(), "tanh": torch.nn.Tanh(),
-            "sigmoid": torch.nn.Sigmoid(), "identity": torch.nn.Identity()}
-    layers = []
-    for n_in, n_out in zip(net.sizes[:-1], net.sizes[1:]):
-        layers += [torch.nn.Linear(n_in, n_out), acts[net.hidden]]
-    model = torch.nn.Sequential(*layers[:-1]).double()
-    model.load_state_dict({k: torch.from_numpy(v) for k, v in net.state_dict().items()})
-    return model
-
-
-def torch_loss(torch, net, z, y):
-    F = torch.nn.functional
-    if net.loss == "bce":
-        return F.binary_cross_entropy_with_logits(z, y)
-    if net.loss == "cross_entropy":
-        return F.cross_entropy(z, y)
-    a = {"softmax": lambda t: torch.softmax(t, 1), "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": F.relu,
-         "leaky_relu": F.leaky_relu, "identity": lambda t: t}[net.output](z)
-    return F.mse_loss(a, y) if net.loss == "mse" else F.huber_loss(a, y)
-
-
-@pytest.mark.parametrize("hidden", HIDDEN)
-@pytest.mark.parametrize("output, loss", PAIRINGS)
-def test_against_torch_autograd(torch, hidden, output, loss):
-    """Values and gradients against torch.autograd in float64 (relative error < 1e-10)."""
-    sizes = [6, 8, 5, 3]
-    net = network(sizes, hidden, output, loss, np.float64)
-    X, Y = make_data(sizes, 7, output, loss, np.float64)
-    model = torch_model(torch, net)
-    z = model(torch.from_numpy(X))
-    want = torch_loss(torch, net, z, torch.from_numpy(Y))
-    want.backward()
-    got, grads = net.gradients(X, Y)
-    np.testing.assert_allclose(got, want.item(), rtol=1e-10)
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(grads[name], p.grad.numpy(), rtol=1e-10, atol=1e-14)
-
-
-@pytest.mark.parametrize("make_opt, make_torch", [
-    (lambda: fastbp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
-     lambda t, p: t.optim.SGD(p, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01)),
-    (lambda: fastbp.Adam(lr=0.01, weight_decay=0.1), lambda t, p: t.optim.AdamW(p, lr=0.01, weight_decay=0.1)),
-    (lambda: fastbp.Adam(lr=0.01), lambda t, p: t.optim.Adam(p, lr=0.01)),
-])
-def test_optimizers_against_torch(torch, make_opt, make_torch):
-    net = network([4, 8, 2], "tanh", "identity", "mse", np.float64, optimizer=make_opt())
-    X, Y = make_data([4, 8, 2], 6, "identity", "mse", np.float64)
-    model = torch_model(torch, net)
-    opt = make_torch(torch, model.parameters())
-    for _ in range(10):
-        opt.zero_grad()
-        torch.nn.functional.mse_loss(model(torch.from_numpy(X)), torch.from_numpy(Y)).backward()
-        opt.step()
-        net.train_step(X, Y)
-    for name, p in model.named_parameters():
-        np.testing.assert_allclose(net.state_dict()[name], p.detach().numpy(), rtol=1e-10, atol=1e-13)

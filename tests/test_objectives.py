@@ -1,5 +1,5 @@
 """Bring your own objective: ``backward`` (a vector-Jacobian product from dL/dP) and ``step``, sample weights, and
-their kernels, against tests/reference.py, finite differences and torch.autograd."""
+their kernels, against tests/reference.py and finite differences (torch.autograd: tests/test_golden.py)."""
 
 import numpy as np
 import pytest
@@ -86,31 +86,6 @@ def test_backward_finite_differences(name, output, L, dL):
         net.params[k] = saved
         numeric[k] = (up - down) / (2 * h)
     assert np.linalg.norm(analytic - numeric) / max(np.linalg.norm(numeric), 1e-2) < 1e-6
-
-
-@pytest.mark.parametrize("name, output, L, dL", custom_losses(), ids=lambda v: v if isinstance(v, str) else "")
-def test_backward_against_torch_autograd(torch, name, output, L, dL):
-    net = network(output, "mse", sizes=[3, 5, 3])
-    X = np.random.default_rng(1).normal(size=(5, 3))
-    layers = []
-    for l, (W, b) in enumerate(net.layers()):
-        linear = torch.nn.Linear(W.shape[1], W.shape[0]).double()
-        with torch.no_grad():
-            linear.weight.copy_(torch.from_numpy(W))
-            linear.bias.copy_(torch.from_numpy(b))
-        last = torch.nn.Tanh() if output == "tanh" else torch.nn.Softmax(1)
-        layers += [linear, torch.nn.Tanh() if l == 0 else last]
-    model = torch.nn.Sequential(*layers)
-    P = model(torch.from_numpy(X))
-    if name == "cubes":
-        objective = (P**3).sum()
-    else:
-        actions, advantages = torch.tensor([0, 2, 1, 1, 0]), torch.tensor([1.5, -0.5, 2.0, -1.0, 0.3], dtype=P.dtype)
-        objective = -(advantages * torch.log(P[torch.arange(5), actions])).mean()
-    objective.backward()
-    got = net.backward(X, dL(net.forward(X)))
-    for key, param in model.state_dict(keep_vars=True).items():
-        np.testing.assert_allclose(got[key], param.grad.numpy(), rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
