@@ -12,7 +12,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
 import fastbp
@@ -20,9 +20,10 @@ from fastbp import _jit
 from fastbp.kernels import codegen
 from fastbp.kernels import compiled as compiled_kernels
 
-from .conftest import TOL, make_data, ref_gradients
+from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, make_data, ref_gradients
 from .test_kernels import OPTIMIZERS
 from .test_network import assert_bad_calls_change_nothing
+from .test_properties import close
 
 # (sizes, hidden, output, loss, dtype): each hidden activation and each output/loss pairing at least once.
 CASES = [
@@ -108,19 +109,26 @@ def test_compiled_train_steps_match_generic(dtype, opt, ref_opt):
 
 
 @pytest.mark.slow
-@settings(max_examples=4)  # each example is a new architecture: a compilation of its own
-@given(sizes=st.lists(st.integers(1, 12), min_size=2, max_size=4), n=st.integers(1, 300),
-       hidden=st.sampled_from(["relu", "leaky_relu", "tanh", "sigmoid", "identity"]))
-def test_compiled_random_architectures(sizes, n, hidden):
-    net, generic = pair(sizes, hidden, "identity", "mse", np.float64)
-    X, Y = make_data(sizes, n, "identity", "mse", np.float64, seed=n)
+@settings(max_examples=4)  # each example is a new architecture: a compilation of its own (10-30 s)
+@example(sizes=[27, 3], n=131, hidden="relu", pairing=("sigmoid", "bce"), dtype=np.float32)  # 4 passes, 2 tiles + 3
+@given(sizes=st.lists(st.integers(1, 32), min_size=2, max_size=4), n=st.integers(1, 300),
+       hidden=st.sampled_from(HIDDEN), pairing=st.sampled_from(PAIRINGS), dtype=st.sampled_from(DTYPES))
+def test_compiled_random_architectures(sizes, n, hidden, pairing, dtype):
+    """Any widths (layers of up to four passes of the chunked sums), batches leaving a partial tile, every
+    activation, output/loss pairing and dtype: against the reference and the generic kernels, and a train step."""
+    output, loss = pairing
+    assume(output != "softmax" or sizes[-1] >= 2)
+    net, generic = pair(sizes, hidden, output, loss, dtype)
+    X, Y = make_data(sizes, n, output, loss, dtype, seed=n)
     want_loss, dWs, dbs = ref_gradients(net, X, Y)
-    loss, grads = net.gradients(X, Y)
-    np.testing.assert_allclose(loss, want_loss, **TOL[np.float64])
+    got_loss, grads = net.gradients(X, Y)
+    close(got_loss, want_loss, dtype)
     for l in range(len(dWs)):
-        np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[np.float64])
-        np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[np.float64])
-    np.testing.assert_allclose(net.forward(X), generic.forward(X), **TOL[np.float64])
+        close(grads[f"{2 * l}.weight"], dWs[l], dtype)
+        close(grads[f"{2 * l}.bias"], dbs[l], dtype)
+    close(net.forward(X), generic.forward(X), dtype)
+    close(net.train_step(X, Y), generic.train_step(X, Y), dtype)
+    close(net.params, generic.params, dtype)
 
 
 def test_large_layers_stay_generic():
