@@ -109,7 +109,7 @@ def test_compiled_train_steps_match_generic(dtype, opt, ref_opt):
 
 
 @pytest.mark.slow
-@settings(max_examples=4)  # each example is a new architecture: a compilation of its own (10-30 s)
+@settings(max_examples=3)  # each example is a new architecture: a compilation of its own (10-30 s)
 @example(sizes=[27, 3], n=131, hidden="relu", pairing=("sigmoid", "bce"), dtype=np.float32)  # 4 passes, 2 tiles + 3
 @given(sizes=st.lists(st.integers(1, 32), min_size=2, max_size=4), n=st.integers(1, 300),
        hidden=st.sampled_from(HIDDEN), pairing=st.sampled_from(PAIRINGS), dtype=st.sampled_from(DTYPES))

@@ -15,6 +15,8 @@ import pytest
 
 import fastbp
 from fastbp import dispatch
+from fastbp.kernels import codegen
+from fastbp.kernels import compiled as compiled_kernels
 
 from .conftest import make_data
 
@@ -218,8 +220,8 @@ def test_warm_covers_every_generic_kernel_signature_a_network_calls(monkeypatch)
         return record
 
     for name in ("GENERIC", "GENERIC_PARALLEL"):
-        namespace = getattr(dispatch, name)
-        monkeypatch.setattr(dispatch, name, types.SimpleNamespace(**{k: recorder(v) for k, v in vars(namespace).items()}))
+        stand_ins = {k: recorder(v) for k, v in vars(getattr(dispatch, name)).items()}
+        monkeypatch.setattr(dispatch, name, types.SimpleNamespace(**stand_ins))
     net = fastbp.Network([2, 16, 3], output="softmax", loss="cross_entropy", dtype=np.float32, compiled=False)
     X, Y = make_data([2, 16, 3], 4000, "softmax", "cross_entropy", np.float32, labels=True)
     assert net.dispatch.use_parallel(4000) and not net.dispatch.use_parallel(4)
@@ -239,30 +241,36 @@ def test_warm_covers_every_generic_kernel_signature_a_network_calls(monkeypatch)
 GRID_SCRIPT = textwrap.dedent("""
     import warnings, numpy as np
     from sklearn.model_selection import GridSearchCV
+    from fastbp.kernels import compiled
     from fastbp.sklearn import MLPClassifier
     X = np.linspace(-1, 1, 270).reshape(90, 3); y = np.arange(90) % 3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         search = GridSearchCV(MLPClassifier(hidden_layer_sizes=(6,), max_iter=5, random_state=0),
                               {"alpha": [1e-4, 1e-2]}, cv=2, n_jobs=2).fit(X, y)
-    print(search.best_estimator_.network_.dispatch.mode, search.best_score_)
+    net = search.best_estimator_.network_
+    print(net.dispatch.mode, search.best_score_, compiled.key(net._signature))
 """)
 
 
 @pytest.mark.slow
-def test_joblib_workers_meeting_a_new_architecture_all_finish(fresh_cache):
-    """GridSearchCV(n_jobs=2): two joblib worker processes meet one new architecture in the background mode (the
-    default outside this suite); the search finishes, the architecture is built once, and the build that may
-    outlive the script finishes on its own, leaving no temporary file."""
+def test_joblib_workers_meeting_a_new_architecture_all_finish():
+    """GridSearchCV(n_jobs=2): two joblib worker processes meet one architecture whose kernels are not built, in the
+    background mode (the default outside this suite); the search finishes, one build finishes (after the script
+    may have ended: it completes in its own process) and leaves no temporary file. The workers share this suite's
+    cache, so its generic kernels load."""
+    signature = codegen.signature([3, 6, 3], "relu", "softmax", "cross_entropy", np.float64)
+    generated = fastbp._jit.cache_dir() / "generated"
+    for path in generated.glob(f"fastbp_net_{compiled_kernels.key(signature)}.*"):
+        path.unlink()  # its markers, lock and module: the build starts afresh (Numba's own cache may still hold it)
     env = {**os.environ, dispatch.ENVIRONMENT: "background"}
     out = subprocess.run([sys.executable, "-c", GRID_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr
-    mode, score = out.stdout.split()
-    assert mode == "background" and 0 <= float(score) <= 1
-    generated = fresh_cache / "fastbp" / "generated"
-    for _ in range(600):  # a build under way when the script ended finishes in its own process
-        if list(generated.glob("*.serial.built")):
+    mode, score, key = out.stdout.split()
+    assert mode == "background" and 0 <= float(score) <= 1 and key == compiled_kernels.key(signature)
+    for _ in range(600):
+        if (generated / f"fastbp_net_{key}.serial.built").exists():
             break
         time.sleep(0.2)
-    assert [path.name.split(".", 1)[1] for path in generated.glob("*.built")] == ["serial.built"]
-    assert not [path for path in fresh_cache.rglob("*") if ".tmp" in path.name]
+    assert sorted(path.name.split(".", 1)[1] for path in generated.glob(f"fastbp_net_{key}.*")) == [
+        "lock", "py", "serial.built"]

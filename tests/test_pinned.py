@@ -1,8 +1,8 @@
 """Documented values pinned against independent computations: what ``seed`` decides (the initialisation rule and the
 shuffles, drawn from ``numpy.random.default_rng(seed)`` in the documented order), every entry of ``fit``'s history
-(a short last batch, sample weights, validation; ``lr`` is pinned in test_schedules.py), and every constructor argument and attribute after
-``save``/``load`` and a pickle round trip. The expected values come from tests/reference.py and numpy, never from
-fastbp's own kernels."""
+(a short last batch, sample weights, validation; ``lr`` is pinned in test_schedules.py and test_golden.py), and every
+constructor argument and attribute after ``save``/``load`` and a pickle round trip. The expected values come from
+tests/reference.py and numpy, never from fastbp's own kernels."""
 
 import pickle
 

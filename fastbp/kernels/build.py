@@ -19,8 +19,8 @@ from .._jit import cache_dir
 from . import compiled
 
 def argument_types(sig):
-    """Per kernel name, the argument types a network calls it with (one signature each): C-contiguous, writeable arrays of the network's
-    dtype (the boundary converts anything else, class labels included)."""
+    """Per kernel name, the argument types a network calls it with (one signature each): C-contiguous, writeable
+    arrays of the network's dtype (the boundary converts anything else, class labels included)."""
     F = numba.from_dtype(np.dtype(sig[4]))
     F1, F2 = types.Array(F, 1, "C"), types.Array(F, 2, "C")
     I1, D1 = types.Array(types.int64, 1, "C"), types.Array(types.float64, 1, "C")
