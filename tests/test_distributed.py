@@ -14,6 +14,8 @@ import pytest
 
 import fastbp
 
+from . import reference as ref
+
 TIMEOUT = 300
 
 
@@ -108,6 +110,44 @@ np.save(f"loss{{rank}}.npy", history["loss"])
         np.testing.assert_allclose(np.load(tmp_path / f"params{rank}.npy"), ref.params, rtol=1e-12, atol=1e-12)
         np.testing.assert_allclose(np.load(tmp_path / f"loss{rank}.npy"), losses, rtol=1e-12)
     assert np.array_equal(np.load(tmp_path / "params0.npy"), np.load(tmp_path / "params1.npy"))
+
+
+@needs_mpi
+def test_seed_decides_the_shuffles_and_each_rank_takes_its_slice(tmp_path):
+    """distributed.fit(seed=4): each epoch's permutation is numpy.random.default_rng(4)'s next, the same on every
+    rank; of each global batch of b rows, rank r trains on rows ``order[start + b r // 2 : start + b (r + 1) // 2]``;
+    the parameters follow tests/reference.py's loop on the whole batches."""
+    result = run_mpi(tmp_path, PRELUDE + f"""
+rng = np.random.default_rng(7)
+X, Y = rng.normal(size=({N}, 5)), rng.normal(size=({N}, 3))
+net = fastbp.Network([5, 8, 3], hidden="tanh", output="identity", loss="mse", optimizer=fastbp.SGD(lr=0.05), seed=3)
+seen, step = [], distributed.train_step
+def recording(net, Xs, Ys, comm, global_batch):
+    seen.append(Xs.copy())
+    return step(net, Xs, Ys, comm, global_batch=global_batch)
+distributed.train_step = recording
+distributed.fit(net, X, Y, comm, epochs={EPOCHS}, batch_size={BATCH}, seed=4)
+np.save(f"params{{rank}}.npy", net.params)
+np.save(f"rows{{rank}}.npy", np.concatenate(seen))
+""")
+    assert result.returncode == 0, result.stderr
+    X, Y = data()
+    layers = network(None).layers()  # the parameters seed 3 gives, rank 0's (fit broadcasts them)
+    Ws, bs = [W.copy() for W, _ in layers], [b.copy() for _, b in layers]
+    opt, order_rng, rows = ref.SGD(0.05), np.random.default_rng(4), {0: [], 1: []}
+    for _ in range(EPOCHS):
+        order = order_rng.permutation(N)
+        for start in range(0, N, BATCH):
+            b = min(BATCH, N - start)
+            for r in (0, 1):
+                rows[r].append(X[order[start + b * r // 2:start + b * (r + 1) // 2]])
+            batch = order[start:start + b]
+            _, dWs, dbs = ref.gradients(Ws, bs, "tanh", "identity", "mse", X[batch], Y[batch])
+            opt.step(Ws + bs, dWs + dbs)
+    want = np.concatenate([a.ravel() for pair in zip(Ws, bs) for a in pair])
+    for r in (0, 1):
+        np.testing.assert_array_equal(np.load(tmp_path / f"rows{r}.npy"), np.concatenate(rows[r]))
+        np.testing.assert_allclose(np.load(tmp_path / f"params{r}.npy"), want, rtol=1e-12, atol=1e-12)
 
 
 @needs_mpi
