@@ -77,8 +77,9 @@ def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, sca
     return total
 
 
-# output_error as a function of its own, compiled once and called (not inlined) by the generated kernels for the
-# losses they do not write out: inlined per call site, its branches made compile times explode.
+# output_error as a kernel of its own for the generated kernels (the losses they do not write out): disk-cached, so a
+# new network's build loads it instead of compiling it again (~1 s), and called, not inlined per call site (inlined,
+# its branches made compile times explode).
 output_error_call = kernel(output_error.py_func)
 
 
