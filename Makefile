@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test docs bench asv-quick clean
+.PHONY: demo test docs bench asv-quick mutation clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,11 @@ docs: $(VENV)/.docs
 
 bench: $(VENV)/.test
 	$(PY) -m fastbp bench
+
+# Mutation testing (not part of make test: hours): cosmic-ray per module with the tests covering it (tests/mutation.py).
+mutation: $(VENV)/.test
+	$(PY) -m pip install --quiet -e ".[mutation]"
+	$(PY) -m tests.mutation $(MODULES)
 
 # A broken benchmark fails CI: check the suite, then run every benchmark once in this environment, on the first value
 # of each parameter (FASTBP_ASV_SMOKE, benchmarks/benchmarks.py; `asv run` without it times the whole grid).

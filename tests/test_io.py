@@ -153,3 +153,16 @@ def test_save_keeps_a_live_writers_file(tmp_path):
     live.write_bytes(b"")
     model().save(tmp_path / "m.npz")
     assert live.exists()
+
+
+def test_save_keeps_the_file_of_another_users_writer(tmp_path, monkeypatch):
+    """A writer this process may not signal (another user's: os.kill raises PermissionError) counts as alive."""
+    other = tmp_path / ".m.npz.1.abc.fastbp-tmp"  # pid 1: not ours to signal when not root, so simulate it
+    other.write_bytes(b"")
+
+    def kill(pid, signal):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(fastbp.io.os, "kill", kill)
+    model().save(tmp_path / "m.npz")
+    assert other.exists()
