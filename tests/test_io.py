@@ -166,3 +166,10 @@ def test_save_keeps_the_file_of_another_users_writer(tmp_path, monkeypatch):
     monkeypatch.setattr(fastbp.io.os, "kill", kill)
     model().save(tmp_path / "m.npz")
     assert other.exists()
+
+
+@pytest.mark.parametrize("seed", [None, 0, 1])
+def test_the_seed_survives_a_file(tmp_path, seed):
+    """None is written as -1 and read back as None; every seed, 0 and 1 included, as itself."""
+    fastbp.Network([2, 3, 1], seed=seed).save(tmp_path / "m.npz")
+    assert fastbp.Network.load(tmp_path / "m.npz").seed == seed
