@@ -19,7 +19,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / ".mutation"
 # module: the tests that cover it
 MODULES = {
-    "fastbp/io.py": ["tests/test_io.py", "tests/test_pinned.py", "tests/test_schedules.py"],  # old files: schedules
+    # io.py also holds load_state_dict (test_network, test_golden) and reads old files (test_schedules)
+    "fastbp/io.py": ["tests/test_io.py", "tests/test_pinned.py", "tests/test_schedules.py", "tests/test_network.py",
+                     "tests/test_golden.py"],
     "fastbp/schedules.py": ["tests/test_schedules.py", "tests/test_golden.py"],
     "fastbp/optim.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_schedules.py"],
     "fastbp/losses.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_objectives.py"],
