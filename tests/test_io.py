@@ -70,6 +70,12 @@ def rewrite(path, **changes):
 @pytest.mark.parametrize("changes, match", [
     ({"format": np.int64(2)}, "newer fastbp .* upgrade"),
     ({"format": None}, "not a fastbp model file"),
+    ({"format": np.int64(0)}, "not a fastbp model file of format 1"),  # below the first format
+    ({"format": np.array([1])}, "not a fastbp model file of format 1"),  # not a scalar
+    ({"format": np.float64(1.0)}, "not a fastbp model file of format 1"),  # not an integer
+    # hyper is float64, whatever the network's dtype
+    ({"hyper": fastbp.Adam(lr=0.01).hyper().astype(np.float32)}, "do not fit"),
+    ({"hyper": fastbp.Adam(lr=0.01).hyper().astype(np.longdouble)}, "do not fit"),
     ({"sizes": np.array([4, 7, 3])}, "do not fit"),
     ({"hidden": np.str_("swish")}, "describes no valid network"),
     ({"flat": np.full((4, 51), np.nan)}, "NaN or infinity"),
@@ -173,3 +179,26 @@ def test_the_seed_survives_a_file(tmp_path, seed):
     """None is written as -1 and read back as None; every seed, 0 and 1 included, as itself."""
     fastbp.Network([2, 3, 1], seed=seed).save(tmp_path / "m.npz")
     assert fastbp.Network.load(tmp_path / "m.npz").seed == seed
+
+
+def test_a_float32_network_refuses_float64_parameters(tmp_path):
+    path = tmp_path / "m.npz"
+    net = fastbp.Network([4, 6, 3], dtype=np.float32, seed=0)
+    net.save(path)
+    rewrite(path, flat=net.flat.astype(np.float64))  # the right shape, the wrong dtype
+    with pytest.raises(ValueError, match="do not fit"):
+        fastbp.Network.load(path)
+
+
+def test_a_save_that_fails_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
+    path = tmp_path / "m.npz"
+    model(seed=1).save(path)
+    before = path.read_bytes()
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(fastbp.io.np, "savez", broken)
+    with pytest.raises(OSError, match="disk full"):
+        model(seed=2).save(path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["m.npz"]
