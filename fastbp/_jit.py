@@ -4,6 +4,7 @@ import functools
 import hashlib
 import os
 import pathlib
+import re
 import types
 
 import numba
@@ -25,14 +26,52 @@ def cache_dir():
     return pathlib.Path(root) / "fastbp"
 
 
+_FROM_IMPORT = re.compile(r"^from\s+(\.*)([\w.]*)\s+import\s+(\([^)]*\)|.*)", re.MULTILINE)
+_DECORATORS = {"kernel", "kernel_pair", "helper", "inline"}
+
+
+def compiled_sources(package=PACKAGE):
+    """The files Numba compiles kernels from: every module that imports this module's decorators, and every fastbp
+    module those import (their helpers are inlined, their constants frozen into the code), found from their
+    ``from ... import`` statements (a regular expression: parsing every file would cost a tenth of a second at
+    import). Host code (the Network class, io, the estimators) is not among them, so editing it keeps the cache. A
+    generated module's own bytes are stamped separately (:class:`_Locator`)."""
+    files = {path.relative_to(package): path.read_text() for path in package.rglob("*.py")}
+
+    def imports(path):  # (fastbp module imported from, names), relative or absolute
+        for dots, dotted, names in _FROM_IMPORT.findall(files[path]):
+            names = [name.split()[0] for name in re.sub(r"#.*", "", names).strip("() \n").split(",") if name.strip()]
+            if dots:
+                yield [*path.parent.parts[:len(path.parent.parts) + 1 - len(dots)], *filter(None, dotted.split("."))], names
+            elif dotted.split(".")[0] == "fastbp":
+                yield dotted.split(".")[1:], names
+
+    def modules(path):  # each name is a submodule, else defined in the module imported from
+        for parts, names in imports(path):
+            for name in names:
+                found = [file for module in (parts + [name], parts) if module
+                         for file in (pathlib.Path(*module[:-1], module[-1] + ".py"), pathlib.Path(*module, "__init__.py"))
+                         if file in files]
+                yield from found[:1]
+
+    todo = [path for path in files for parts, names in imports(path) if parts[-1:] == ["_jit"] and _DECORATORS & set(names)]
+    found = set()
+    while todo:
+        path = todo.pop()
+        if path not in found:
+            found.add(path)
+            todo.extend(modules(path))
+    return sorted(found)
+
+
 @functools.cache
 def source_hash():
-    """A hash of every fastbp source file and the fastbp and Numba versions: kernels inline helpers from other
-    files, so a change to any of them must make every cached kernel stale (Numba's own stamp is the mtime of the
-    function's file alone)."""
+    """A hash of the files kernels are compiled from (:func:`compiled_sources`) and the Numba version:
+    kernels inline helpers from other files, so a change to any of them must make every cached kernel stale (Numba's
+    own stamp is the mtime of the function's file alone)."""
     h = hashlib.sha256(numba.__version__.encode())
-    for path in sorted(PACKAGE.rglob("*.py")):
-        h.update(str(path.relative_to(PACKAGE)).encode() + b"\0" + path.read_bytes())
+    for path in compiled_sources():
+        h.update(str(path).encode() + b"\0" + (PACKAGE / path).read_bytes())
     return h.hexdigest()
 
 

@@ -6,6 +6,7 @@ activation, every output/loss pairing (labels too), both dtypes, every optimizer
 """
 
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -318,6 +319,22 @@ def test_cache_key_follows_every_source(monkeypatch):
     assert compiled_kernels.key(sig) != key
     locator = _jit._Locator(fastbp.kernels.generic._train_step, fastbp.kernels.generic.__file__)
     assert locator.get_source_stamp().startswith("an edited helper")
+
+
+def test_the_cache_key_covers_the_files_kernels_compile_from(tmp_path):
+    sources = {str(path) for path in _jit.compiled_sources()}
+    assert {"_jit.py", "_math.py", "activations.py", "losses.py", "optim.py", "schedules.py", "config.py",
+            "kernels/generic.py", "kernels/layout.py", "kernels/population.py", "kernels/estimator.py"} <= sources
+    assert not {"network.py", "io.py", "sklearn.py", "training.py", "kernels/compiled.py"} & sources
+    # A host module that starts using a decorator joins them, and so does a module a kernel file starts importing
+    # from, relative (parenthesised, commented) or absolute.
+    package = tmp_path / "fastbp"
+    shutil.copytree(_jit.PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "training.py").write_text("from fastbp._jit import helper\n" + (package / "training.py").read_text())
+    with open(package / "kernels" / "layout.py", "a") as f:
+        f.write("from ..io import (\n    save,  # a comment, sklearn\n)\n")
+    sources = {str(path) for path in _jit.compiled_sources(package)}
+    assert {"training.py", "io.py"} <= sources and "sklearn.py" not in sources
 
 
 def test_cache_dir_follows_numba(monkeypatch, tmp_path):

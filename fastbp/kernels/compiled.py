@@ -3,7 +3,7 @@
 with its cache beside it.
 
 A generated module is named by a hash of everything that shaped it: the signature, the generator and every fastbp
-source file (:func:`fastbp._jit.source_hash`), so an edit anywhere can never serve a stale kernel. It is written
+file kernels compile from (:func:`fastbp._jit.source_hash`), so an edit to any of them can never serve a stale kernel. It is written
 atomically (a temporary file in the same directory, renamed), rewritten when its text is not exactly what the
 generator makes (a truncated or edited file), and registered in ``sys.modules`` before use, because Numba's cache
 rebuilds a cached function's environment by importing its module by name.
