@@ -1,39 +1,53 @@
 """``make mutation``: cosmic-ray over fastbp's arithmetic and state, module by module, each mutant run against only the
-tests that cover its module, in a scratch clone (the working tree is never mutated).
+tests that cover its module, in clones of the last commit (the working tree is never mutated).
 
-    python -m tests.mutation [fastbp/io.py ...]      # every module of MODULES when none is named
+    python -m tests.mutation [--minutes M] [--workers W] [fastbp/io.py ...]   # every module of MODULES by default
 
-Prints a table (module, mutants, killed, survived, timed out) and leaves each session's database and report in
-``.mutation/`` for ``cr-report``/``cr-html``. Operators are cosmic-ray's core ones minus those that cannot be told
-apart in this code (bitwise and shift operators, ``is``/``in`` swaps; see OPERATORS_EXCLUDED). Every mutant of a file
-the kernels compile changes the kernels' cache key, so its tests recompile them: expect ~10-15 s per mutant for the
-Python modules and 30-60 s for the kernel modules (hours for the whole list on 2 cores).
+The whole list is ~5,400 mutants and a mutant of a file the kernels compile from recompiles them (30-270 s), so a
+complete run takes days on 2 cores. The sessions therefore keep: ``.mutation/`` holds one cosmic-ray database per
+module, and each run goes on where the last stopped, in cosmic-ray's random order, so the mutants tested so far are a
+uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
+clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
+survivors are tested again on every run, since the tests may have grown since.
+
+Prints a table (module, mutants, tested, killed, survived, incompetent, killed % of tested) and writes each module's
+surviving mutants, with their diffs, to ``.mutation/<module>.survivors.txt``. Operators are cosmic-ray's core ones
+minus those that cannot be told apart in this code (bitwise and shift operators, ``is``/``in`` swaps; see
+OPERATORS_EXCLUDED).
 """
 
+import argparse
+import hashlib
+import os
 import pathlib
+import queue
+import random
+import signal
+import sqlite3
 import subprocess
 import sys
-import tempfile
+import threading
+import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / ".mutation"
-# module: the tests that cover it
+# module: the tests that cover it, the quickest to fail first (pytest -x stops a mutant at its first failing test)
 MODULES = {
     # io.py also holds load_state_dict (test_network, test_golden) and reads old files (test_schedules)
     "fastbp/io.py": ["tests/test_io.py", "tests/test_pinned.py", "tests/test_schedules.py", "tests/test_network.py",
                      "tests/test_golden.py"],
     "fastbp/schedules.py": ["tests/test_schedules.py", "tests/test_golden.py"],
-    "fastbp/optim.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_schedules.py"],
-    "fastbp/losses.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_objectives.py"],
-    "fastbp/activations.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_objectives.py"],
-    "fastbp/kernels/generic.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_objectives.py"],
+    "fastbp/optim.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_schedules.py"],
+    "fastbp/losses.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_objectives.py"],
+    "fastbp/activations.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_objectives.py"],
+    "fastbp/kernels/generic.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_objectives.py"],
     "fastbp/kernels/layout.py": ["tests/test_kernels.py", "tests/test_network.py", "tests/test_fuzz.py"],
     "fastbp/kernels/codegen.py": ["tests/test_compiled.py"],
     "fastbp/kernels/codegen_signature.py": ["tests/test_compiled.py", "tests/test_population_compiled.py"],
     "fastbp/kernels/population.py": ["tests/test_population.py"],
     "fastbp/kernels/codegen_population.py": ["tests/test_population_compiled.py"],
     "fastbp/kernels/estimator.py": ["tests/test_sklearn.py"],
-    "fastbp/training.py": ["tests/test_network.py", "tests/test_pinned.py", "tests/test_divergence.py"],
+    "fastbp/training.py": ["tests/test_divergence.py", "tests/test_pinned.py", "tests/test_network.py"],
     "fastbp/distributed.py": ["tests/test_distributed.py"],
     "fastbp/population.py": ["tests/test_population.py", "tests/test_population_compiled.py"],
     "fastbp/sklearn_training.py": ["tests/test_sklearn.py"],
@@ -44,44 +58,119 @@ OPERATORS_EXCLUDED = [
     "core/ReplaceComparisonOperator_.*_(Is|IsNot|In|NotIn)",
     "core/ReplaceComparisonOperator_(Is|IsNot|In|NotIn)_.*",
 ]
+MUTANT_TIMEOUT = 900.0  # seconds; a mutant that loops for ever counts as killed
+TOOLS = pathlib.Path(sys.executable).parent
 
 
 def config(module, tests):
     excluded = ",\n  ".join(f'"{pattern}"' for pattern in OPERATORS_EXCLUDED)
-    return (f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = 900.0\nexcluded-modules = []\n'
+    return (f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {MUTANT_TIMEOUT}\nexcluded-modules = []\n'
             f'test-command = "{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n\n'
             f'[cosmic-ray.distributor]\nname = "local"\n\n'
             f'[cosmic-ray.filters.operators-filter]\nexclude-operators = [\n  {excluded},\n]\n')
 
 
-def run(module, tests, clone):
-    """Mutate ``module`` in the clone; (mutants, killed, survived, timed out)."""
-    name = module.replace("/", ".").removesuffix(".py")
-    toml, db = OUT / f"{name}.toml", OUT / f"{name}.sqlite"
-    toml.write_text(config(module, tests))
-    tools = pathlib.Path(sys.executable).parent
-    for command in ([tools / "cosmic-ray", "init", toml, db], [tools / "cr-filter-operators", db, toml],
-                    [tools / "cosmic-ray", "exec", toml, db]):
-        subprocess.run([str(part) for part in command], cwd=clone, check=True)
-    report = subprocess.run([str(tools / "cr-report"), "--show-output", str(db)], cwd=clone, capture_output=True,
-                            text=True, check=True).stdout
-    (OUT / f"{name}.report.txt").write_text(report)
-    outcomes = [line.split("test outcome: ")[-1].strip() for line in report.splitlines() if "test outcome:" in line]
-    counted = [o for o in outcomes if o != "None"]  # filtered operators are skipped, not mutants
-    return (len(counted), counted.count("TestOutcome.KILLED"), counted.count("TestOutcome.SURVIVED"),
-            counted.count("TestOutcome.INCOMPETENT"))
+def paths(module):
+    name = OUT / module.replace("/", ".").removesuffix(".py")
+    return name.with_suffix(".toml"), name.with_suffix(".sqlite"), name.with_suffix(".stamp")
+
+
+def prepare(module, checkout):
+    """The module's database: made afresh when the module (in ``checkout``, a clone of the last commit) or its
+    configuration changed, else its survivors reset to pending so this run tests them again."""
+    toml, db, stamp = paths(module)
+    text = config(module, MODULES[module])
+    digest = hashlib.sha256(text.encode() + (checkout / module).read_bytes()).hexdigest()
+    if db.exists() and stamp.exists() and stamp.read_text() == digest:
+        with sqlite3.connect(db) as con:
+            con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+        return
+    db.unlink(missing_ok=True)
+    toml.write_text(text)
+    subprocess.run([TOOLS / "cosmic-ray", "init", toml, db], cwd=checkout, check=True)
+    subprocess.run([TOOLS / "cr-filter-operators", db, toml], cwd=checkout, check=True)
+    stamp.write_text(digest)
+
+
+def clone(k):
+    """Worker ``k``'s clone of the last commit, and its Numba cache (kept between runs: host-code mutants find the
+    kernels compiled)."""
+    path = OUT / f"clone-{k}"
+    if not path.exists():
+        subprocess.run(["git", "clone", "-q", ROOT, path], check=True)
+    subprocess.run(["git", "fetch", "-q", ROOT, "HEAD"], cwd=path, check=True)
+    subprocess.run(["git", "reset", "-q", "--hard", "FETCH_HEAD"], cwd=path, check=True)
+    return path, OUT / f"cache-{k}"
+
+
+def execute(module, where, seconds):
+    """Test the module's pending mutants in ``where`` until they are done or ``seconds`` have passed."""
+    path, cache = where
+    toml, db, _ = paths(module)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
+    try:
+        proc.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:  # the mutant under test is lost; the finished ones are in the database
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    subprocess.run(["git", "checkout", "-q", "--", "."], cwd=path, check=True)  # undo a mutant left applied
+
+
+def tally(module):
+    _, db, _ = paths(module)
+    with sqlite3.connect(db) as con:
+        total = con.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
+        done = dict(con.execute("SELECT test_outcome, COUNT(*) FROM work_results WHERE worker_outcome != 'SKIPPED' "
+                                "GROUP BY test_outcome").fetchall())
+        skipped = con.execute("SELECT COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED'").fetchone()[0]
+        survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff FROM work_results r "
+                                "JOIN mutation_specs s USING (job_id) WHERE r.test_outcome = 'SURVIVED' "
+                                "ORDER BY s.start_pos_row").fetchall()
+    with open(db.with_suffix(".survivors.txt"), "w") as f:
+        for name, row, operator, diff in survivors:
+            f.write(f"# {module}:{row} {name} {operator}\n{diff}\n")
+    killed, survived, incompetent = (done.get(o, 0) for o in ("KILLED", "SURVIVED", "INCOMPETENT"))
+    return total - skipped, killed + survived + incompetent, killed, survived, incompetent
 
 
 def main(argv):
-    modules = argv or list(MODULES)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", default=list(MODULES))
+    parser.add_argument("--minutes", type=float, help="stop after this long (default: when every mutant is tested)")
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args(argv)
     OUT.mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        clone = pathlib.Path(scratch) / "fastbp"
-        subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
-        rows = [(module, *run(module, MODULES[module], clone)) for module in modules]
-    print(f"{'module':40} {'mutants':>8} {'killed':>7} {'survived':>9} {'incompetent':>12}  killed %")
-    for module, total, killed, survived, incompetent in rows:
-        print(f"{module:40} {total:8} {killed:8} {survived:9} {incompetent:12}  {100 * killed / max(total, 1):.1f}")
+    clones = [clone(k) for k in range(args.workers)]
+    for module in args.modules:
+        prepare(module, clones[0][0])
+    todo = queue.Queue()
+    for module in random.sample(args.modules, len(args.modules)):
+        todo.put(module)
+    share = None if args.minutes is None else 60 * args.minutes * args.workers / len(args.modules)
+    deadline = None if args.minutes is None else time.monotonic() + 60 * args.minutes
+
+    def work(where):
+        while True:
+            try:
+                module = todo.get_nowait()
+            except queue.Empty:
+                return
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left < 30:
+                return
+            execute(module, where, None if share is None else min(share, left))
+
+    workers = [threading.Thread(target=work, args=(where,)) for where in clones]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    print(f"{'module':38} {'mutants':>8} {'tested':>7} {'killed':>7} {'survived':>9} {'incompetent':>12}  killed %")
+    for module in args.modules:
+        total, tested, killed, survived, incompetent = tally(module)
+        print(f"{module:38} {total:8} {tested:7} {killed:7} {survived:9} {incompetent:12}  "
+              f"{100 * killed / max(tested, 1):.1f}")
 
 
 if __name__ == "__main__":
