@@ -70,15 +70,15 @@ def config(module, tests):
             f'[cosmic-ray.filters.operators-filter]\nexclude-operators = [\n  {excluded},\n]\n')
 
 
-def paths(module):
-    name = OUT / module.replace("/", ".").removesuffix(".py")
-    return name.with_suffix(".toml"), name.with_suffix(".sqlite"), name.with_suffix(".stamp")
+def paths(module):  # its configuration, database, stamp and list of survivors
+    name = module.replace("/", ".").removesuffix(".py")
+    return tuple(OUT / f"{name}.{suffix}" for suffix in ("toml", "sqlite", "stamp", "survivors.txt"))
 
 
 def prepare(module, checkout):
     """The module's database: made afresh when the module (in ``checkout``, a clone of the last commit) or its
     configuration changed, else its survivors reset to pending so this run tests them again."""
-    toml, db, stamp = paths(module)
+    toml, db, stamp, _ = paths(module)
     text = config(module, MODULES[module])
     digest = hashlib.sha256(text.encode() + (checkout / module).read_bytes()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
@@ -106,7 +106,7 @@ def clone(k):
 def execute(module, where, seconds):
     """Test the module's pending mutants in ``where`` until they are done or ``seconds`` have passed."""
     path, cache = where
-    toml, db, _ = paths(module)
+    toml, db, _, _ = paths(module)
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
     proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
     try:
@@ -118,7 +118,7 @@ def execute(module, where, seconds):
 
 
 def tally(module):
-    _, db, _ = paths(module)
+    _, db, _, survivors_txt = paths(module)
     with sqlite3.connect(db) as con:
         total = con.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
         done = dict(con.execute("SELECT test_outcome, COUNT(*) FROM work_results WHERE worker_outcome != 'SKIPPED' "
@@ -127,7 +127,7 @@ def tally(module):
         survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff FROM work_results r "
                                 "JOIN mutation_specs s USING (job_id) WHERE r.test_outcome = 'SURVIVED' "
                                 "ORDER BY s.start_pos_row").fetchall()
-    with open(db.with_suffix(".survivors.txt"), "w") as f:
+    with open(survivors_txt, "w") as f:
         for name, row, operator, diff in survivors:
             f.write(f"# {module}:{row} {name} {operator}\n{diff}\n")
     killed, survived, incompetent = (done.get(o, 0) for o in ("KILLED", "SURVIVED", "INCOMPETENT"))
