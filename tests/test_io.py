@@ -154,11 +154,16 @@ def test_killed_writer_leaves_a_whole_file(tmp_path):
     assert sorted(os.listdir(tmp_path)) == [".other.npz.1.fastbp-tmp", "m.npz"]
 
 
-def test_save_keeps_a_live_writers_file(tmp_path):
-    live = tmp_path / f".m.npz.{os.getpid()}.abc.fastbp-tmp"  # as if another thread of this process were saving
-    live.write_bytes(b"")
+def test_save_keeps_live_writers_files_and_removes_dead_ones(tmp_path):
+    """Whatever order the folder lists them in: five files of a live writer (as if other threads of this process
+    were saving) and five of a writer that has exited."""
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    live = [tmp_path / f".m.npz.{os.getpid()}.{k}.fastbp-tmp" for k in range(5)]
+    gone = [tmp_path / f".m.npz.{dead.stdout.strip()}.{k}.fastbp-tmp" for k in range(5)]
+    for path in live + gone:
+        path.write_bytes(b"")
     model().save(tmp_path / "m.npz")
-    assert live.exists()
+    assert all(path.exists() for path in live) and not any(path.exists() for path in gone)
 
 
 def test_save_keeps_the_file_of_another_users_writer(tmp_path, monkeypatch):
@@ -179,6 +184,15 @@ def test_the_seed_survives_a_file(tmp_path, seed):
     """None is written as -1 and read back as None; every seed, 0 and 1 included, as itself."""
     fastbp.Network([2, 3, 1], seed=seed).save(tmp_path / "m.npz")
     assert fastbp.Network.load(tmp_path / "m.npz").seed == seed
+
+
+def test_a_negative_seed_in_a_file_is_refused(tmp_path):
+    """Only -1 stands for None; any other negative seed is a corrupt file."""
+    path = tmp_path / "m.npz"
+    model().save(path)
+    rewrite(path, seed=np.array(-5))
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        fastbp.Network.load(path)
 
 
 def test_a_float32_network_refuses_float64_parameters(tmp_path):
