@@ -313,6 +313,9 @@ def test_cache_key_follows_every_source(monkeypatch):
     key = compiled_kernels.key(sig)
     assert compiled_kernels.key(codegen.signature([3, 5, 3], "tanh", "identity", "mse", np.float64)) != key
     assert compiled_kernels.key(codegen.signature([3, 5, 2], "tanh", "identity", "mse", np.float32)) != key
+    serial, parallel = compiled_kernels.for_network(sig)  # the twins run the generated _run and _run_parallel
+    assert not serial.train_step.py_func.__globals__["_run"].targetoptions["parallel"]
+    assert parallel.train_step.py_func.__globals__["_run_parallel"].targetoptions["parallel"]
     # An edit to any fastbp source file changes the hash the key and Numba's stamp are made from.
     monkeypatch.setattr(_jit, "source_hash", lambda: "an edited helper")
     monkeypatch.setattr(compiled_kernels, "source_hash", lambda: "an edited helper")

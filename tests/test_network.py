@@ -72,6 +72,16 @@ def test_fit_batches_and_progress(capsys):
     assert "2/2" in capsys.readouterr().err
 
 
+def test_progress_without_tqdm_prints_each_epochs_losses(capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # whether or not tqdm is installed: the import fails
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)
+    X, Y = make_data([3, 2], 12, "identity", "mse", np.float64)
+    history = fastbp.Network([3, 2], output="identity", seed=1).fit(X[:8], Y[:8], epochs=3, batch_size=4,
+                                                                   validation=(X[8:], Y[8:]), progress=True)
+    assert capsys.readouterr().err.splitlines() == [
+        f"epoch {e + 1}/3 loss {history['loss'][e]:.6g} val_loss {history['val_loss'][e]:.6g}" for e in range(3)]
+
+
 def test_determinism_same_seed():
     X, Y = make_data([8, 16, 3], 40, "softmax", "cross_entropy", np.float32)
     nets = [fastbp.Network([8, 16, 3], output="softmax", loss="cross_entropy", dtype=np.float32, seed=7,

@@ -110,6 +110,9 @@ def test_compiled_population_work_size():
     assert pop.compiled.work_size(4, 5) == codegen_population.work_rows(pop._signature, 4, 5)
     assert pop.workspace(4).shape[0] >= max(pop.compiled.work_size(4, 5), kernels.population_work_size(pop.spec, 4))
     assert "def train_step(flats, spec, hypers, works, X, Y, out):" in pathlib.Path(pop.compiled.source).read_text()
+    serial, parallel = pop._compiled()  # the twin for large populations runs its member loop on threads
+    for name in ("train_step", "predict"):
+        assert not getattr(serial, name).targetoptions["parallel"] and getattr(parallel, name).targetoptions["parallel"]
     with pytest.raises(TypeError, match="compiled must be"):
         fastbp.Population(2, [2, 1], compiled="yes")
 
