@@ -140,5 +140,5 @@ def _progress(epochs):
             pbar.close()
             return
         pbar.update(1)
-        pbar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items()})
+        pbar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if isinstance(v, list)})  # not the counters
     return bar

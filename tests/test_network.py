@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 
 import numba
 import numpy as np
@@ -80,6 +81,33 @@ def test_progress_without_tqdm_prints_each_epochs_losses(capsys, monkeypatch):
                                                                    validation=(X[8:], Y[8:]), progress=True)
     assert capsys.readouterr().err.splitlines() == [
         f"epoch {e + 1}/3 loss {history['loss'][e]:.6g} val_loss {history['val_loss'][e]:.6g}" for e in range(3)]
+
+
+def test_progress_with_tqdm_shows_each_epochs_losses(monkeypatch):
+    class Bar:  # records what fit asks of tqdm's bar
+        def __init__(self, total, unit):
+            self.total, self.unit, self.updates, self.postfixes, self.closed = total, unit, 0, [], False
+
+        def update(self, k):
+            self.updates += k
+
+        def set_postfix(self, values):
+            self.postfixes.append(values)
+
+        def close(self):
+            self.closed = True
+
+    bars = []
+    auto = types.ModuleType("tqdm.auto")
+    auto.tqdm = lambda **kwargs: bars.append(Bar(**kwargs)) or bars[-1]
+    monkeypatch.setitem(sys.modules, "tqdm", types.ModuleType("tqdm"))
+    monkeypatch.setitem(sys.modules, "tqdm.auto", auto)
+    X, Y = make_data([3, 2], 12, "identity", "mse", np.float64)
+    history = fastbp.Network([3, 2], output="identity", seed=1).fit(X[:8], Y[:8], epochs=3, batch_size=4,
+                                                                   validation=(X[8:], Y[8:]), progress=True)
+    [bar] = bars
+    assert (bar.total, bar.unit, bar.updates, bar.closed) == (3, "epoch", 3, True)
+    assert bar.postfixes == [{key: f"{history[key][e]:.4g}" for key in ("loss", "val_loss")} for e in range(3)]
 
 
 def test_determinism_same_seed():
@@ -180,6 +208,9 @@ def _bad_calls(tmp_path):
         ("evaluate", (X, inf_Y), ValueError, "Y contains NaN"),
         ("fit", (X, Y), {"epochs": 0}, ValueError, "epochs must be"),
         ("fit", (X, Y), {"batch_size": -1}, ValueError, "batch_size must be"),
+        ("fit", (X, Y), {"batch_size": 0}, ValueError, "batch_size must be an integer >= 1"),
+        ("fit", (X, Y), {"epochs": 1.5}, ValueError, "epochs must be an integer >= 1"),
+        ("fit", (X, Y), {"patience": 0, "validation": (X, Y)}, ValueError, "patience must be an integer >= 1"),
         ("fit", (X, inf_Y), {}, ValueError, "Y contains NaN"),
         ("fit", (X, Y), {"validation": (nan_X, Y)}, ValueError, "X contains NaN"),
         ("fit", (X, Y), {"validation": X}, TypeError, "validation must be a pair"),
@@ -209,6 +240,13 @@ def assert_bad_calls_change_nothing(net, tmp_path):
         with pytest.raises(exc, match=match):
             getattr(net, name)(*args, **kwargs)
         assert net.flat.tobytes() == flat and net.hyper.tobytes() == hyper, name
+
+
+def test_fit_accepts_the_smallest_counts():
+    X, Y = make_data([3, 2], 3, "identity", "mse", np.float64)
+    history = fastbp.Network([3, 2], output="identity", seed=0).fit(X, Y, epochs=1, batch_size=1, patience=1,
+                                                                    validation=(X, Y))
+    assert len(history["loss"]) == len(history["val_loss"]) == 1
 
 
 def test_bad_labels_raise_and_change_nothing():

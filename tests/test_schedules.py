@@ -1,6 +1,8 @@
 """Learning-rate schedules and gradient clipping, computed in the update kernel: against the numpy reference
 (torch.optim.lr_scheduler and torch.nn.utils.clip_grad_norm_ step for step: tests/test_golden.py)."""
 
+import math
+
 import numpy as np
 import pytest
 
@@ -82,6 +84,58 @@ def test_schedule_values_and_checks():
             (lambda: schedules.ReduceOnPlateau(factor=1.0), ValueError, "factor must be in")]:
         with pytest.raises(exc, match=match):
             make()
+
+
+# Every documented range, as (make an object with the value, low, high, which ends are open); an integer field has
+# high None. Independent of the code: these are the ranges the docstrings state.
+RANGES = {
+    "lr": (lambda v: schedules.Constant(v), 0, math.inf, "low"),
+    "warmup": (lambda v: schedules.Constant(0.1, warmup=v), 0, None, ""),
+    "warmup_start": (lambda v: schedules.Constant(0.1, warmup_start=v), 0, 1, ""),
+    "step": (lambda v: schedules.Constant(0.1)(v), 0, None, ""),
+    "step_size": (lambda v: schedules.StepDecay(0.1, step_size=v), 1, None, ""),
+    "StepDecay gamma": (lambda v: schedules.StepDecay(0.1, step_size=2, gamma=v), 0, 1, "low"),
+    "Exponential gamma": (lambda v: schedules.Exponential(0.1, gamma=v), 0, 1, "low"),
+    "steps": (lambda v: schedules.Cosine(0.1, steps=v), 1, None, ""),
+    "lr_min": (lambda v: schedules.Cosine(0.1, steps=3, lr_min=v), 0, 0.1, ""),
+    "factor": (lambda v: schedules.ReduceOnPlateau(factor=v), 0, 1, "low high"),
+    "patience": (lambda v: schedules.ReduceOnPlateau(patience=v), 0, None, ""),
+    "threshold": (lambda v: schedules.ReduceOnPlateau(threshold=v), 0, 1, "high"),
+    "cooldown": (lambda v: schedules.ReduceOnPlateau(cooldown=v), 0, None, ""),
+    "min_lr": (lambda v: schedules.ReduceOnPlateau(min_lr=v), 0, math.inf, ""),
+    "SGD lr": (lambda v: fastbp.SGD(v), 0, math.inf, "low"),
+    "momentum": (lambda v: fastbp.SGD(0.1, momentum=v), 0, 1, "high"),
+    "weight_decay": (lambda v: fastbp.SGD(0.1, weight_decay=v), 0, math.inf, ""),
+    "clip_norm": (lambda v: fastbp.SGD(0.1, clip_norm=v), 0, math.inf, "low"),
+    "Adam lr": (lambda v: fastbp.Adam(lr=v), 0, math.inf, "low"),
+    "beta1": (lambda v: fastbp.Adam(beta1=v), 0, 1, "high"),
+    "beta2": (lambda v: fastbp.Adam(beta2=v), 0, 1, "high"),
+    "eps": (lambda v: fastbp.Adam(eps=v), 0, math.inf, "low"),
+    "Adam weight_decay": (lambda v: fastbp.Adam(weight_decay=v), 0, math.inf, ""),
+    "Adam clip_norm": (lambda v: fastbp.Adam(clip_norm=v), 0, math.inf, "low"),
+}
+
+
+@pytest.mark.parametrize("name", RANGES)
+def test_every_range_ends_where_documented(name):
+    """Each end of each range: inside (a closed end itself) accepted, outside (an open end itself) refused."""
+    make, low, high, opened = RANGES[name]
+    if high is None:
+        accepted, refused = [low, low + 1, 10**6], [low - 1, -10**6]
+    else:
+        tiny = 1e-9
+        accepted = [low + tiny, (low + min(high, 1e6)) / 2] + ([] if "low" in opened else [low])
+        refused = [low - tiny, -1.0] + ([low] if "low" in opened else [])
+        if math.isinf(high):
+            accepted.append(1e300)
+        else:
+            accepted += [high - tiny] + ([] if "high" in opened else [high])
+            refused += [high + tiny, high + 1.0] + ([high] if "high" in opened else [])
+    for value in accepted:
+        make(value)
+    for value in refused:
+        with pytest.raises(ValueError, match="must be"):
+            make(value)
 
 
 @pytest.mark.parametrize("optimizer", [
