@@ -47,7 +47,9 @@ MODULES = {
     "fastbp/kernels/population.py": ["tests/test_population.py"],
     "fastbp/kernels/codegen_population.py": ["tests/test_population_compiled.py"],
     "fastbp/kernels/estimator.py": ["tests/test_sklearn.py"],
-    "fastbp/training.py": ["tests/test_divergence.py", "tests/test_pinned.py", "tests/test_network.py"],
+    # training.py also holds ReduceOnPlateau's state (test_schedules, test_golden)
+    "fastbp/training.py": ["tests/test_divergence.py", "tests/test_golden.py", "tests/test_pinned.py",
+                           "tests/test_schedules.py", "tests/test_network.py"],
     "fastbp/distributed.py": ["tests/test_distributed.py"],
     "fastbp/population.py": ["tests/test_population.py", "tests/test_population_compiled.py"],
     "fastbp/sklearn_training.py": ["tests/test_sklearn.py"],
