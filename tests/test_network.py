@@ -77,6 +77,8 @@ def test_progress_without_tqdm_prints_each_epochs_losses(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "tqdm", None)  # whether or not tqdm is installed: the import fails
     monkeypatch.setitem(sys.modules, "tqdm.auto", None)
     X, Y = make_data([3, 2], 12, "identity", "mse", np.float64)
+    fastbp.Network([3, 2], output="identity", seed=1).fit(X, Y, epochs=2)
+    assert capsys.readouterr().err == ""  # no progress by default
     history = fastbp.Network([3, 2], output="identity", seed=1).fit(X[:8], Y[:8], epochs=3, batch_size=4,
                                                                    validation=(X[8:], Y[8:]), progress=True)
     assert capsys.readouterr().err.splitlines() == [
@@ -240,6 +242,19 @@ def assert_bad_calls_change_nothing(net, tmp_path):
         with pytest.raises(exc, match=match):
             getattr(net, name)(*args, **kwargs)
         assert net.flat.tobytes() == flat and net.hyper.tobytes() == hyper, name
+
+
+@pytest.mark.parametrize("option, value", [("validation", "given"), ("patience", 3), ("progress", True),
+                                           ("on_nonfinite", "skip"), ("sample_weight", "given"),
+                                           ("reduce_on_plateau", fastbp.schedules.ReduceOnPlateau())])
+def test_fit_with_comm_names_each_option_it_does_not_support(option, value):
+    X, Y = make_data([3, 2], 6, "identity", "mse", np.float64)
+    value = {"validation": (X, Y), "sample_weight": np.ones(6)}.get(option, value) if value == "given" else value
+    net = fastbp.Network([3, 2], output="identity", seed=0)
+    params = net.params.tobytes()
+    with pytest.raises(ValueError, match=f"^fit\\(comm=...\\) does not support {option}$"):
+        net.fit(X, Y, comm=object(), **{option: value})
+    assert net.params.tobytes() == params
 
 
 def test_fit_accepts_the_smallest_counts():

@@ -48,13 +48,16 @@ def test_seed_decides_the_initialisation_by_the_documented_rule(hidden, output):
         np.testing.assert_array_equal(b, b_want)
 
 
-@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+@pytest.mark.parametrize("weighted", [False, True, "zero batches"])
 def test_fit_history_is_the_reference_loop(weighted):
     """11 rows in batches of 4 (the last one 3 rows), shuffled by the seed's generator after the initialisation,
     SGD with momentum: ``loss`` is each epoch's mean over its samples (each step's batch loss weighted by its rows,
-    or by its weight sum), before each step; ``val_loss`` the validation loss after the epoch."""
+    or by its weight sum), before each step; ``val_loss`` the validation loss after the epoch. A batch whose weights
+    are all zero is skipped (no step), and the epoch goes on."""
     n, batch, epochs, lr, momentum = 11, 4, 3, 0.05, 0.9
     X, Y, w = data(n)
+    if weighted == "zero batches":
+        w[np.arange(n) % 4 != 0] = 0.0  # three rows of weight: some shuffled batches have none
     Xv, Yv, _ = data(5, seed=1)
     net = fastbp.Network(SIZES, hidden=HIDDEN, output=OUTPUT, loss=LOSS, seed=5,
                          optimizer=fastbp.SGD(lr=lr, momentum=momentum))
@@ -63,19 +66,23 @@ def test_fit_history_is_the_reference_loop(weighted):
 
     Ws, bs, rng = initial_layers(SIZES, HIDDEN, OUTPUT, 5)
     opt = ref.SGD(lr, momentum=momentum)
-    want_loss, want_val = [], []
+    want_loss, want_val, skipped_before_a_step = [], [], 0
     for _ in range(epochs):
         order = rng.permutation(n)
         total = mass = 0.0
         for start in range(0, n, batch):
             rows = order[start:start + batch]
             weights = w[rows] if weighted else None
+            if weighted and weights.sum() == 0:
+                skipped_before_a_step += start + batch < n
+                continue
             value, dWs, dbs = ref.gradients(Ws, bs, HIDDEN, OUTPUT, LOSS, X[rows], Y[rows], sample_weight=weights)
             step_mass = weights.sum() if weighted else len(rows)
             total, mass = total + value * step_mass, mass + step_mass
             opt.step(Ws + bs, dWs + dbs)
         want_loss.append(total / mass)
         want_val.append(ref.gradients(Ws, bs, HIDDEN, OUTPUT, LOSS, Xv, Yv)[0])
+    assert skipped_before_a_step > 0 if weighted == "zero batches" else skipped_before_a_step == 0
     assert set(history) == {"loss", "val_loss", "nonfinite_steps", "stopped"}
     np.testing.assert_allclose(history["loss"], want_loss, rtol=1e-12)
     np.testing.assert_allclose(history["val_loss"], want_val, rtol=1e-12)
