@@ -14,6 +14,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from fastbp import sklearn_training  # noqa: E402
+from fastbp.kernels import estimator as K  # noqa: E402
 from fastbp.sklearn import MLPClassifier, MLPRegressor, from_sklearn  # noqa: E402
 
 OURS = {skn.MLPClassifier: MLPClassifier, skn.MLPRegressor: MLPRegressor}
@@ -74,6 +75,9 @@ def test_training_matches_sklearn_step_for_step(solver, kind, weighted, dtype):
     np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=rtol)
     assert (ours.n_iter_, ours.t_, ours.out_activation_, ours.n_layers_, ours.n_outputs_) == \
         (theirs.n_iter_, theirs.t_, theirs.out_activation_, theirs.n_layers_, theirs.n_outputs_)
+    assert ours._no_improvement_count == theirs._no_improvement_count
+    if solver.startswith("sgd"):  # the rate the next epoch would use (adaptive: divided by 5 on a plateau)
+        assert ours._opt[K.LR] == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
 
 
 @pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
