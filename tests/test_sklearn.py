@@ -80,6 +80,19 @@ def test_training_matches_sklearn_step_for_step(solver, kind, weighted, dtype):
         assert ours._opt[K.LR] == pytest.approx(theirs._optimizer.learning_rate, rel=1e-12)
 
 
+@pytest.mark.parametrize("solver, params", [
+    ("sgd-adaptive", dict(max_iter=30)),  # rates divided by 5 until "Learning rate too small. Stopping."
+    ("adam", dict(early_stopping=True, validation_fraction=0.25, n_iter_no_change=2, tol=10.0, max_iter=10))])
+def test_verbose_prints_what_sklearn_prints(capsys, solver, params):
+    X, y, _ = _data("multiclass")
+    printed = []
+    for est in _pair("multiclass", hidden_layer_sizes=(4,), random_state=0, verbose=True, learning_rate_init=0.02,
+                     **{**SOLVERS[solver], **params}):
+        _fit_both((est,), X, y)
+        printed.append(capsys.readouterr().out)
+    assert printed[0] == printed[1] and printed[0].endswith("Stopping.\n")
+
+
 @pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
 def test_one_step_matches_sklearn_exactly_on_the_compiled_kernels(kind):
     """One full-batch step on the kernels compiled for the network (the default outside the tests, whose conftest
