@@ -38,23 +38,28 @@ def compiled_sources(package=PACKAGE):
     generated module's own bytes are stamped separately (:class:`_Locator`)."""
     files = {path.relative_to(package): path.read_text() for path in package.rglob("*.py")}
 
-    def imports(path):  # (fastbp module imported from, names), relative or absolute
+    def imports(path):  # (the package path imported from, the names imported), for each fastbp import
         for dots, dotted, names in _FROM_IMPORT.findall(files[path]):
             names = [name.split()[0] for name in re.sub(r"#.*", "", names).strip("() \n").split(",") if name.strip()]
-            if dots:
-                yield [*path.parent.parts[:len(path.parent.parts) + 1 - len(dots)], *filter(None, dotted.split("."))], names
-            elif dotted.split(".")[0] == "fastbp":
-                yield dotted.split(".")[1:], names
+            dotted = [part for part in dotted.split(".") if part]
+            if dots:  # relative: one dot is the importing file's own package
+                yield [*path.parent.parts[:len(path.parent.parts) + 1 - len(dots)], *dotted], names
+            elif dotted[:1] == ["fastbp"]:
+                yield dotted[1:], names
+
+    def file_of(module):  # a module's file, as a path inside the package, or None
+        candidates = [pathlib.Path(*module[:-1], module[-1] + ".py"), pathlib.Path(*module, "__init__.py")]
+        return next((path for path in candidates if module and path in files), None)
 
     def modules(path):  # each name is a submodule, else defined in the module imported from
         for parts, names in imports(path):
             for name in names:
-                found = [file for module in (parts + [name], parts) if module
-                         for file in (pathlib.Path(*module[:-1], module[-1] + ".py"), pathlib.Path(*module, "__init__.py"))
-                         if file in files]
-                yield from found[:1]
+                found = file_of(parts + [name]) or file_of(parts)
+                if found:
+                    yield found
 
-    todo = [path for path in files for parts, names in imports(path) if parts[-1:] == ["_jit"] and _DECORATORS & set(names)]
+    todo = [path for path in files for parts, names in imports(path)
+            if parts[-1:] == ["_jit"] and _DECORATORS & set(names)]
     found = set()
     while todo:
         path = todo.pop()

@@ -126,9 +126,9 @@ def tally(module):
         done = dict(con.execute("SELECT test_outcome, COUNT(*) FROM work_results WHERE worker_outcome != 'SKIPPED' "
                                 "GROUP BY test_outcome").fetchall())
         skipped = con.execute("SELECT COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED'").fetchone()[0]
-        survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff FROM work_results r "
-                                "JOIN mutation_specs s USING (job_id) WHERE r.test_outcome = 'SURVIVED' "
-                                "ORDER BY s.start_pos_row").fetchall()
+        survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff "
+                                "FROM work_results r JOIN mutation_specs s USING (job_id) "
+                                "WHERE r.test_outcome = 'SURVIVED' ORDER BY s.start_pos_row").fetchall()
     with open(survivors_txt, "w") as f:
         for name, row, operator, diff in survivors:
             f.write(f"# {module}:{row} {name} {operator}\n{diff}\n")

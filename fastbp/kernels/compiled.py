@@ -3,10 +3,10 @@
 with its cache beside it.
 
 A generated module is named by a hash of everything that shaped it: the signature, the generator and every fastbp
-file kernels compile from (:func:`fastbp._jit.source_hash`), so an edit to any of them can never serve a stale kernel. It is written
-atomically (a temporary file in the same directory, renamed), rewritten when its text is not exactly what the
-generator makes (a truncated or edited file), and registered in ``sys.modules`` before use, because Numba's cache
-rebuilds a cached function's environment by importing its module by name.
+file kernels compile from (:func:`fastbp._jit.source_hash`), so an edit to any of them can never serve a stale
+kernel. It is written atomically (a temporary file in the same directory, renamed), rewritten when its text is not
+exactly what the generator makes (a truncated or edited file), and registered in ``sys.modules`` before use, because
+Numba's cache rebuilds a cached function's environment by importing its module by name.
 """
 
 import hashlib
