@@ -5,10 +5,12 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 
 import fastbp
+from fastbp import activations as act
 from fastbp import kernels
 
 from . import reference as ref
@@ -53,6 +55,62 @@ def test_forward_and_gradient_match_reference(dtype, hidden, output, loss):
         np.testing.assert_allclose(grads[f"{2 * l}.weight"], dWs[l], **TOL[dtype])
         np.testing.assert_allclose(grads[f"{2 * l}.bias"], dbs[l], **TOL[dtype])
     assert grads["0.weight"].dtype == dtype and net.forward(X).dtype == dtype
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu"])
+def test_each_activation_is_right_over_the_whole_range(dtype, name):
+    """The compiled elementwise function at 0 and at +-10**e for every e its dtype holds, and through the range
+    where exp's scaling 2**k leaves the exponent field (|z| of 44-90 in float32, 350-720 in float64): within 8 ulps
+    of the float64 reference (or within twice the smallest normal number of it: exp's argument is clamped where
+    exp underflows)."""
+    finfo = np.finfo(dtype)
+    magnitudes = np.concatenate([10.0 ** np.arange(-30, finfo.maxexp * np.log10(2)),
+                                 np.linspace(40, 100, 31), np.linspace(300, 800, 51)])
+    z = np.concatenate([[0.0], magnitudes, -magnitudes]).astype(dtype)
+    with np.errstate(over="ignore"):
+        want = ref.activation(name, z.astype(np.float64))
+    got = np.array([getattr(act, name)(value) for value in z], dtype)  # Numba returns Python floats
+    np.testing.assert_allclose(got, want, rtol=8 * finfo.eps, atol=2 * finfo.tiny)
+
+
+@numba.njit
+def _backprop_row(code, buf, a0, d0, width, stride):
+    act.backprop_row(code, buf, a0, d0, width, stride)
+
+
+@pytest.mark.parametrize("name", ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax"])
+def test_backprop_row_at_every_stride(name):
+    """dL/dz from dL/da for one row of 4 units held 1 apart (a network's rows) or 3 apart (the compiled kernels'
+    tiles, rows interleaved): the reference's, whatever the stride, and nothing else in the buffer touched."""
+    rng = np.random.default_rng(0)
+    z, g = rng.normal(size=(1, 4)), rng.normal(size=(1, 4))
+    want = ref.activation_backward(name, z, g)[0]
+    for stride in (1, 3):
+        buf = rng.normal(size=40)
+        a0, d0 = 2, 3 + 4 * stride
+        buf[a0:a0 + 4 * stride:stride], buf[d0:d0 + 4 * stride:stride] = ref.activation(name, z)[0], g[0]
+        before = buf.copy()
+        _backprop_row(act.CODES[name], buf, a0, d0, 4, stride)
+        np.testing.assert_allclose(buf[d0:d0 + 4 * stride:stride], want, rtol=1e-12)
+        others = np.ones(40, bool)
+        others[d0:d0 + 4 * stride:stride] = False
+        assert buf[others].tobytes() == before[others].tobytes()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("hidden, output", [(hidden, "identity") for hidden in HIDDEN] +
+                         [("identity", output) for output in ("sigmoid", "tanh", "softmax")])
+def test_activations_saturate_without_overflow(dtype, hidden, output):
+    """Pre-activations of +-1e4 (exp overflows far below that) and a tiny one: finite, and the reference's values
+    (+-1 or 0 and 1 where an activation saturates)."""
+    net = network([2, 3, 3], hidden, output, "mse", dtype)
+    X = np.array([[1e4, -1e4], [-1e4, 1e4], [1e-30, 0.0]], dtype)
+    with np.errstate(over="ignore"):  # the reference's exp overflows to inf, harmlessly
+        _, As = ref.forward(*ref_layers(net), hidden, output, X)
+    out = net.forward(X)
+    assert np.isfinite(out).all()
+    np.testing.assert_allclose(out, As[-1], **TOL[dtype])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
