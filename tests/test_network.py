@@ -216,6 +216,7 @@ def _bad_calls(tmp_path):
         ("fit", (X, inf_Y), {}, ValueError, "Y contains NaN"),
         ("fit", (X, Y), {"validation": (nan_X, Y)}, ValueError, "X contains NaN"),
         ("fit", (X, Y), {"validation": X}, TypeError, "validation must be a pair"),
+        ("fit", (X, Y), {"validation": (X, Y, Y)}, TypeError, "validation must be a pair"),
         ("load_state_dict", ({"0.weight": np.zeros((4, 3))},), ValueError, "missing"),
         ("load_state_dict", ({**fastbp.Network([3, 4, 2]).state_dict(), "0.bias": np.zeros(3)},), ValueError,
          "shape \\(4,\\)"),
