@@ -8,6 +8,7 @@ import sys
 import numba
 import numpy as np
 import pytest
+import scipy.special
 
 import fastbp
 from fastbp import activations as act
@@ -72,6 +73,18 @@ def test_each_activation_is_right_over_the_whole_range(dtype, name):
         want = ref.activation(name, z.astype(np.float64))
     got = np.array([getattr(act, name)(value) for value in z], dtype)  # Numba returns Python floats
     np.testing.assert_allclose(got, want, rtol=8 * finfo.eps, atol=2 * finfo.tiny)
+
+
+@pytest.mark.parametrize("dtype, big", [(np.float32, 60.0), (np.float64, 500.0)])
+def test_cross_entropy_on_logits_whose_softmax_underflows(dtype, big):
+    """Rows whose largest logit sits at each position, with units whose probability underflows to 0 (labelled too):
+    the loss is log-sum-exp minus the label's logit, finite, as scipy's logsumexp gives it in float64."""
+    z = np.array([[2, -2, 0, 0.2], [-2, 2, 0.2, 0], [0, 0.2, -2, 2], [0.2, 0, 2, -2]]) * big
+    labels = np.array([1, 1, 0, 3])  # a probability of 0, one near 1, 0 again, another near 0
+    net = fastbp.Network([4, 4], output="softmax", loss="cross_entropy", dtype=dtype, seed=0)
+    net.load_state_dict({"0.weight": np.eye(4), "0.bias": np.zeros(4)})  # logits = X
+    want = np.mean(scipy.special.logsumexp(z, axis=1) - z[np.arange(4), labels])
+    np.testing.assert_allclose(net.evaluate(z.astype(dtype), labels), want, rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
 @numba.njit
