@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp import config
+from fastbp import population as population_module
 from fastbp import kernels
 
 from .conftest import TOL
@@ -155,7 +157,9 @@ def test_bad_input_raises_and_changes_nothing():
     pop.train_step(X, Y)
     nan_X = X.copy()
     nan_X[2, 1, 0] = np.nan
-    cases = [((X[:2], Y), ValueError, "shape"), ((X, Y[:, :, :1]), ValueError, "shape"),
+    more = np.concatenate([X, X[:1]])  # a member too many
+    cases = [((X[:2], Y), ValueError, "shape"), ((X, Y[:, :, :1]), ValueError, "Y must have shape \\(3, 2, 2\\)"),
+             ((more, np.concatenate([Y, Y[:1]])), ValueError, "X must have shape \\(3, rows >= 1, 2\\)"),
              ((X[:, :0], Y[:, :0]), ValueError, "rows >= 1"), ((X.astype(complex), Y), TypeError, "real"),
              ((nan_X, Y), ValueError, "X contains NaN"), ((X[0], Y), ValueError, "shape")]
     for args, exc, match in cases:
@@ -165,17 +169,45 @@ def test_bad_input_raises_and_changes_nothing():
         assert pop.flats.tobytes() == flats and pop.hypers.tobytes() == hypers
     with pytest.raises(ValueError, match="X contains NaN"):
         pop.forward(nan_X)
-    with pytest.raises(ValueError, match="does not fit"):
-        pop.set_member(0, fastbp.Network([2, 5, 2]))
-    with pytest.raises(IndexError):
-        pop.member(3)
+    same = dict(sizes=[2, 4, 2], optimizer=fastbp.SGD(lr=0.1, momentum=0.9))  # the member's state rows
+    for change in (dict(sizes=[2, 5, 2]), dict(sizes=[2, 3, 2]), dict(hidden="tanh"), dict(hidden="identity"),
+                   dict(dtype=np.float32), dict(optimizer=fastbp.SGD(lr=0.1))):  # each field above and below
+        with pytest.raises(ValueError, match="does not fit"):
+            pop.set_member(0, fastbp.Network(**{**same, **change}))
+    pop.set_member(0, fastbp.Network(**same, seed=5))  # and the same architecture fits
+    for out in (np.empty((3, 2, 2), np.float32), np.empty((3, 2, 3)), [[[0.0] * 2] * 2] * 3):
+        with pytest.raises(ValueError, match="out must be a writeable C-contiguous float64 array of shape"):
+            pop.forward(X, out=out)
+    for index in (3, -4, 1.0, True):
+        with pytest.raises(IndexError, match="member index must be an integer in \\[-3, 3\\)"):
+            pop.member(index)
     with pytest.raises(ValueError, match="n must be"):
         fastbp.Population(0, [2, 1])
+    with pytest.raises(ValueError, match="Y must have shape \\(2, 1, 1\\)"):  # n_out, not n_in
+        fastbp.Population(2, [3, 1]).train_step(np.zeros((2, 1, 3)), np.zeros((2, 1, 3)))
     labels = fastbp.Population(2, [2, 3], output="softmax", loss="cross_entropy", seed=0)
     flats = labels.flats.tobytes()
     with pytest.raises(ValueError, match="labels must be in"):
         labels.train_step(np.zeros((2, 1, 2)), np.array([[0], [3]]))
     assert labels.flats.tobytes() == flats
+
+
+@pytest.mark.parametrize("op", ["forward", "train_step"])
+def test_large_populations_take_the_parallel_kernels(monkeypatch, op):
+    """The thresholds of fastbp.config: above PARALLEL_PREDICT_MEMBERS (forward) or PARALLEL_TRAIN_MEMBERS
+    (train_step) members the parallel twin runs, on the population's threads; at or below it the serial kernel."""
+    calls = []
+    monkeypatch.setattr(population_module, "run_with_threads",
+                        lambda kern, args, threads: calls.append((kern, threads)) or True)
+    limit = {"forward": config.PARALLEL_PREDICT_MEMBERS, "train_step": config.PARALLEL_TRAIN_MEMBERS}[op]
+    name = {"forward": "predict", "train_step": "train_step"}[op]
+    for n in (limit, limit + 1):
+        pop = fastbp.Population(n, [2, 1], seed=0, threads=1)
+        X, Y = data(n, 1, [2, 1])
+        getattr(pop, op)(*((X,) if op == "forward" else (X, Y)))
+        kernels_used, threads = (pop._kernels_parallel, 1) if n > limit else (pop._kernels, None)
+        assert calls[-1] == (getattr(kernels_used, name), threads)
+        assert pop._kernels_parallel is not pop._kernels
 
 
 @numba.njit(cache=True)
