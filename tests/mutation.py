@@ -117,7 +117,9 @@ def execute(module, where, seconds):
     """Test the module's pending mutants in ``where`` until they are done or ``seconds`` have passed."""
     path, cache = where
     toml, db, _, _ = paths(module)
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))
+    # PYTHONPATH: the tests' subprocesses (MPI ranks, writers, fresh-cache runs) import the clone's fastbp too, not
+    # the one installed in the virtual environment
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(path))
     proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
     try:
         proc.wait(timeout=seconds)

@@ -175,7 +175,12 @@ def test_bad_input_raises_and_changes_nothing():
         with pytest.raises(ValueError, match="does not fit"):
             pop.set_member(0, fastbp.Network(**{**same, **change}))
     pop.set_member(0, fastbp.Network(**same, seed=5))  # and the same architecture fits
-    for out in (np.empty((3, 2, 2), np.float32), np.empty((3, 2, 3)), [[[0.0] * 2] * 2] * 3):
+    with pytest.raises(ValueError, match="does not fit"):  # more state rows than the members' (momentum)
+        fastbp.Population(2, [2, 4, 2]).set_member(0, fastbp.Network(**same))
+    read_only = np.empty((3, 2, 2))
+    read_only.flags.writeable = False
+    for out in (np.empty((3, 2, 2), np.float32), np.empty((3, 2, 3)), [[[0.0] * 2] * 2] * 3,
+                np.empty((3, 2, 4))[:, :, ::2], read_only):
         with pytest.raises(ValueError, match="out must be a writeable C-contiguous float64 array of shape"):
             pop.forward(X, out=out)
     for index in (3, -4, 1.0, True):
