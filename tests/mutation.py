@@ -126,7 +126,20 @@ def execute(module, where, seconds):
     except subprocess.TimeoutExpired:  # the mutant under test is lost; the finished ones are in the database
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        _kill_leftovers(env["PYTHONPATH"])
     subprocess.run(["git", "checkout", "-q", "--", "."], cwd=path, check=True)  # undo a mutant left applied
+
+
+def _kill_leftovers(pythonpath):
+    """Kill what the killed run left behind in sessions of its own (an MPI job's ranks wait for ever for a rank that
+    is gone): every process with this PYTHONPATH in its environment (Linux's /proc)."""
+    mark = f"PYTHONPATH={pythonpath}".encode()
+    for proc in pathlib.Path("/proc").glob("[0-9]*"):
+        try:
+            if mark in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except OSError:  # gone meanwhile, or not ours
+            pass
 
 
 def tally(module):
