@@ -138,6 +138,49 @@ class Throughput:
     track_train_step_gflops.unit = "GFLOP/s"
 
 
+class Relative:
+    """What survives a noisy machine: fastbp's train step timed against the numpy baseline's alternating inside one
+    benchmark (medians of rounds, as ``python -m fastbp bench`` times them), so drift between commits, or between
+    two halves of a run, hits both alike. Read these with ``asv continuous`` and ``asv publish``; the ``time_``
+    suites' absolute times move with the machine (the numpy baseline's own by 1.2-2x between two runs here).
+
+    - ``track_relative_to_numpy``: fastbp's seconds per numpy's (lower is better; 0.25 is 4x numpy);
+    - ``track_relative_to_floor``: fastbp's seconds over the least any step can take (:func:`fastbp.bench.
+      floor_seconds`: its FLOPs at this machine's GEMM peak or its bytes at its memory bandwidth; lower is better,
+      1 is the floor).
+    """
+
+    params = (CASES + [bench.POPULATION.name],)
+    param_names = ["case"]
+    timeout = 600
+
+    def setup(self, case):
+        if case == bench.POPULATION.name:
+            self.case = bench.POPULATION
+            self.impls = [bench.POPULATION_IMPLS[name](self.case) for name in ("fastbp-compiled", "numpy")]
+        else:
+            self.case = bench.CASES[case]
+            self.impls = [bench.IMPLS[name](self.case) for name in ("fastbp", "numpy")]
+
+    def _fastbp_and_numpy(self):
+        rounds, block = (1, 0.005) if SMOKE else (7, 0.05)
+        times = bench.measure(self.case, "train_step", self.impls, rounds, block, settle=0.05)
+        return times[self.impls[0].name], times["numpy"]
+
+    def track_relative_to_numpy(self, case):
+        fastbp, numpy = self._fastbp_and_numpy()
+        return fastbp / numpy
+
+    track_relative_to_numpy.unit = "x numpy's time"
+
+    def track_relative_to_floor(self, case):
+        peak = bench.gemm_peak(self.case.dtype, n=512 if SMOKE else 2048)
+        floor = bench.floor_seconds(self.case, "train_step", peak, bench.memory_bandwidth(16 if SMOKE else 256))
+        return self._fastbp_and_numpy()[0] / floor
+
+    track_relative_to_floor.unit = "x the floor"
+
+
 class Memory:
     """Peak resident memory of 20 train steps after setup; peakmem_reference (empty) is the baseline to subtract."""
 

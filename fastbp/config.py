@@ -38,3 +38,9 @@ PARALLEL_TRAIN_MEMBERS = 8 * LANES
 # ---- the background build (fastbp.dispatch) -----------------------------------------------------------------------
 
 BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a large network compiles in ~1 min)
+
+# ---- the plan (fastbp.plan): timing the candidate kernels in the background build ------------------------------
+
+PLAN_ROUNDS = 5  # alternating rounds per batch class; the median decides
+PLAN_BLOCK_SECONDS = 0.005  # calls per round: about this long (one call at least)
+PLAN_MAX_WORK = 1 << 28  # batch classes whose step has more multiply-adds are not timed (they follow a smaller one)

@@ -15,7 +15,11 @@ environment variable ``FASTBP_COMPILE`` when ``compiled`` is None:
 - ``"eager"`` (``compiled=True``): the network's own kernels from the first call, compiled then if not cached.
 - ``"off"`` (``compiled=False``): the generic kernels only.
 
-Networks with a layer of more than ``MAX_LAYER_WEIGHTS`` weights run the generic kernels (BLAS) in every mode.
+Which kernels run a batch is measured in the ``background`` mode: the build also times the candidates (each family,
+serial and parallel at each thread count) per batch class on this machine, and the network follows that plan
+(:mod:`fastbp.plan`, :attr:`Dispatch.plan`) from then on, in every process. The two fixed modes plan nothing: they
+run their family, serial or parallel by fixed thresholds (``PARALLEL_MIN_WORK``), and ``eager`` networks with a layer
+of more than ``MAX_LAYER_WEIGHTS`` weights run the generic kernels (BLAS).
 
 A background build is one child process at a time per process (a queue), at a lower priority, holding a lock file
 so that processes meeting the same new architecture at once compile it once. If it fails (no writable cache, a
@@ -36,7 +40,7 @@ import weakref
 import numba
 import numpy as np
 
-from . import kernels
+from . import kernels, plan
 from ._jit import PACKAGE
 from .config import BUILD_TIMEOUT
 from .kernels import build, codegen
@@ -115,41 +119,52 @@ class Dispatch:
     lock : threading.Lock
         The network's lock, held while a tier changes.
     on_swap : callable
-        Called with the serial kernels, under ``lock``, when a tier changes.
+        Called with the serial kernels, under ``lock``, when a tier or the plan changes.
+    threads : int or None
+        The network's thread count: the most a parallel twin runs on (None: Numba's).
 
     Attributes
     ----------
     mode : str
         ``"eager"``, ``"background"`` or ``"off"`` (see the module's docstring).
     tier : str
-        ``"generic"`` or ``"compiled"``: the family of the serial kernels, which most calls run.
+        ``"generic"`` or ``"compiled"``: the family of the serial kernels loaded (``"generic"`` also when a plan
+        found its own kernels slower on every batch class).
     parallel_tier : str
         The same for the parallel twins, which large batches run.
     build : str
-        The background build of the serial kernels: ``"none"`` (no build: another mode, or a network too wide for
-        compiled kernels), ``"running"`` (queued or compiling), ``"done"`` or ``"failed"``.
+        The background build of the serial kernels (and the plan): ``"none"`` (no build: another mode, or an eager
+        network too wide for compiled kernels), ``"running"`` (queued, compiling or timing), ``"done"`` or
+        ``"failed"``.
     parallel_build : str
         The same for the parallel twins.
+    plan : fastbp.plan.Plan or None
+        The measured times that choose the kernels of each batch (:meth:`choose`), in the background mode once its
+        build has measured them (or a stored plan fits this machine); None before, and in the fixed modes.
     serial, parallel : types.SimpleNamespace
-        The kernels the network calls now (``train_step``, ``predict``, ``gradient``, ``loss``, ``backward``).
+        The kernels of the tier loaded (``train_step``, ``predict``, ``gradient``, ``loss``, ``backward``).
     """
 
-    def __init__(self, signature, mode, lock, on_swap):
-        self.mode, self.signature = mode, signature
+    def __init__(self, signature, mode, lock, on_swap, threads=None):
+        self.mode, self.signature, self.threads = mode, signature, threads
         sizes = signature[0]
-        self.eligible = compiled_kernels.eligible(sizes)
+        # In the background mode every network builds, and its plan says where its own kernels pay.
+        self.eligible = mode == "background" or compiled_kernels.eligible(sizes)
         self._widest = max(a * b for a, b in zip(sizes[:-1], sizes[1:]))  # multiply-adds per row, largest layer
         self._tile = codegen.tile_rows(signature[4])
         self._lock, self._on_swap = lock, on_swap
         self.tier = self.parallel_tier = "generic"
         self.build = self.parallel_build = "none"
         self.serial, self.parallel = GENERIC, GENERIC_PARALLEL
+        self.plan = plan.load(signature) if mode == "background" else None
         if self.eligible and mode != "off":
             for phase in build.PHASES:
-                if mode == "eager" or build.is_built(signature, phase):
-                    self._use(phase, compiled_kernels.for_network(signature)[build.PHASES.index(phase)])
+                # a build without a plan for this machine (another CPU, a lost file) is measured again
+                if mode == "eager" or (build.is_built(signature, phase) and self.plan is not None):
+                    if self._plans_compiled():
+                        self._use(phase, compiled_kernels.for_network(signature)[build.PHASES.index(phase)])
                     self._set_build(phase, "done" if mode == "background" else "none")
-            if mode == "background" and self.tier == "generic":
+            if mode == "background" and self.build == "none":
                 self._start("serial")
 
     @property
@@ -180,7 +195,16 @@ class Dispatch:
     def _take(self, phase, namespace, error):
         self._set_build(phase, "failed" if namespace is None else "done")
         if namespace is not None:
-            self._swap(phase, namespace)
+            if self.mode == "background":
+                self.plan = plan.load(self.signature)
+            if self._plans_compiled():
+                self._use(phase, namespace)
+            self._on_swap(self.serial)  # the plan, or the kernels it chooses among, changed
+
+    def _plans_compiled(self):
+        """Whether the compiled kernels run any batch: always in the eager mode, else where the plan says so."""
+        return self.plan is None or any(plan.parse(self.plan.choice(rows))[0] == "compiled"
+                                        for rows in self.plan.times)
 
     def _swap(self, phase, namespace):
         self._use(phase, namespace)
@@ -202,26 +226,54 @@ class Dispatch:
         with self._lock:
             self._take(phase, namespace, error)
 
-    def prepare(self):
+    def prepare(self, batch=None):
         """Wait for the compiled kernels, serial and parallel, where this network can have them: the background
-        builds' results, else (a build failed, or mode ``"off"``) compile in this process now."""
+        builds' results and their plan (which may keep the generic kernels), else (a build failed, or mode
+        ``"off"``) compile in this process now.
+
+        Parameters
+        ----------
+        batch : int, optional
+            The largest batch to come: the parallel twins are waited for only if it has more than a tile of rows.
+        """
         if not self.eligible:
             return
         for phase, tier, state in zip(build.PHASES, ("tier", "parallel_tier"), ("build", "parallel_build")):
-            if getattr(self, tier) == "compiled":
+            if getattr(self, tier) == "compiled" or (phase == "parallel" and batch is not None
+                                                     and batch <= self._tile):
                 continue
-            if self.mode == "background" and getattr(self, state) == "none":
-                self._start(phase)
-            BUILDER.wait((self.signature, phase))
-            if getattr(self, tier) != "compiled":
-                namespace = build.compile_network(self.signature, phase)
-                with self._lock:
-                    self._swap(phase, namespace)
+            if self.mode == "background":
+                if getattr(self, state) == "none":
+                    self._start(phase)
+                BUILDER.wait((self.signature, phase))
+                if getattr(self, state) == "done":  # measured: the plan keeps the generic kernels
+                    continue
+            namespace = build.compile_network(self.signature, phase)
+            with self._lock:
+                self._swap(phase, namespace)
 
-    def use_parallel(self, n, weighted=False):
-        """Whether a batch of n rows goes to the parallel twins: enough work in the largest layer and, for the
-        compiled kernels, more than one tile (their twins built, else the serial ones run it meanwhile); for the
-        generic ones (which also run every weighted call), no layer on BLAS, which runs its own threads.
+    def _allowed(self, n, limit):
+        """Whether a plan's candidate can run a batch of n rows now: its kernels loaded, no more threads than
+        ``limit``, the compiled twins on more than a tile, the generic ones with no layer on BLAS (its own threads)."""
+        blas = any(kernels.uses_blas(n, a, b) for a, b in zip(self.signature[0][:-1], self.signature[0][1:]))
+
+        def allowed(candidate):
+            family, threads = plan.parse(candidate)
+            if threads > limit:
+                return False
+            if family == "generic":
+                return threads == 1 or not blas
+            return self.tier == "compiled" if threads == 1 else self.parallel_tier == "compiled" and n > self._tile
+        return allowed
+
+    def choose(self, n, weighted=False):
+        """The kernels for a batch of n rows and the thread count to run them on (None: serial).
+
+        The plan's fastest candidate that can run now where there is a plan (unweighted calls); else fixed
+        thresholds: enough work in the largest layer for the parallel twins and, for the compiled kernels, more than
+        one tile (their twins built, else the serial ones run it meanwhile), for the generic ones (which also run
+        every weighted call) no layer on BLAS, which runs its own threads. A batch that the compiled twins would
+        take starts their build, in the background mode, if it has not started.
 
         Parameters
         ----------
@@ -232,18 +284,49 @@ class Dispatch:
 
         Returns
         -------
+        kernels : types.SimpleNamespace
+            ``train_step``, ``predict``, ``gradient``, ``loss`` and ``backward``.
+        threads : int or None
+            The thread count for the parallel twins (None: serial kernels).
+        """
+        chosen = self._choose(n, weighted, self.threads or numba.get_num_threads())
+        if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
+                and self.mode == "background" and self.parallel_build == "none" \
+                and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
+            self._start("parallel")  # after choosing: a build done before in this process swaps in at once
+        return chosen
+
+    def _choose(self, n, weighted, limit):
+        if self.plan is not None and not weighted:
+            family, threads = plan.parse(self.plan.choice(n, self._allowed(n, limit)))
+            if family == "generic":
+                return (GENERIC, None) if threads == 1 else (GENERIC_PARALLEL, threads)
+            return (self.serial, None) if threads == 1 else (self.parallel, threads)
+        if self.tier == "compiled" and not weighted:
+            if self.parallel_tier == "compiled" and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
+                return self.parallel, limit
+            return self.serial, None
+        sizes = self.signature[0]
+        if n * self._widest >= kernels.PARALLEL_MIN_WORK \
+                and not any(kernels.uses_blas(n, a, b) for a, b in zip(sizes[:-1], sizes[1:])):
+            return GENERIC_PARALLEL, limit
+        return GENERIC, None
+
+    def use_parallel(self, n, weighted=False):
+        """Whether a batch goes to the parallel twins (:meth:`choose`).
+
+        Parameters
+        ----------
+        n : int
+            The batch's rows.
+        weighted : bool
+            Whether the call has sample weights.
+
+        Returns
+        -------
         bool
         """
-        if self.tier == "compiled" and not weighted:
-            wanted = n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK
-            if wanted and self.parallel_tier != "compiled":
-                if self.mode == "background" and self.parallel_build == "none":
-                    self._start("parallel")
-                return False
-            return wanted
-        sizes = self.signature[0]
-        return (n * self._widest >= kernels.PARALLEL_MIN_WORK
-                and not any(kernels.uses_blas(n, a, b) for a, b in zip(sizes[:-1], sizes[1:])))
+        return self.choose(n, weighted)[1] is not None
 
     def kernel(self, name, n, weighted=False):
         """The kernel to call for a batch.
@@ -261,13 +344,27 @@ class Dispatch:
         -------
         kernel : numba dispatcher
             The kernel, serial or parallel.
-        parallel : bool
-            Whether it is the parallel twin (to be run under the network's thread count).
+        threads : int or None
+            The thread count to run a parallel twin under (:func:`run_with_threads`); None for a serial kernel.
         """
-        parallel = self.use_parallel(n, weighted)
-        if weighted:
-            return getattr(GENERIC_PARALLEL if parallel else GENERIC, f"weighted_{name}"), parallel
-        return getattr(self.parallel if parallel else self.serial, name), parallel
+        namespace, threads = self.choose(n, weighted)
+        return getattr(namespace, f"weighted_{name}" if weighted else name), threads
+
+    def serial_for(self, n):
+        """The serial kernels that run a batch, or None if a parallel twin runs it (the network's hot paths remember
+        them with the batch's shapes).
+
+        Parameters
+        ----------
+        n : int
+            The batch's rows.
+
+        Returns
+        -------
+        types.SimpleNamespace or None
+        """
+        namespace, threads = self.choose(n)
+        return namespace if threads is None else None
 
     def __repr__(self):
         return (f"Dispatch(mode={self.mode!r}, tier={self.tier!r}, build={self.build!r}, "

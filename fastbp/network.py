@@ -41,15 +41,16 @@ class Network(BatchChecks):
     threads : int or None
         Threads for the parallel kernels on large batches (Numba's current count when None).
     compiled : bool, str or None
-        Which kernels run (:mod:`fastbp.dispatch`). The kernels compiled for this network are faster on small layers
-        and are used when every layer has at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights (larger
-        layers run on BLAS through the generic kernels of :mod:`fastbp.kernels`, which every architecture shares).
-        ``"background"``: start on the generic kernels at once while another process compiles this network's own,
-        and swap them in between two calls when they are ready (see :attr:`dispatch`, :meth:`prepare`); results
-        may then change in their last bits. True or ``"eager"``: the compiled kernels from the first call, which
-        compiles them if they are not in the disk cache (tens of seconds). False or ``"off"``: the generic kernels
-        only. True and False are bitwise repeatable for a seed. None (the default): ``$FASTBP_COMPILE`` when set,
-        else ``fastbp.network.COMPILED_DEFAULT``, which is ``"background"``.
+        Which kernels run (:mod:`fastbp.dispatch`): the kernels compiled for this network, or the generic kernels of
+        :mod:`fastbp.kernels`, which every architecture shares and which hand large layers to BLAS; serial, or
+        their parallel twins. ``"background"``: start on the generic kernels at once while another process compiles
+        this network's own and times every candidate on this machine (:attr:`plan`), then run, batch by batch, the
+        fastest (see :attr:`dispatch`, :meth:`prepare`); results may then change in their last bits. True or
+        ``"eager"``: the compiled kernels from the first call, which compiles them if they are not in the disk cache
+        (tens of seconds), where every layer has at most ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights.
+        False or ``"off"``: the generic kernels only. True and False plan nothing and are bitwise repeatable for a
+        seed. None (the default): ``$FASTBP_COMPILE`` when set, else ``fastbp.network.COMPILED_DEFAULT``, which is
+        ``"background"``.
 
     Attributes
     ----------
@@ -135,15 +136,13 @@ class Network(BatchChecks):
         self._start_dispatch()
 
     def _start_dispatch(self):
-        """The owner of which kernels run (:mod:`fastbp.dispatch`); ``_kernels`` caches its serial answer for the
-        hot paths, refreshed by :meth:`_swapped`."""
-        self._dispatch = dispatch.Dispatch(self._signature, self._mode, self._lock, self._swapped)
-        self._kernels = self._dispatch.serial
+        """The owner of which kernels run (:mod:`fastbp.dispatch`); the hot paths remember its answer for the
+        batch shapes they last checked, forgotten by :meth:`_swapped`."""
+        self._dispatch = dispatch.Dispatch(self._signature, self._mode, self._lock, self._swapped, self.threads)
 
     def _swapped(self, serial):
-        """Called by the dispatch, under the lock, when another tier takes over: the hot paths' shapes were checked
-        for the old tier's serial/parallel rule, so they are forgotten (the workspace fits both tiers)."""
-        self._kernels = serial
+        """Called by the dispatch, under the lock, when another tier takes over: the hot paths' kernels were chosen
+        among the old tier's, so they are forgotten (the workspace fits both tiers)."""
         self._forget_hot_path()
 
     def _init_params(self):
@@ -234,18 +233,31 @@ class Network(BatchChecks):
         and ``parallel_tier``/``parallel_build``, the same for the parallel twins large batches run."""
         return self._dispatch
 
-    def prepare(self):
-        """Wait until this network runs its compiled kernels, where it can (no layer wider than
-        ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights): the background build's result, or a compile in this
-        process if there is none (mode ``"off"``, or a failed build). Results from then on are those of the compiled
-        kernels, bitwise.
+    def prepare(self, batch=None):
+        """Wait until this network runs the kernels it will keep: in the background mode, until its builds have
+        finished and measured its plan (:attr:`plan`); in the others, until its compiled kernels run, where it can
+        have them (mode ``"off"`` compiles them in this process; ``"eager"`` networks with a layer of more than
+        ``fastbp.kernels.compiled.MAX_LAYER_WEIGHTS`` weights keep the generic kernels).
+
+        Parameters
+        ----------
+        batch : int, optional
+            The largest batch the caller will pass: the compiled parallel twins are waited for only if it may run
+            them (more than one tile of rows). All by default.
 
         Returns
         -------
         self : Network
         """
-        self._dispatch.prepare()
+        self._dispatch.prepare(batch)
         return self
+
+    @property
+    def plan(self):
+        """What chose this network's kernels (:mod:`fastbp.plan`): the measured seconds of a train step per batch
+        class and candidate, and the choice (``print(net.plan)`` shows the table); None until the background build
+        has measured it, and in the fixed modes (``compiled=True`` or ``False``), which plan nothing."""
+        return self._dispatch.plan
 
     @property
     def optimizer(self):
@@ -301,7 +313,8 @@ class Network(BatchChecks):
         if type(X) is not np.ndarray or X.dtype is not self.dtype or X.shape != self._fast_forward:
             X = self._input(X)
             self.workspace(X.shape[0])
-            self._fast_forward = X.shape if not self._dispatch.use_parallel(X.shape[0]) else None
+            self._forward_kernels = self._dispatch.serial_for(X.shape[0])
+            self._fast_forward = X.shape if self._forward_kernels is not None else None
         n = X.shape[0]
         if out is None:
             out = np.empty((n, self.sizes[-1]), self.dtype)
@@ -315,7 +328,7 @@ class Network(BatchChecks):
             lock = self._lock
             lock.acquire()
             try:
-                ok = self._kernels.predict(self.flat, self.spec, self._work, X, out)
+                ok = self._forward_kernels.predict(self.flat, self.spec, self._work, X, out)
             finally:
                 lock.release()
         else:
@@ -364,7 +377,7 @@ class Network(BatchChecks):
             lock = self._lock  # acquire/release on a local: half the cost of a with statement
             lock.acquire()
             try:
-                loss = self._kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
+                loss = self._step_kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
             finally:
                 lock.release()
             if loss != loss:
@@ -469,7 +482,7 @@ class Network(BatchChecks):
             lock = self._lock  # the hot path, as train_step's: shapes as the last checked call's, serial kernels
             lock.acquire()
             try:
-                ok = self._kernels.backward(self.flat, self.spec, self._work, X, grad_output)
+                ok = self._backward_kernels.backward(self.flat, self.spec, self._work, X, grad_output)
             finally:
                 lock.release()
             X, G = (X, grad_output) if ok else (self._input(X), self._grad_output(grad_output, X.shape[0]))
@@ -477,7 +490,8 @@ class Network(BatchChecks):
             X = self._input(X)
             G = self._grad_output(grad_output, X.shape[0])
             ok = self._call("backward", X, G)
-            if not self._dispatch.use_parallel(X.shape[0]):
+            self._backward_kernels = self._dispatch.serial_for(X.shape[0])
+            if self._backward_kernels is not None:
                 self._fast_backward = (X.shape, G.shape)
         if not ok:  # only for non-finite input: the shapes are checked
             raise ValueError(nonfinite("X", X) if not np.isfinite(X).all() else nonfinite("grad_output", G))
@@ -668,7 +682,7 @@ class Network(BatchChecks):
 
     def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes
         return {k: v for k, v in self.__dict__.items()
-                if k not in ("_lock", "_kernels", "_dispatch") and not k.startswith(("_work", "_fast_"))}
+                if k not in ("_lock", "_dispatch") and not k.startswith(("_work", "_fast_"))}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
@@ -694,9 +708,9 @@ class Network(BatchChecks):
             work = self.workspace(X.shape[0])
             args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
-            kern, parallel = self._dispatch.kernel(name, X.shape[0], weighted=weights is not None)
+            kern, threads = self._dispatch.kernel(name, X.shape[0], weighted=weights is not None)
             args = args if weights is None else (*args, weights)
-            return dispatch.run_with_threads(kern, args, self.threads if parallel else None)
+            return dispatch.run_with_threads(kern, args, threads)
 
     def _checked_call(self, name, X, Y, sample_weight=None):
         """Check and convert (X, Y) and the weights, run the kernel, explain a NaN; remember the batch's shapes for
@@ -709,8 +723,10 @@ class Network(BatchChecks):
             self._diagnose(X, Y)
         # Not for class labels: converted to the network's dtype, they would let a float array of their shape (not
         # labels) through unchecked.
-        if weights is None and Y.shape[1] == self.sizes[-1] and not self._dispatch.use_parallel(X.shape[0]):
-            self._fast_x, self._fast_y = X.shape, Y.shape
+        if weights is None and Y.shape[1] == self.sizes[-1]:
+            self._step_kernels = self._dispatch.serial_for(X.shape[0])
+            if self._step_kernels is not None:
+                self._fast_x, self._fast_y = X.shape, Y.shape
         return loss
 
     def _forget_batches(self):

@@ -57,6 +57,7 @@ MODULES = {
     "fastbp/distributed.py": ["tests/test_distributed.py"],
     "fastbp/population.py": ["tests/test_population.py", "tests/test_population_compiled.py"],
     "fastbp/sklearn_training.py": ["tests/test_sklearn.py"],
+    "fastbp/plan.py": ["tests/test_plan.py", "tests/test_dispatch.py"],
 }
 OPERATORS_EXCLUDED = [
     "core/ReplaceBinaryOperator_.*_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)",

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import dispatch
+from fastbp import dispatch, plan
 from fastbp.kernels import codegen
 from fastbp.kernels import compiled as compiled_kernels
 
@@ -27,6 +27,18 @@ SIZES, HIDDEN, OUTPUT, LOSS = [3, 5, 4], "tanh", "softmax", "cross_entropy"
 def _network(compiled, seed=0):
     return fastbp.Network(SIZES, hidden=HIDDEN, output=OUTPUT, loss=LOSS, optimizer=fastbp.Adam(lr=1e-2),
                           seed=seed, compiled=compiled)
+
+
+def fix_plan(sig, family="compiled"):
+    """Store a plan for ``sig`` in which ``family`` is the faster on every batch class, and the twins faster than
+    their serial kernels: the background build keeps a stored plan, so the test knows what it chooses."""
+    names = [plan.name(f, t) for f in plan.FAMILIES for t in (1, *plan.thread_counts())]
+    times = {name: (1.0 if plan.parse(name)[0] == family else 10.0) / plan.parse(name)[1] for name in names}
+    plan.store(sig, plan.Plan({rows: dict(times) for rows in plan.CLASSES}))
+
+
+def _signature(sizes=SIZES, hidden=HIDDEN, output=OUTPUT, loss=LOSS):
+    return codegen.signature(sizes, hidden, output, loss, np.float64)
 
 
 def _train(net, steps=5):
@@ -54,17 +66,20 @@ def test_off_and_eager_never_swap():
     _train(off), _train(eager)
     assert (off.dispatch.mode, off.dispatch.tier, off.dispatch.build) == ("off", "generic", "none")
     assert (eager.dispatch.mode, eager.dispatch.tier, eager.dispatch.build) == ("eager", "compiled", "none")
-    wide = fastbp.Network([200, 100, 1], compiled="background")  # too wide for compiled kernels: no build
-    assert (wide.dispatch.tier, wide.dispatch.build) == ("generic", "none")
+    wide = fastbp.Network([200, 100, 1], compiled=True)  # too wide for the fixed rule's compiled kernels: no build
+    assert (wide.dispatch.tier, wide.dispatch.build, wide.plan) == ("generic", "none", None)
     wide.prepare()
     assert wide.dispatch.tier == "generic"
+    assert off.plan is None and eager.plan is None  # the fixed modes plan nothing
 
 
 @pytest.fixture
 def fresh_cache(monkeypatch, tmp_path):
     """A cache directory of the test's own for the compiled kernels, so a background build really runs (the generic
-    kernels, located when fastbp was imported, stay where they are)."""
+    kernels, located when fastbp was imported, stay where they are), with a plan for the tests' architecture that
+    chooses its compiled kernels."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    fix_plan(_signature())
     return tmp_path
 
 
@@ -78,7 +93,7 @@ def test_background_starts_generic_then_swaps_to_the_compiled_kernels(fresh_cach
     assert net.prepare() is net
     assert (net.dispatch.tier, net.dispatch.build) == ("compiled", "done")
     assert (net.dispatch.parallel_tier, net.dispatch.parallel_build) == ("compiled", "done")  # built by prepare()
-    assert net._kernels is net.dispatch.serial is net.dispatch.compiled_pair[0]
+    assert net.dispatch.serial_for(1) is net.dispatch.serial is net.dispatch.compiled_pair[0]
     eager = _network(True)
     eager.params[:] = net.params
     eager.flat[2:] = net.flat[2:]
@@ -98,11 +113,11 @@ def test_a_large_batch_runs_the_compiled_serial_kernels_until_the_parallel_twins
     assert net.dispatch.tier == "compiled" and net.dispatch.parallel_build in ("none", "done")
     X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
     assert eager.dispatch.use_parallel(len(X))
-    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.serial.train_step, False)
+    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.serial.train_step, None)
     assert net.dispatch.parallel_build in ("running", "done")
     losses = [net.train_step(X, Y)]
     net.prepare()
-    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.parallel.train_step, True)
+    assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.parallel.train_step, numba.get_num_threads())
     losses.append(net.train_step(X, Y))
     assert losses == [eager.train_step(X, Y) for _ in range(2)]
     np.testing.assert_array_equal(net.flat, eager.flat)
@@ -121,7 +136,8 @@ def test_a_network_asking_for_twins_another_already_built_takes_them_inside_its_
     call.join(timeout=120)
     assert not call.is_alive()
     assert (second.dispatch.parallel_tier, second.dispatch.parallel_build) == ("compiled", "done")
-    assert second.dispatch.kernel("train_step", len(X)) == (second.dispatch.parallel.train_step, True)
+    assert second.dispatch.kernel("train_step", len(X)) == (second.dispatch.parallel.train_step,
+                                                             numba.get_num_threads())
 
 
 def test_prepare_compiles_in_process_for_mode_off():
@@ -168,6 +184,7 @@ def test_a_killed_build_warns_and_a_later_network_tries_again(monkeypatch, fresh
     assert np.isfinite(net.train_step(X, Y))
     monkeypatch.undo()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(fresh_cache))
+    fix_plan(_signature(sizes, "relu", "identity", "mse"))
     again = fastbp.Network(sizes, compiled="background", seed=0)
     assert again.dispatch.build in ("running", "done")
     dispatch.BUILDER.wait((again._signature, "serial"))
@@ -196,6 +213,7 @@ def test_processes_meeting_a_new_architecture_at_once_all_finish(fresh_cache):
         assert [proc.returncode for proc in procs] == [0] * count, outs
         return [out.split() for out, _ in outs]
 
+    fix_plan(_signature([3, 7, 3], "relu", "softmax", "cross_entropy"))
     first, second = run(2)
     assert first[0:2] == second[0:2] == ["generic", "compiled"]
     later, = run(1)

@@ -52,6 +52,31 @@ def gemm_peak(dtype, n=2048, repeats=5):
     return 2 * n**3 / min(times) / 1e9
 
 
+def memory_bandwidth(megabytes=256, repeats=3):
+    """Bytes per second of a large copy (read and write counted), the best of ``repeats``: the machine's practical
+    memory bandwidth."""
+    src = np.ones(megabytes << 17)  # float64: 8 bytes each
+    dst = np.empty_like(src)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.copyto(dst, src)
+        times.append(time.perf_counter() - start)
+    return 2 * src.nbytes / min(times)
+
+
+def floor_seconds(case, op, peak_gflops, bandwidth):
+    """The least time one call of ``op`` can take: its FLOPs at the GEMM peak, or the bytes it must move at the
+    memory bandwidth (the batch read once, the parameters read and written once: what any fused step moves),
+    whichever is longer."""
+    itemsize = np.dtype(case.dtype).itemsize
+    members = getattr(case, "n", 1) if hasattr(case, "population") else 1
+    params = sum(a * b + b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
+    rows = case.batch * (case.sizes[0] + (case.sizes[-1] if op != "forward" else 0))
+    moved = members * itemsize * (rows + (2 * params if op != "forward" else params))
+    return max(case.flops(op) / (peak_gflops * 1e9), moved / bandwidth)
+
+
 def machine():
     """What the numbers were measured on."""
     cpu = platform.processor() or platform.machine()
@@ -116,7 +141,7 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
     dtypes = sorted({np.dtype(_case(c).dtype).name for c in cases})
     gemm_n = 1024 if quick else 2048
     peak = {d: gemm_peak(np.dtype(d).type, n=gemm_n) for d in dtypes}
-    rows, skipped = [], {}
+    rows, skipped, plans = [], {}, {}
     for name in cases:
         case = _case(name)
         if name == POPULATION.name:
@@ -129,6 +154,8 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
                     () if name == POPULATION.name else (threads,))))
             except NotImplementedError as exc:
                 skipped[peer] = str(exc)
+        if name != POPULATION.name:
+            plans[name] = _plan(impls[0].net, case.batch)
         for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
             rows.append(_row(case, op, measure(case, op, impls, rounds, block)))
             print(f"  measured {name} {op}", file=sys.stderr)
@@ -145,13 +172,31 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
     log(_header(info, peak, gemm_n))
     for row in rows:
         log(_format_row(row))
+    for name, chosen in plans.items():
+        log(_format_plan(name, chosen))
     for peer, why in skipped.items():
         log(f"{peer}: skipped ({why})")
     for name, (cold, warm) in first_steps.items():
         log(f"{name}: import and first train step in a fresh process: {cold:.1f} s with an empty cache (compiles), "
             f"{warm:.2f} s from the disk cache")
-    return {"machine": info, "gemm_peak_gflops": peak, "results": rows, "skipped": skipped,
+    return {"machine": info, "gemm_peak_gflops": peak, "results": rows, "skipped": skipped, "plans": plans,
             "first_step_seconds": first_steps, "sklearn": sklearn_rows, "cold_start": cold_rows}
+
+
+def _plan(net, batch):
+    """What chose fastbp's kernels for a case: the batch class timed, the candidate chosen and every candidate's
+    seconds (None in a fixed mode)."""
+    if net.plan is None:
+        return None
+    rows = net.plan.timed_class(batch)
+    return {"class": rows, "chosen": net.plan.choice(batch), "seconds": net.plan.times[rows]}
+
+
+def _format_plan(name, chosen):
+    if chosen is None:
+        return f"plan {name}: none (a fixed mode: FASTBP_COMPILE=eager or off)"
+    times = ", ".join(f"{c} {t * 1e6:.1f}" for c, t in sorted(chosen["seconds"].items(), key=lambda kv: kv[1]))
+    return f"plan {name}: {chosen['chosen']} (class {chosen['class']} rows, us per step: {times})"
 
 
 def _case(name):

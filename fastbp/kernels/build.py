@@ -5,7 +5,8 @@
 the generated kernels (the serial ones, or their parallel twins) into the disk cache, at a lower priority, holding a
 lock file beside the generated module, so that processes meeting the same new architecture at once compile it once:
 the others wait for the lock, then load what the first one wrote. A marker file beside it says the phase finished,
-so later processes take those kernels from the cache from their first call.
+so later processes take those kernels from the cache from their first call. Before it, the build times the
+candidate kernels and stores the plan (:mod:`fastbp.plan`).
 """
 
 import json
@@ -15,6 +16,7 @@ import numba
 import numpy as np
 from numba import types
 
+from .. import plan
 from .._jit import cache_dir
 from . import compiled
 
@@ -51,6 +53,18 @@ def is_built(sig, phase):
     return _path(sig, f".{phase}.built").exists()
 
 
+def ensure_plan(sig, phase, namespace):
+    """After a build of ``phase`` (``namespace``, its kernels): time every candidate side by side (the compiled twins
+    too once built) and store the plan (:mod:`fastbp.plan`), unless a stored plan for this machine has timed them
+    all already."""
+    stored = plan.load(sig)
+    if stored is None or (phase == "parallel" and not stored.has_twins()):
+        serial = namespace if phase == "serial" else compile_network(sig, "serial")
+        parallel = namespace if phase == "parallel" else (compile_network(sig, "parallel")
+                                                           if is_built(sig, "parallel") else None)
+        plan.store(sig, plan.measure(sig, (serial, parallel)))
+
+
 def main(argv):
     """Build ``argv[2]``'s kernels of the signature ``argv[1]`` (JSON) into the disk cache; 0 when done."""
     sig, phase = json.loads(argv[1]), argv[2]
@@ -67,6 +81,6 @@ def main(argv):
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when this process dies
         except ImportError:  # no flock (Windows): two processes may compile the same kernels, each writing atomically
             pass
-        compile_network(sig, phase)
+        ensure_plan(sig, phase, compile_network(sig, phase))
         _path(sig, f".{phase}.built").touch()  # after every kernel is in the cache (each file written atomically)
     return 0
