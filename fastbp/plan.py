@@ -7,8 +7,9 @@ large layers to BLAS, the compiled ones never do) and ``"compiled x2"``, ``"gene
 on that many threads). The background build (:mod:`fastbp.kernels.build`) times them in its own process, off the
 user's critical path, right after compiling: the serial build the serial candidates and the generic twins, the
 parallel build all of them again with the compiled twins. Each batch class (:data:`CLASSES`) is timed on a batch of
-its representative size, in alternating rounds, medians; a class whose step would take too long to time is left
-out, and batches of it follow the largest class timed.
+its size (the powers of two from 1 to 4096 rows; a batch belongs to the nearest on a log scale, larger ones to
+4096), in alternating rounds, medians; a class whose step would take too long to time is left out, and batches of it
+follow the largest class timed.
 
 A plan is a JSON file under ``cache_dir()/plans``, named by a hash of everything that decides it (:func:`key`: the
 signature with its dtype, the CPU model, the thread count, fastbp's version and sources) and holding that key, so a
@@ -30,10 +31,10 @@ import numpy as np
 
 from . import __version__, io, kernels
 from ._jit import cache_dir, source_hash
-from .config import PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS
+from .config import PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS
 from .kernels.codegen import tile_rows
 
-CLASSES = (1, 8, 64, 512, 4096)  # each batch class's representative rows; a batch belongs to the nearest (log scale)
+CLASSES = tuple(2 ** k for k in range(13))  # each batch class's rows, 1 to 4096; a batch belongs to the nearest
 FAMILIES = ("compiled", "generic")
 FORMAT = 1  # the plan file's layout
 
@@ -310,6 +311,8 @@ def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PL
                     for _ in range(calls[candidate]):
                         kern(*args)
                     samples[candidate].append((time.perf_counter() - start) / calls[candidate])
+                    if threads > 1:
+                        time.sleep(PLAN_SETTLE_SECONDS)  # OpenMP's workers spin after a region: not on the next
             times[rows] = {candidate: float(np.median(s)) for candidate, s in samples.items()}
     finally:
         numba.set_num_threads(before)

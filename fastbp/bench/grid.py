@@ -47,7 +47,7 @@ class CandidateImpl(FastbpImpl):
         self.net._forget_hot_path()
 
 
-def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, log=print):
+def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, settle=0.2, log=print):
     """One row per case: seconds of fastbp (as planned), of each candidate forced, of numpy and of each peer."""
     rows = []
     for case in cases:
@@ -60,7 +60,7 @@ def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, log=print):
                 impls.append(IMPLS[peer](case))
             except NotImplementedError:
                 pass
-        times = measure(case, "train_step", impls, rounds, block_seconds, settle=0.05)
+        times = measure(case, "train_step", impls, rounds, block_seconds, settle)
         best = min(candidates, key=times.get)
         found = [t for name, t in times.items() if name in peers]
         row = {"case": case.name, "width": case.sizes[0], "layers": len(case.sizes) - 1, "batch": case.batch,
