@@ -43,5 +43,5 @@ BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a
 
 PLAN_ROUNDS = 5  # alternating rounds per batch class; the median decides
 PLAN_BLOCK_SECONDS = 0.005  # calls per round: about this long (one call at least)
-PLAN_SETTLE_SECONDS = 0.02  # a pause after a parallel candidate's block: OpenMP's idle workers spin for milliseconds
+PLAN_SETTLE_SECONDS = 0.02  # a pause before each block: OpenMP's idle workers spin for milliseconds, then sleep
 PLAN_MAX_WORK = 1 << 28  # batch classes whose step has more multiply-adds are not timed (they follow a smaller one)

@@ -307,12 +307,13 @@ def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PL
                 for candidate in order[r % len(order):] + order[:r % len(order)]:
                     kern, threads = found[candidate]
                     numba.set_num_threads(threads)
+                    # A pause first, as between a user's bursts of calls: OpenMP's workers stop spinning, so a twin
+                    # pays their wake-up as it will in use (milliseconds on this VM), and no twin's spin slows the next.
+                    time.sleep(PLAN_SETTLE_SECONDS)
                     start = time.perf_counter()
                     for _ in range(calls[candidate]):
                         kern(*args)
                     samples[candidate].append((time.perf_counter() - start) / calls[candidate])
-                    if threads > 1:
-                        time.sleep(PLAN_SETTLE_SECONDS)  # OpenMP's workers spin after a region: not on the next
             times[rows] = {candidate: float(np.median(s)) for candidate, s in samples.items()}
     finally:
         numba.set_num_threads(before)
