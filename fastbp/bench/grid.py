@@ -2,9 +2,10 @@
 each of fastbp's own candidate kernels forced in turn (:mod:`fastbp.plan`), the plain numpy loop and the installed
 peers, timed alternating in one process (medians).
 
-``python -m fastbp.bench.grid [--points 40] [--json PATH] [--plot PATH]``: widths 2-1024 (every layer as wide, input
-and output too), 1-6 layers, batches 1-4096, float32 and float64, drawn by a seeded generator from the points whose
-step is at most 2^30 multiply-adds; relu hidden layers, identity output, mse.
+``python -m fastbp.bench.grid [--points 40] [--cases NAME ...] [--json PATH] [--plot PATH]``: widths 2-1024 (every
+layer as wide, input and output too), 1-6 layers, batches 1-4096, float32 and float64, drawn by a seeded generator
+from the points whose step is at most 2^30 multiply-adds; relu hidden layers, identity output, mse. ``--cases`` runs
+the benchmark cases (``python -m fastbp bench``'s) instead.
 """
 
 import argparse
@@ -16,7 +17,7 @@ import numpy as np
 
 from .. import plan
 from ..kernels import compiled as compiled_kernels
-from .cases import IMPLS, Case, FastbpImpl, NumpyImpl
+from .cases import CASES, IMPLS, Case, FastbpImpl, NumpyImpl
 from .runner import measure
 
 # Batches between the plan's batch classes as well as on them, so the grid does not flatter the planner.
@@ -103,11 +104,13 @@ def plot(rows, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastbp.bench.grid", description=__doc__.split("\n\n")[0])
     parser.add_argument("--points", type=int, default=40)
+    parser.add_argument("--cases", nargs="+", choices=list(CASES), help="the benchmark cases instead of the grid")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args(argv)
-    rows = run(points(args.points, args.seed), log=lambda line: print(line, flush=True))
+    cases = [CASES[name] for name in args.cases] if args.cases else points(args.points, args.seed)
+    rows = run(cases, log=lambda line: print(line, flush=True))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
