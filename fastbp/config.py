@@ -47,4 +47,7 @@ PLAN_ROUNDS = 4  # alternating rounds per batch class; the median decides
 # down twins that run a 1000-row step of 32x4 float64 1.6x faster.
 PLAN_BLOCK_SECONDS = 0.03
 PLAN_SETTLE_SECONDS = 0.02  # a pause before each block: OpenMP's idle workers spin for milliseconds, then sleep
+# A parallel twin is chosen only if it beats the best serial kernel by this factor: its threads' wake-up varies from
+# process to process (a twin timed 1.2x faster in the build ran 1.7x slower in another process of the grid here).
+PLAN_TWIN_MARGIN = 1.25
 PLAN_MAX_WORK = 1 << 28  # batch classes whose step has more multiply-adds are not timed (they follow a smaller one)

@@ -31,7 +31,7 @@ import numpy as np
 
 from . import __version__, io, kernels
 from ._jit import cache_dir, source_hash
-from .config import PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS
+from .config import PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS, PLAN_TWIN_MARGIN
 from .kernels.codegen import tile_rows
 
 CLASSES = tuple(2 ** k for k in range(13))  # each batch class's rows, 1 to 4096; a batch belongs to the nearest
@@ -126,7 +126,7 @@ class Plan:
         return max(below) if below else min(self.times, default=None)
 
     def choice(self, n, allowed=lambda candidate: True):
-        """The fastest candidate for a batch.
+        """The fastest candidate for a batch, a parallel twin only if faster by ``PLAN_TWIN_MARGIN``.
 
         Parameters
         ----------
@@ -141,7 +141,8 @@ class Plan:
             The candidate's name; None if none is allowed.
         """
         c = self.timed_class(n)
-        ranked = sorted((t, candidate) for candidate, t in self.times.get(c, {}).items() if allowed(candidate))
+        ranked = sorted((t * (PLAN_TWIN_MARGIN if parse(candidate)[1] > 1 else 1), candidate)
+                        for candidate, t in self.times.get(c, {}).items() if allowed(candidate))
         return ranked[0][1] if ranked else None
 
     def has_twins(self):

@@ -1,6 +1,7 @@
 """fastbp.plan: the measured choice of kernels: batch classes, the candidates (each gives the reference's results),
 the stored plan (never trusted when it does not fit), and the dispatch following it."""
 
+import functools
 import json
 import threading
 
@@ -116,6 +117,7 @@ def test_a_stored_plan_that_does_not_fit_is_measured_again(cache, monkeypatch):
     assert plan.load(sig) is None  # the same file, read on another machine: named and keyed apart
     monkeypatch.undo()
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(cache))
+    monkeypatch.setattr(plan, "measure", functools.partial(plan.measure, block_seconds=1e-4, rounds=1))  # quick
     path.write_text(broken["truncated"])
     build.ensure_plan(sig, "serial", compiled_kernels.for_network(sig)[0])  # what the build does after compiling
     measured = plan.load(sig)
