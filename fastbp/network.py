@@ -313,8 +313,8 @@ class Network(BatchChecks):
         if type(X) is not np.ndarray or X.dtype is not self.dtype or X.shape != self._fast_forward:
             X = self._input(X)
             self.workspace(X.shape[0])
-            self._forward_kernels = self._dispatch.serial_for(X.shape[0])
-            self._fast_forward = X.shape if self._forward_kernels is not None else None
+            self._fast_forward_kernels = self._dispatch.serial_for(X.shape[0])
+            self._fast_forward = X.shape if self._fast_forward_kernels is not None else None
         n = X.shape[0]
         if out is None:
             out = np.empty((n, self.sizes[-1]), self.dtype)
@@ -328,7 +328,7 @@ class Network(BatchChecks):
             lock = self._lock
             lock.acquire()
             try:
-                ok = self._forward_kernels.predict(self.flat, self.spec, self._work, X, out)
+                ok = self._fast_forward_kernels.predict(self.flat, self.spec, self._work, X, out)
             finally:
                 lock.release()
         else:
@@ -377,7 +377,7 @@ class Network(BatchChecks):
             lock = self._lock  # acquire/release on a local: half the cost of a with statement
             lock.acquire()
             try:
-                loss = self._step_kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
+                loss = self._fast_step_kernels.train_step(self.flat, self.spec, self.hyper, self._work, X, Y)
             finally:
                 lock.release()
             if loss != loss:
@@ -482,7 +482,7 @@ class Network(BatchChecks):
             lock = self._lock  # the hot path, as train_step's: shapes as the last checked call's, serial kernels
             lock.acquire()
             try:
-                ok = self._backward_kernels.backward(self.flat, self.spec, self._work, X, grad_output)
+                ok = self._fast_backward_kernels.backward(self.flat, self.spec, self._work, X, grad_output)
             finally:
                 lock.release()
             X, G = (X, grad_output) if ok else (self._input(X), self._grad_output(grad_output, X.shape[0]))
@@ -490,8 +490,8 @@ class Network(BatchChecks):
             X = self._input(X)
             G = self._grad_output(grad_output, X.shape[0])
             ok = self._call("backward", X, G)
-            self._backward_kernels = self._dispatch.serial_for(X.shape[0])
-            if self._backward_kernels is not None:
+            self._fast_backward_kernels = self._dispatch.serial_for(X.shape[0])
+            if self._fast_backward_kernels is not None:
                 self._fast_backward = (X.shape, G.shape)
         if not ok:  # only for non-finite input: the shapes are checked
             raise ValueError(nonfinite("X", X) if not np.isfinite(X).all() else nonfinite("grad_output", G))
@@ -724,8 +724,8 @@ class Network(BatchChecks):
         # Not for class labels: converted to the network's dtype, they would let a float array of their shape (not
         # labels) through unchecked.
         if weights is None and Y.shape[1] == self.sizes[-1]:
-            self._step_kernels = self._dispatch.serial_for(X.shape[0])
-            if self._step_kernels is not None:
+            self._fast_step_kernels = self._dispatch.serial_for(X.shape[0])
+            if self._fast_step_kernels is not None:
                 self._fast_x, self._fast_y = X.shape, Y.shape
         return loss
 

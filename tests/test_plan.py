@@ -3,6 +3,7 @@ the stored plan (never trusted when it does not fit), and the dispatch following
 
 import functools
 import json
+import pickle
 import threading
 
 import numba
@@ -169,9 +170,10 @@ def test_a_networks_hot_path_runs_the_planned_kernels():
     net.dispatch.plan = _fake("generic")
     X, Y = make_data(sizes, 6, output, loss, dtype)
     assert [net.train_step(X, Y) for _ in range(3)] == [generic.train_step(X, Y) for _ in range(3)]
-    assert net._step_kernels is dispatch.GENERIC and net.flat.tobytes() == generic.flat.tobytes()
+    assert net._fast_step_kernels is dispatch.GENERIC and net.flat.tobytes() == generic.flat.tobytes()
     np.testing.assert_array_equal(net.forward(X), generic.forward(X))
-    assert net._forward_kernels is dispatch.GENERIC
+    assert net._fast_forward_kernels is dispatch.GENERIC
+    assert not hasattr(pickle.loads(pickle.dumps(net)), "_fast_step_kernels")  # remembered kernels are not state
 
 
 def test_the_benchmark_report_names_the_choice():
