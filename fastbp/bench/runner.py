@@ -70,7 +70,7 @@ def floor_seconds(case, op, peak_gflops, bandwidth):
     memory bandwidth (the batch read once, the parameters read and written once: what any fused step moves),
     whichever is longer."""
     itemsize = np.dtype(case.dtype).itemsize
-    members = getattr(case, "n", 1) if hasattr(case, "population") else 1
+    members = getattr(case, "n", 1)  # a population case: its members
     params = sum(a * b + b for a, b in zip(case.sizes[:-1], case.sizes[1:]))
     rows = case.batch * (case.sizes[0] + (case.sizes[-1] if op != "forward" else 0))
     moved = members * itemsize * (rows + (2 * params if op != "forward" else params))
