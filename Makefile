@@ -18,7 +18,7 @@ $(VENV)/.docs: $(PY) pyproject.toml
 	touch $@
 
 $(VENV)/.test: $(PY) pyproject.toml
-	$(PY) -m pip install --quiet -e ".[test,demo,bench,mpi,docs]"
+	$(PY) -m pip install --quiet -e ".[test,demo,bench,mpi,docs,onnx]"
 	touch $@
 
 demo: $(VENV)/.demo

@@ -680,6 +680,73 @@ class Network(BatchChecks):
         """
         return io.load(cls, path)
 
+    def to_onnx(self, path=None, opset=None):
+        """This network as an ONNX model (:func:`fastbp.onnx.export`; the extra ``fastbp[onnx]``).
+
+        Parameters
+        ----------
+        path : str, os.PathLike or None
+            Where to write it, atomically; None writes nothing.
+        opset : int or None
+            The ONNX operator set; None for ``fastbp.onnx.DEFAULT_OPSET``.
+
+        Returns
+        -------
+        model : onnx.ModelProto
+            Input ``"input"``, shape (batch, n_in), and output ``"output"``, shape (batch, n_out), in the
+            network's dtype: ONNX Runtime computes :meth:`forward` to rounding.
+        """
+        from . import onnx
+
+        return onnx.export(self, path, onnx.DEFAULT_OPSET if opset is None else opset)
+
+    def to_torch(self):
+        """This network as a PyTorch module (PyTorch must be installed).
+
+        Returns
+        -------
+        module : torch.nn.Sequential
+            ``Linear, activation, ..., Linear[, output activation]`` in the network's dtype, with a copy of the
+            parameters (an ``nn.Identity`` stands for a hidden identity, so the keys of its ``state_dict`` are those
+            of :meth:`state_dict`): it computes :meth:`forward` to rounding.
+        """
+        from . import convert
+
+        return convert.to_torch(self)
+
+    @classmethod
+    def from_torch(cls, module, **kwargs):
+        """A network computing a PyTorch ``nn.Sequential`` of ``Linear`` and activation modules.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential
+            ``Linear`` layers (with or without bias), each followed by at most one of ``ReLU``, ``LeakyReLU``
+            (slope 0.01), ``Tanh``, ``Sigmoid`` or ``Softmax`` (over the features, after the last layer only), the
+            same after every hidden layer; ``Identity`` anywhere. Its parameters are copied, float32 or float64.
+        **kwargs
+            Passed to the constructor: ``loss`` (default: ``cross_entropy`` after a softmax, ``bce`` after a
+            sigmoid, ``mse`` otherwise), ``optimizer``, ``dtype`` (default: the module's), ``seed``, ``threads``,
+            ``compiled``.
+
+        Returns
+        -------
+        net : Network
+            With the module's parameters, exactly.
+
+        Raises
+        ------
+        TypeError
+            If ``module`` is not an ``nn.Sequential``.
+        ValueError
+            If it holds another module (the message names it and what fastbp takes), activations that differ
+            between hidden layers, a softmax before the last layer, or parameters that are not float32 or float64
+            or not finite. Nothing is built.
+        """
+        from . import convert
+
+        return convert.from_torch(module, cls=cls, **kwargs)
+
     def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes
         return {k: v for k, v in self.__dict__.items()
                 if k not in ("_lock", "_dispatch") and not k.startswith(("_work", "_fast_"))}

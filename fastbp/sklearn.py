@@ -232,6 +232,20 @@ class _BaseMLP(BaseEstimator):
 
     # ---- conversion ------------------------------------------------------------------------------------------------
 
+    def to_onnx(self, path=None, opset=None):
+        """This fitted estimator as an ONNX model with skl2onnx's inputs and outputs (:func:`fastbp.onnx.export`; the
+        extra ``fastbp[onnx]``); ``path`` and ``opset`` as :meth:`fastbp.Network.to_onnx`'s.
+
+        Returns
+        -------
+        model : onnx.ModelProto
+            Input ``"X"``; outputs ``"label"`` (:meth:`predict`) and ``"probabilities"`` (``predict_proba``) for the
+            classifier, ``"variable"`` (shape (batch, n_outputs)) for the regressor.
+        """
+        from . import onnx
+
+        return onnx.export(self, path, onnx.DEFAULT_OPSET if opset is None else opset)
+
     def to_sklearn(self):
         """The fitted scikit-learn estimator with these parameters and weights (it predicts the same).
 

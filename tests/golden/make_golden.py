@@ -26,6 +26,8 @@ OPTIMIZERS = {  # name: (torch.optim class, its arguments); fastbp's equivalents
     "adam": ("Adam", dict(lr=0.01)),
     "adamw": ("AdamW", dict(lr=0.01, weight_decay=0.1)),
 }
+MODULE_OUTPUTS = ["identity", "sigmoid", "softmax", "leaky_relu"]  # an nn.Sequential's last module
+ONNX_PATH = pathlib.Path(__file__).with_name("torch_onnx.npz")
 SCHEDULES = ["constant", "warmup", "step", "exponential", "cosine"]
 SCHEDULE_STEPS = 12
 PLATEAU = dict(factor=0.5, patience=1, threshold=0.05, cooldown=1, min_lr=0.05)
@@ -79,6 +81,13 @@ def cases():
     rng = np.random.default_rng(50)
     out["sequential"] = dict(sizes=np.array([3, 5, 2]), **layers(rng, [3, 5, 2], np.float64),
                              X=rng.normal(size=(4, 3)))
+    for d, dtype in enumerate((np.float32, np.float64)):
+        for h, hidden in enumerate(HIDDEN):
+            for o, output in enumerate(MODULE_OUTPUTS):
+                rng = np.random.default_rng([60, d, h, o])
+                out[f"module/{hidden}/{output}/{np.dtype(dtype).name}"] = dict(
+                    sizes=np.array([4, 6, 5, 3]), **layers(rng, [4, 6, 5, 3], dtype),
+                    X=rng.normal(0, 2, size=(9, 4)).astype(dtype))
     return out
 
 
@@ -191,6 +200,10 @@ def compute(torch, key, inputs):
         return {f"grad/{k}": p.grad.numpy() for k, p in model.named_parameters()}
     if kind == "sequential":
         return {"forward": sequential(torch, inputs, "tanh")(X).detach().numpy()}
+    if kind == "module":
+        hidden, output, _ = rest
+        with torch.no_grad():
+            return {"forward": sequential(torch, inputs, hidden, None if output == "identity" else output)(X).numpy()}
     raise ValueError(key)
 
 
@@ -203,6 +216,32 @@ def main():
         arrays.update({f"{key}/out/{name}": value for name, value in compute(torch, key, inputs).items()})
     np.savez_compressed(PATH, **arrays)
     print(f"{PATH}: {len(cases())} cases, {PATH.stat().st_size / 1e6:.2f} MB, torch {torch.__version__}")
+    graphs = onnx_exports(torch)
+    np.savez_compressed(ONNX_PATH, torch_version=np.array(torch.__version__), **graphs)
+    print(f"{ONNX_PATH}: {len(graphs)} graphs, {ONNX_PATH.stat().st_size / 1e6:.2f} MB")
+
+
+def onnx_exports(torch):
+    """``torch.onnx.export`` of every module case, by both of its exporters (TorchScript's, ``dynamo=False``, and
+    torch.export's, the default since PyTorch 2.9; the latter needs onnxscript), batch dimension dynamic: the bytes of
+    each graph as a uint8 array keyed ``"{exporter}/{case key}"``. Read by tests/test_onnx.py."""
+    import io
+
+    graphs = {}
+    for key, inputs in cases().items():
+        if not key.startswith("module/"):
+            continue
+        _, hidden, output, _ = key.split("/")
+        model = sequential(torch, inputs, hidden, None if output == "identity" else output).eval()
+        X = torch.from_numpy(inputs["X"])
+        for exporter, options in (("torchscript", dict(dynamo=False, dynamic_axes={"x": {0: "batch"}})),
+                                  ("dynamo", dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},)))):
+            f = io.BytesIO()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation note
+                torch.onnx.export(model, (X,), f, input_names=["x"], output_names=["y"], verbose=False, **options)
+            graphs[f"{exporter}/{key}"] = np.frombuffer(f.getvalue(), np.uint8)
+    return graphs
 
 
 if __name__ == "__main__":

@@ -1,0 +1,431 @@
+"""ONNX in and out (the extra ``fastbp[onnx]``): :func:`export` writes a network, a population's member or a fitted
+:mod:`fastbp.sklearn` estimator as an ONNX graph that ONNX Runtime runs to rounding of :meth:`fastbp.Network.forward`;
+:func:`load` reads a dense network back from a graph of that family, whoever wrote it (fastbp, PyTorch's
+``torch.onnx.export``, skl2onnx, a Keras-style MatMul + Add); :func:`register_skl2onnx` lets skl2onnx convert
+scikit-learn pipelines that hold fastbp's estimators.
+
+The graphs use the default ONNX domain only: one ``Gemm`` per layer (``transB=1``: the weights in PyTorch's
+(n_out, n_in) layout, named like :meth:`fastbp.Network.state_dict`) and one activation node after it, the batch
+dimension dynamic.
+"""
+
+import os
+import sys
+
+import numpy as np
+
+from . import activations as act
+from . import convert, io
+from .network import Network
+
+DEFAULT_OPSET = 17  # run by every ONNX Runtime since 1.13 (2022)
+MIN_OPSET = 9  # from opset 9 (IR 4) the weights are initializers that need not be listed among the graph's inputs
+ACTIVATION_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "tanh": "Tanh", "sigmoid": "Sigmoid",
+                  "softmax": "Softmax"}
+FAMILY = ("Gemm, or MatMul + Add, with Relu, LeakyRelu (or PRelu, or Max(z, Mul(z, slope)): slope 0.01), Tanh, "
+          "Sigmoid, Softmax (last) or Identity after each, from one (batch, features) float input to one float output")
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise ImportError("fastbp.onnx needs the onnx package: pip install 'fastbp[onnx]'") from None
+    return onnx
+
+
+# ---- export ----------------------------------------------------------------------------------------------------
+
+def export(model, path=None, opset=DEFAULT_OPSET):
+    """An ONNX model computing ``model``'s outputs.
+
+    Parameters
+    ----------
+    model : fastbp.Network or fastbp.sklearn.MLPClassifier or fastbp.sklearn.MLPRegressor
+        Read only. A network's graph has input ``"input"`` of shape (batch, n_in) and output ``"output"`` of shape
+        (batch, n_out), in the network's dtype, equal to :meth:`~fastbp.Network.forward` (a population's member:
+        ``export(pop.member(m))``). A fitted estimator's graph has skl2onnx's input and outputs for scikit-learn's
+        MLP with ``options={"zipmap": False}``: input ``"X"``; for the classifier ``"label"`` (``predict``: shape
+        (batch,), or (batch, n_labels) of int64 for multilabel targets; the dtype of ``classes_``, as ``predict``'s:
+        int64, float64, bool or string, where skl2onnx gives int64 for bool and float classes) and ``"probabilities"`` (``predict_proba``); for the regressor ``"variable"``, shape
+        (batch, n_outputs).
+    path : str, os.PathLike or None
+        Where to write the model (atomically: a crash leaves the previous file); None writes nothing.
+    opset : int
+        The ONNX operator set, from :data:`MIN_OPSET` to the installed onnx package's newest; default
+        :data:`DEFAULT_OPSET`.
+
+    Returns
+    -------
+    model : onnx.ModelProto
+        Checked with ``onnx.checker.check_model(full_check=True)``.
+
+    Raises
+    ------
+    TypeError
+        If ``model`` is none of the above, or ``opset`` is not an integer.
+    ValueError
+        If ``opset`` is out of range.
+    sklearn.exceptions.NotFittedError
+        If the estimator is not fitted.
+    """
+    onnx = _onnx()
+    newest = onnx.defs.onnx_opset_version()
+    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+        raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
+    if not MIN_OPSET <= opset <= newest:
+        raise ValueError(f"opset must be in [{MIN_OPSET}, {newest}] (the installed onnx's newest), got {opset}")
+    graph = _Graph(onnx, int(opset))
+    estimators = sys.modules.get("fastbp.sklearn")  # an estimator exists only once fastbp.sklearn is imported
+    if isinstance(model, Network):
+        graph.network(model, "input", "output")
+        name = repr(model)
+    elif estimators is not None and isinstance(model, estimators._BaseMLP):
+        graph.estimator(model)
+        name = f"{type(model).__name__} of {model.network_!r}"
+    else:
+        raise TypeError(f"expected a fastbp.Network or a fastbp.sklearn estimator, got {type(model).__name__}")
+    proto = graph.model(name)
+    if path is not None:
+        path = os.fspath(path)
+        io.write_atomically(path, lambda f: f.write(proto.SerializeToString()),
+                            prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
+    return proto
+
+
+class _Graph:
+    """The nodes, initializers, inputs and outputs of a graph being written."""
+
+    def __init__(self, onnx, opset):
+        self.onnx, self.opset = onnx, opset
+        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
+
+    def constant(self, name, value):
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op, inputs, output, **attributes):
+        self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=f"/{output}/{op}", **attributes))
+        return output
+
+    def tensor(self, name, dtype, *shape):
+        return self.onnx.helper.make_tensor_value_info(name, self.onnx.helper.np_dtype_to_tensor_dtype(
+            np.dtype(dtype)), ["batch", *shape])
+
+    def network(self, net, x, out):
+        """The layers of ``net`` from tensor ``x`` to tensor ``out``, a graph input and output of those names."""
+        self.inputs.append(self.tensor(x, net.dtype, net.sizes[0]))
+        self.outputs.append(self.tensor(out, net.dtype, net.sizes[-1]))
+        layers, activations = convert.stack(net)
+        h = x
+        for l, ((W, b), name) in enumerate(zip(layers, activations)):
+            last = l == len(layers) - 1
+            i = 2 * l  # the Linear's index in the nn.Sequential of state_dict's names; its activation's is i + 1
+            z = out if last and name == "identity" else f"{i}.z"
+            h = self.node("Gemm", [h, self.constant(f"{i}.weight", W), self.constant(f"{i}.bias", b)], z, transB=1)
+            if name != "identity":
+                h = self.activation(name, h, out if last else f"{i + 1}.a", net.dtype)
+        return out
+
+    def activation(self, name, z, a, dtype):
+        if name == "softmax":  # before opset 13, axis 1 of a 2-D input is its last
+            return self.node("Softmax", [z], a, axis=-1 if self.opset >= 13 else 1)
+        if name == "leaky_relu" and dtype == np.float64:
+            # LeakyRelu's alpha is a float32 attribute, 0.01 only to 2e-8; max(z, 0.01 z) is the same function with
+            # a float64 slope (ONNX Runtime has no float64 PRelu at most opsets).
+            slope = self.constant(f"{a}.slope", np.array(act.LEAKY_SLOPE))
+            return self.node("Max", [z, self.node("Mul", [z, slope], f"{a}.slope_z")], a)
+        attributes = {"alpha": act.LEAKY_SLOPE} if name == "leaky_relu" else {}
+        return self.node(ACTIVATION_OPS[name], [z], a, **attributes)
+
+    def estimator(self, est):
+        """skl2onnx's graph for scikit-learn's MLP (``zipmap=False``), from the estimator's network."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(est)
+        net = est.network_
+        if not hasattr(est, "classes_"):
+            self.network(net, "X", "variable")
+            return
+        if net.sizes[-1] > 1 or net.output == "softmax":  # multiclass or multilabel: the output is the probabilities
+            probabilities = self.network(net, "X", "probabilities")
+        else:  # binary: [1 - p, p]
+            self.network(net, "X", "p")
+            self.outputs[-1] = self.tensor("probabilities", net.dtype, 2)
+            one = self.constant("one", np.ones((), net.dtype))
+            probabilities = self.node("Concat", [self.node("Sub", [one, "p"], "1-p"), "p"], "probabilities", axis=1)
+        classes = np.asarray(est.classes_)
+        if est._label_binarizer.y_type_ == "multilabel-indicator":  # each label's probability above one half
+            half = self.constant("half", np.array(0.5, net.dtype))
+            self.node("Cast", [self.node("Greater", [probabilities, half], "positive")], "label",
+                      to=self.onnx.TensorProto.INT64)
+            self.outputs.insert(0, self.tensor("label", np.int64, len(classes)))
+            return
+        # classes_ as an ONNX tensor: int64, float64, bool or string (an object array of str).
+        kind = {"i": np.int64, "u": np.int64, "f": np.float64, "b": np.bool_}.get(classes.dtype.kind, object)
+        classes = classes.astype(kind) if kind is not object else np.array([str(c) for c in classes], object)
+        index = self.node("ArgMax", [probabilities], "index", axis=1, keepdims=0)
+        self.node("Gather", [self.constant("classes", classes), index], "label", axis=0)
+        self.outputs.insert(0, self.tensor("label", kind))
+
+    def model(self, doc):
+        from . import __version__
+
+        helper = self.onnx.helper
+        graph = helper.make_graph(self.nodes, "fastbp", self.inputs, self.outputs, self.initializers)
+        opsets = [helper.make_opsetid("", self.opset)]
+        proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp", producer_version=__version__,
+                                  doc_string=doc, ir_version=helper.find_min_ir_version_for(opsets))
+        self.onnx.checker.check_model(proto, full_check=True)
+        return proto
+
+
+# ---- import ----------------------------------------------------------------------------------------------------
+
+def load(source, **kwargs):
+    """A :class:`fastbp.Network` computing an ONNX graph of dense layers.
+
+    The graph must be one chain from its one input, of shape (batch, features), to its one float output: per
+    layer a ``Gemm`` (``transA=0``, any ``transB``, ``alpha`` and ``beta``, the bias optional) or a ``MatMul``
+    with an optional ``Add`` of the bias, each followed by at most one activation: ``Relu``, ``LeakyRelu`` or
+    ``PRelu`` (slope 0.01, a single value), ``Tanh``, ``Sigmoid``, ``Softmax`` (over the features, after the last
+    layer only), the same after every hidden layer. ``Identity`` nodes, a ``Cast`` of the input, and a final
+    ``Reshape`` to (batch, n_out) change nothing and are passed over; every weight and bias is an initializer.
+    Outputs that are not float tensors (skl2onnx's ``label``, its ZipMap's probabilities) are left out: the network
+    computes the float output. skl2onnx's binary classifier, whose probabilities are ``[1 - p, p]``, becomes a
+    network with a 2-unit softmax output computing them.
+
+    Parameters
+    ----------
+    source : str, os.PathLike, binary file object, bytes or onnx.ModelProto
+        The model.
+    **kwargs
+        Passed to :class:`fastbp.Network`: ``loss`` (default: ``cross_entropy`` after a softmax, ``bce`` after a
+        sigmoid, ``mse`` otherwise), ``optimizer``, ``dtype`` (default: the graph's, after a ``Cast`` of the
+        input), ``seed``, ``threads``, ``compiled``.
+
+    Returns
+    -------
+    net : fastbp.Network
+        Its ``forward`` equals the graph's float output to rounding. A ``LeakyRelu`` computes with its float32
+        ``alpha`` (0.01 to 2e-8): a float64 graph of it differs from the network there in the 8th digit.
+
+    Raises
+    ------
+    ValueError
+        If ``source`` is not a readable, valid ONNX model, or the graph is not of the family above: the message
+        names the node and what fastbp reads. Nothing is built.
+    FileNotFoundError
+        If there is no such file.
+    """
+    onnx = _onnx()
+    model = _read(onnx, source)
+    graph = model.graph
+    initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in initializers]
+    if len(inputs) != 1:
+        raise ValueError(f"the graph has {len(inputs)} inputs {[i.name for i in inputs]}; fastbp reads {FAMILY}")
+    floats = {onnx.TensorProto.FLOAT: np.float32, onnx.TensorProto.DOUBLE: np.float64}
+    x = inputs[0]
+    x_type = x.type.tensor_type
+    if x.type.WhichOneof("value") != "tensor_type" or x_type.elem_type not in floats or \
+            x_type.HasField("shape") and len(x_type.shape.dim) != 2:
+        raise ValueError(f"the graph's input {x.name!r} is not a float32 or float64 tensor of shape (batch, "
+                         f"features): {onnx.helper.printable_value_info(x)}")
+    outputs = [o.name for o in graph.output if o.type.WhichOneof("value") == "tensor_type"
+               and o.type.tensor_type.elem_type in (*floats, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16)]
+    # skl2onnx's ZipMap output: the probabilities as a list of {class: p}, from the float tensor it takes.
+    names = {o.name for o in graph.output}
+    outputs += [n.input[0] for n in graph.node if n.op_type == "ZipMap" and n.output[0] in names]
+    if len(outputs) != 1:
+        raise ValueError(f"the graph has {len(outputs)} float outputs {outputs}; fastbp reads {FAMILY}")
+    producers = {out: node for node in graph.node for out in node.output}
+    chain = _chain(producers, x.name, outputs[0], initializers)
+    layers, activations, dtype = _stack(onnx, chain, producers, initializers, np.dtype(floats[x_type.elem_type]))
+    return convert.network(layers, activations, dtype, "the ONNX graph", **kwargs)
+
+
+def _read(onnx, source):
+    if isinstance(source, onnx.ModelProto):
+        model = source
+    else:
+        try:
+            model = onnx.load_from_string(bytes(source)) if isinstance(source, (bytes, bytearray)) else \
+                onnx.load(source if hasattr(source, "read") else os.fspath(source))
+        except (FileNotFoundError, IsADirectoryError, PermissionError, TypeError):
+            raise
+        except Exception as exc:  # protobuf's DecodeError and the like
+            raise ValueError(f"{source!s:.100} is not a readable ONNX model ({type(exc).__name__}: {exc})") from None
+    try:
+        onnx.checker.check_model(model)  # not full_check: skl2onnx's multilabel graphs declare a wrong label shape
+    except Exception as exc:
+        raise ValueError(f"not a valid ONNX model: {exc}") from None
+    return model
+
+
+def _chain(producers, x, y, initializers):
+    """The nodes from tensor x to tensor y, in order, each taking one computed tensor, the one before it."""
+    chain, tensor = [], y
+    while tensor != x:
+        node = producers.get(tensor)
+        if node is None:
+            raise ValueError(f"the graph's output {y!r} does not depend on its input; fastbp reads {FAMILY}")
+        computed = [t for t in node.input if t and t not in initializers]
+        if node.domain not in ("", "ai.onnx"):
+            raise ValueError(f"{_name(node)} is of the domain {node.domain!r}; fastbp reads {FAMILY}")
+        merged = _binary_tail(node, producers, initializers) or _leaky_max(node, producers, initializers)
+        if merged is not None:
+            computed = [merged]
+        elif len(computed) != 1:
+            raise ValueError(f"{_name(node)} takes {len(computed)} computed tensors {computed}: fastbp reads one "
+                             f"chain of layers whose weights are initializers, {FAMILY}")
+        chain.append(node)
+        tensor = computed[0]
+    return chain[::-1]
+
+
+def _binary_tail(node, producers, initializers):
+    """p, if node is skl2onnx's binary probabilities ``Concat(Sub(1, p), p)``; else None."""
+    if node.op_type != "Concat" or len(node.input) != 2 or node.input[0] not in producers:
+        return None
+    sub, p = producers[node.input[0]], node.input[1]
+    if sub.op_type == "Sub" and list(sub.input[1:]) == [p] and sub.input[0] in initializers \
+            and np.all(initializers[sub.input[0]] == 1) and initializers[sub.input[0]].size == 1:
+        return p
+    return None
+
+
+def _leaky_max(node, producers, initializers):
+    """z, if node is ``Max(z, Mul(z, c))`` (either order) with a single value c: leaky_relu of slope c < 1."""
+    if node.op_type != "Max" or len(node.input) != 2:
+        return None
+    for z, m in (node.input, node.input[::-1]):
+        mul = producers.get(m)
+        if mul is not None and mul.op_type == "Mul" and z in mul.input:
+            c = [initializers.get(t) for t in mul.input if t != z]
+            if len(c) == 1 and c[0] is not None and c[0].size == 1:
+                return z
+    return None
+
+
+def _slope(node, producers, initializers):
+    """The slope of a leaky_relu node: LeakyRelu's alpha, PRelu's slope or Max(z, Mul(z, c))'s c."""
+    if node.op_type == "LeakyRelu":
+        return _attributes(node).get("alpha", 0.01)
+    if node.op_type == "PRelu":
+        slope = initializers.get(node.input[1])
+    else:
+        mul = [producers[t] for t in node.input if t in producers and producers[t].op_type == "Mul"][0]
+        slope = [initializers[t] for t in mul.input if t in initializers][0]
+    return slope.item() if slope is not None and slope.size == 1 else slope
+
+
+def _name(node):
+    return f"node {node.name or node.output[0]!r} ({node.op_type})"
+
+
+def _attributes(node):
+    from onnx.helper import get_attribute_value
+
+    return {a.name: get_attribute_value(a) for a in node.attribute}
+
+
+def _stack(onnx, chain, producers, initializers, dtype):
+    """(layers, activations, dtype) of a chain of nodes; ValueError at the first node fastbp does not read."""
+    layers, activations, open_matmul = [], [], False
+    for node in chain:
+        op, attributes, where = node.op_type, _attributes(node), _name(node)
+        weights = [initializers[t] for t in node.input if t in initializers]
+        for w in weights:
+            if w.dtype.kind == "f" and w.dtype != dtype:
+                raise ValueError(f"{where} has a {w.dtype} initializer in a {dtype} graph; fastbp computes in one "
+                                 "dtype")
+        after_matmul, open_matmul = open_matmul, op == "MatMul"
+        if op == "Identity" or op == "Concat":  # Concat: the binary tail, read below
+            continue
+        if op == "Cast" and not layers:
+            dtype = convert.check_dtype(onnx.helper.tensor_dtype_to_np_dtype(attributes["to"]), where)
+        elif op in ("Gemm", "MatMul"):
+            if node.input[0] in initializers or op == "Gemm" and attributes.get("transA", 0):
+                raise ValueError(f"{where} multiplies the weights from the left; fastbp reads x W (+ b)")
+            W = weights[0]
+            if W.ndim != 2:
+                raise ValueError(f"{where}'s weight has shape {W.shape}; fastbp reads 2-D weights")
+            if op == "Gemm":
+                W = (W if attributes.get("transB", 0) else W.T) * dtype.type(attributes.get("alpha", 1.0))
+                bias = weights[1] * dtype.type(attributes.get("beta", 1.0)) if len(weights) > 1 else None
+            else:
+                W, bias = W.T, None
+            layers.append((W, np.zeros(W.shape[0], dtype)))
+            activations.append("identity")
+            if bias is not None:
+                layers[-1] = (W, _bias(bias, W.shape[0], where))
+        elif op == "Add" and after_matmul:
+            layers[-1] = (layers[-1][0], _bias(weights[0], layers[-1][0].shape[0], where))
+        elif op in ("Relu", "LeakyRelu", "PRelu", "Max", "Tanh", "Sigmoid", "Softmax"):
+            if not layers or activations[-1] != "identity":
+                raise ValueError(f"{where} does not follow a dense layer; fastbp reads {FAMILY}")
+            activations[-1] = _activation(node, producers, initializers, dtype)
+        elif op == "Reshape" and node is chain[-1] and layers:  # skl2onnx's regressor: to (batch, n_out) again
+            n_out = layers[-1][0].shape[0]
+            if len(weights) != 1 or list(weights[0]) not in ([-1, n_out], [0, n_out]):
+                raise ValueError(f"{where} reshapes the (batch, {n_out}) output to {weights and list(weights[0])}; "
+                                 f"fastbp reads a last Reshape only to (-1, {n_out})")
+        else:
+            raise ValueError(f"fastbp does not read {where}; it reads {FAMILY}")
+    if chain and chain[-1].op_type == "Concat":  # [1 - p, p] of a sigmoid p: softmax of [0, z]
+        (W, b), name = layers[-1], activations[-1]
+        if name != "sigmoid" or W.shape[0] != 1:
+            raise ValueError(f"{_name(chain[-1])}: [1 - p, p] of a {name} output of {W.shape[0]} units; fastbp "
+                             "reads it after a sigmoid output of 1 unit")
+        layers[-1] = (np.concatenate([np.zeros_like(W), W]), np.concatenate([np.zeros_like(b), b]))
+        activations[-1] = "softmax"
+    return layers, activations, dtype
+
+
+def _bias(b, n_out, where):
+    if b.shape not in ((n_out,), (1, n_out)):
+        raise ValueError(f"{where}'s bias has shape {b.shape}; fastbp reads ({n_out},) or (1, {n_out})")
+    return b.reshape(n_out)
+
+
+def _activation(node, producers, initializers, dtype):
+    """fastbp's name of an activation node, or a ValueError if its slope or axis is not fastbp's."""
+    op = node.op_type
+    if op in ("LeakyRelu", "PRelu", "Max"):
+        slope = _slope(node, producers, initializers)
+        # LeakyRelu's alpha is a float32 attribute whatever the graph's dtype; a slope tensor has the graph's.
+        if np.size(slope) != 1 or slope != (np.float32 if op == "LeakyRelu" else dtype.type)(act.LEAKY_SLOPE):
+            raise ValueError(f"{_name(node)}: fastbp's leaky_relu has slope {act.LEAKY_SLOPE}, the graph's is {slope}")
+        return "leaky_relu"
+    axis = _attributes(node).get("axis", 1)
+    if op == "Softmax" and axis not in (-1, 1):  # either is the last axis of a 2-D input
+        raise ValueError(f"{_name(node)} is over axis {axis}; fastbp's softmax is over the features")
+    return {v: k for k, v in ACTIVATION_OPS.items()}[op]
+
+
+# ---- scikit-learn pipelines --------------------------------------------------------------------------------------
+
+def register_skl2onnx():
+    """Register :mod:`fastbp.sklearn`'s estimators with skl2onnx, under its converters for scikit-learn's MLP, so
+    ``skl2onnx.to_onnx`` converts pipelines that hold them (each estimator alone: :func:`export`).
+
+    Raises
+    ------
+    ImportError
+        If skl2onnx is not installed.
+    """
+    from skl2onnx import update_registered_converter
+    from skl2onnx.operator_converters.multilayer_perceptron import (convert_sklearn_mlp_classifier,
+                                                                    convert_sklearn_mlp_regressor)
+    from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
+    from skl2onnx.shape_calculators.linear_regressor import calculate_linear_regressor_output_shapes
+
+    from . import sklearn
+
+    update_registered_converter(sklearn.MLPClassifier, "FastbpMLPClassifier", calculate_linear_classifier_output_shapes,
+                                convert_sklearn_mlp_classifier,
+                                options={"zipmap": [True, False, "columns"], "nocl": [True, False],
+                                         "output_class_labels": [False, True]})
+    update_registered_converter(sklearn.MLPRegressor, "FastbpMLPRegressor", calculate_linear_regressor_output_shapes,
+                                convert_sklearn_mlp_regressor)
