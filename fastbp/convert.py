@@ -18,8 +18,10 @@ SUPPORTED_TORCH = "Linear, " + ", ".join(TORCH_ACTIVATIONS.values())
 
 
 def stack(net):
-    """``(layers, activations)`` of a network: its (W, b) views and the activation after each layer."""
-    layers = net.layers()
+    """``(layers, activations)`` of a network: copies of its (W, b), taken under its lock (a training thread never
+    leaves half a step in them), and the activation after each layer."""
+    with net._lock:
+        layers = [(W.copy(), b.copy()) for W, b in net.layers()]
     return layers, [net.hidden] * (len(layers) - 1) + [net.output]
 
 

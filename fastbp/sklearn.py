@@ -234,7 +234,12 @@ class _BaseMLP(BaseEstimator):
 
     def to_onnx(self, path=None, opset=None):
         """This fitted estimator as an ONNX model with skl2onnx's inputs and outputs (:func:`fastbp.onnx.export`; the
-        extra ``fastbp[onnx]``); ``path`` and ``opset`` as :meth:`fastbp.Network.to_onnx`'s.
+        extra ``fastbp[onnx]``).
+
+        Parameters
+        ----------
+        path, opset
+            As :meth:`fastbp.Network.to_onnx`'s: where to write it (None: nowhere), and the operator set.
 
         Returns
         -------

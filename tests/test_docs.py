@@ -51,6 +51,7 @@ def api_names():
 def test_every_public_name_has_an_api_page_with_its_methods(site):
     import fastbp
     import fastbp.distributed  # noqa: F401
+    import fastbp.onnx  # noqa: F401
     import fastbp.sklearn  # noqa: F401
     names = api_names()
     documented = {f"{m}.{n}" for m, n in names}

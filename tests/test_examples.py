@@ -65,3 +65,56 @@ def test_cartpole_es_improves():
     (first, last), = [(float(a), float(b)) for a, b in
                       re.findall(r"population mean return first ([\d.]+) last ([\d.]+)", out)]
     assert last > 2 * first, out
+
+
+def _cartpole():
+    sys.path.insert(0, str(EXAMPLES))
+    try:
+        import cartpole
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    return cartpole
+
+
+def _greedy_returns(policy, episodes):
+    import numpy as np
+
+    cartpole, rng, returns = _cartpole(), np.random.default_rng(0), []
+    for _ in range(episodes):
+        state = rng.uniform(-0.05, 0.05, 4)
+        for t in range(cartpole.MAX_STEPS):
+            if cartpole.step(state, int(policy.forward(state[None]).argmax())):
+                break
+        returns.append(t + 1)
+    return returns
+
+
+def test_the_pytorch_policy_balances_the_pole_in_fastbp():
+    """examples/data/cartpole_policy.onnx, PyTorch's export (committed), loads as a network whose greedy actions
+    balance the pole to CartPole-v1's time limit (a random policy lasts ~22 steps)."""
+    import pytest
+
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    import fastbp.onnx
+
+    policy = fastbp.onnx.load(EXAMPLES / "data" / "cartpole_policy.onnx")
+    assert (policy.sizes, policy.hidden, policy.output, policy.dtype.name) == ([4, 32, 2], "tanh", "softmax",
+                                                                               "float32")
+    assert min(_greedy_returns(policy, 10)) == 500
+
+
+def test_torch_policy_script_writes_the_committed_policy(tmp_path):
+    """The script, run again with the installed PyTorch, writes a policy that acts as the committed one."""
+    import numpy as np
+    import pytest
+
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx", reason="the onnx extra is not installed")
+    import fastbp.onnx
+
+    out = subprocess.run([sys.executable, str(EXAMPLES / "torch_policy.py"), "--out", str(tmp_path / "p.onnx")],
+                         capture_output=True, text=True, check=True, cwd=EXAMPLES).stdout
+    assert "agreement with the controller 0.9" in out, out
+    new, committed = (fastbp.onnx.load(p) for p in (tmp_path / "p.onnx", EXAMPLES / "data" / "cartpole_policy.onnx"))
+    states = np.random.default_rng(1).uniform(-0.2, 0.2, (1000, 4))
+    assert (new.forward(states).argmax(1) == committed.forward(states).argmax(1)).mean() > 0.98
