@@ -79,6 +79,7 @@ def export(model, path=None, opset=DEFAULT_OPSET):
     estimators = sys.modules.get("fastbp.sklearn")  # an estimator exists only once fastbp.sklearn is imported
     if isinstance(model, Network):
         graph.network(model, "input", "output")
+        graph.outputs.append(graph.tensor("output", model.dtype, model.sizes[-1]))
         name = repr(model)
     elif estimators is not None and isinstance(model, estimators._BaseMLP):
         graph.estimator(model)
@@ -113,9 +114,8 @@ class _Graph:
             np.dtype(dtype)), ["batch", *shape])
 
     def network(self, net, x, out):
-        """The layers of ``net`` from tensor ``x`` to tensor ``out``, a graph input and output of those names."""
+        """The layers of ``net`` from the graph's input ``x`` to the tensor ``out``."""
         self.inputs.append(self.tensor(x, net.dtype, net.sizes[0]))
-        self.outputs.append(self.tensor(out, net.dtype, net.sizes[-1]))
         layers, activations = convert.stack(net)
         h = x
         for l, ((W, b), name) in enumerate(zip(layers, activations)):
@@ -145,15 +145,15 @@ class _Graph:
         check_is_fitted(est)
         net = est.network_
         if not hasattr(est, "classes_"):
-            self.network(net, "X", "variable")
+            self.outputs.append(self.tensor(self.network(net, "X", "variable"), net.dtype, net.sizes[-1]))
             return
-        if net.sizes[-1] > 1 or net.output == "softmax":  # multiclass or multilabel: the output is the probabilities
-            probabilities = self.network(net, "X", "probabilities")
-        else:  # binary: [1 - p, p]
-            self.network(net, "X", "p")
-            self.outputs[-1] = self.tensor("probabilities", net.dtype, 2)
+        if est.n_outputs_ == 1:  # binary, as predict_proba: [1 - p, p]
+            p = self.network(net, "X", "p")
             one = self.constant("one", np.ones((), net.dtype))
-            probabilities = self.node("Concat", [self.node("Sub", [one, "p"], "1-p"), "p"], "probabilities", axis=1)
+            probabilities = self.node("Concat", [self.node("Sub", [one, p], "1-p"), p], "probabilities", axis=1)
+        else:  # multiclass or multilabel: the network's outputs
+            probabilities = self.network(net, "X", "probabilities")
+        self.outputs.append(self.tensor(probabilities, net.dtype, max(2, net.sizes[-1])))
         classes = np.asarray(est.classes_)
         if est._label_binarizer.y_type_ == "multilabel-indicator":  # each label's probability above one half
             half = self.constant("half", np.array(0.5, net.dtype))
@@ -286,7 +286,8 @@ def _chain(producers, x, y, initializers):
 
 def _binary_tail(node, producers, initializers):
     """p, if node is skl2onnx's binary probabilities ``Concat(Sub(1, p), p)``; else None."""
-    if node.op_type != "Concat" or len(node.input) != 2 or node.input[0] not in producers:
+    if node.op_type != "Concat" or len(node.input) != 2 or node.input[0] not in producers or \
+            _attributes(node)["axis"] not in (1, -1):
         return None
     sub, p = producers[node.input[0]], node.input[1]
     if sub.op_type == "Sub" and list(sub.input[1:]) == [p] and sub.input[0] in initializers \

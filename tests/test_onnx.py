@@ -348,6 +348,9 @@ UNSUPPORTED = {  # name: (model, a piece of the message)
     "a mixed-dtype initializer": (graph(K, KERAS["initializers"] | dict(B2=B2.astype(np.float32))), "float32"),
     "NaN weights": (graph(K, KERAS["initializers"] | dict(W2=np.full((4, 2), np.nan))), "NaN"),
     "an output of no node": (graph([], dict(y=np.zeros((1, 2)))), "does not depend on its input"),
+    "[1 - p, p] over the rows": (graph(swap(K, 4, ("Add", ["h2", "B2"], "z2", {})) + [
+        ("Sigmoid", ["z2"], "p", {}), ("Sub", ["one", "p"], "q", {}), ("Concat", ["q", "p"], "y", dict(axis=0))],
+        KERAS["initializers"] | dict(one=np.array(1.0))), "(Concat) takes 2 computed tensors"),
 }
 
 
