@@ -1,6 +1,6 @@
 """asv suites: one class per operation, over case x implementation.
 
-The cases and the implementations (fastbp, the plain numpy baseline, PyTorch, JAX) live in ``fastbp.bench`` and are
+The cases and the implementations (fastbp, the plain numpy baseline, PyTorch, JAX, ONNX Runtime) live in ``fastbp.bench`` and are
 shared with ``python -m fastbp bench``. A peer that is not installed raises NotImplementedError in setup, which asv
 reports as skipped. ``setup`` builds and calls once, so compilation (or the cache load) is outside the timing; the
 learning rate is small enough that repeats of the same step never drift the weights to inf.
@@ -26,7 +26,7 @@ def grid(values):
 
 
 CASES = grid(bench.CASES)
-IMPLS = ["fastbp", "numpy", "torch", "jax"]
+IMPLS = ["fastbp", "numpy", "torch", "jax", "onnxruntime"]
 
 
 class _CaseByImpl:
@@ -35,6 +35,8 @@ class _CaseByImpl:
     op = None
 
     def setup(self, case, impl):
+        if not hasattr(bench.IMPLS[impl], self.op):
+            raise NotImplementedError(f"{impl} has no {self.op}")  # ONNX Runtime infers only
         self.impl = bench.IMPLS[impl](bench.CASES[case])
         getattr(self.impl, self.op)()
 

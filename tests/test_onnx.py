@@ -374,3 +374,13 @@ def test_unreadable_files_are_a_value_error(content, tmp_path):
         fonnx.load(path)
     with pytest.raises(FileNotFoundError):
         fonnx.load(tmp_path / "missing.onnx")
+
+
+def test_the_benchmarks_onnx_runtime_peer_computes_fastbps_forward():
+    """``python -m fastbp bench`` and asv time ONNX Runtime on the case's own network and batch: the same numbers."""
+    from fastbp import bench
+
+    case = bench.CASES["policy-batch"]
+    peer, ours = bench.IMPLS["onnxruntime"](case), bench.FastbpImpl(case)  # the peer times its thread counts
+    np.testing.assert_allclose(peer.forward(), ours.forward(), **TOL[np.float32])
+    assert not hasattr(peer, "train_step")  # inference only: the other ops leave it out

@@ -1,6 +1,7 @@
 """The single-network cases and their implementations: fastbp (from Python and from a user's ``@njit`` loop), the
-plain numpy baseline, PyTorch and JAX, each written as its own docs recommend."""
+plain numpy baseline, PyTorch, JAX and (inference only) ONNX Runtime, each written as its own docs recommend."""
 
+import os
 from dataclasses import dataclass
 
 import numba
@@ -8,7 +9,7 @@ import numpy as np
 
 from .. import SGD, Network
 from ..baseline import NumpyMLP
-from .timing import fastest_torch_threads
+from .timing import fastest_threads
 
 LR = 1e-3  # small, so weights never drift far over many timed repeats of the same step
 
@@ -141,7 +142,7 @@ class TorchImpl:
         self.opt = torch.optim.SGD(self.model.parameters(), lr=LR)
         self.G = torch.from_numpy(case.grad_output())
         self.output = torch.nn.Softmax(dim=1) if case.output == "softmax" else torch.nn.Identity()  # sigmoid: in model
-        self.threads = threads or fastest_torch_threads(torch, self.train_step)
+        self.threads = threads or fastest_threads(torch.set_num_threads, self.train_step)
         self.prepare()
 
     def prepare(self):
@@ -233,7 +234,45 @@ class JaxImpl:
         self.params = self._block(self._backward_step(self.params, self.X, self.G))
 
 
-IMPLS = {impl.name: impl for impl in (FastbpImpl, NumpyImpl, TorchImpl, JaxImpl)}
+class OnnxRuntimeImpl:
+    """ONNX Runtime, inference only, as its performance guide recommends: the network's graph
+    (:meth:`fastbp.Network.to_onnx`) in an ``InferenceSession`` with every graph optimisation (the default), the
+    input and a preallocated output bound once (``io_binding``), so a call runs the graph and copies nothing; the
+    intra-op thread count that is fastest for the case (a session per count, the fastest kept)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, case, threads=None):
+        try:
+            import onnxruntime
+        except ImportError:
+            raise NotImplementedError("ONNX Runtime is not installed (the extra fastbp[onnx])") from None
+        graph = case.network().to_onnx().SerializeToString()
+        self.X = case.data()[0]
+        self.out = np.empty((case.batch, case.sizes[-1]), case.dtype)
+        self.sessions = {}
+        for t in range(1, (os.cpu_count() or 1) + 1) if threads is None else [threads]:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = t
+            session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
+            binding = session.io_binding()
+            binding.bind_cpu_input("input", self.X)
+            binding.bind_output("output", "cpu", 0, self.out.dtype, self.out.shape, self.out.ctypes.data)
+            self.sessions[t] = session, binding
+        self.use(min(self.sessions))
+        if threads is None:
+            self.use(fastest_threads(self.use, self.forward))
+
+    def use(self, threads):
+        self.session, self.binding = self.sessions[threads]
+
+    def forward(self):
+        self.session.run_with_iobinding(self.binding)
+        return self.out
+
+
+IMPLS = {impl.name: impl for impl in (FastbpImpl, NumpyImpl, TorchImpl, JaxImpl, OnnxRuntimeImpl)}
+PEERS = ("torch", "jax", "onnxruntime")  # the installed ones run beside fastbp and numpy; ONNX Runtime only infers
 
 
 def njit_train_loop(train_step):

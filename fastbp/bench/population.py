@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import SGD, Population
 from .cases import LR, Case
-from .timing import fastest_torch_threads
+from .timing import fastest_threads
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,7 @@ class TorchPopulationImpl:
             self.train_step()
         except Exception:  # no working compiler: eager
             self._step = step
-        self.threads = fastest_torch_threads(torch, self.train_step)
+        self.threads = fastest_threads(torch.set_num_threads, self.train_step)
         self.prepare()
 
     def prepare(self):

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 
 from . import cold_start, estimators
-from .cases import CASES, IMPLS, OPS, FastbpImpl, NjitLoopImpl, NumpyImpl
+from .cases import CASES, IMPLS, OPS, PEERS, FastbpImpl, NjitLoopImpl, NumpyImpl
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS
 from .timing import time_block
 
@@ -87,7 +87,7 @@ def machine():
         pass
     info = {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
-    for mod in ("torch", "jax"):
+    for mod in PEERS:
         try:
             info[mod] = __import__(mod).__version__
         except ImportError:
@@ -125,7 +125,7 @@ def measure(case, op, impls, rounds, block_seconds, settle=0.2):
     return {name: float(np.median(t)) for name, t in times.items()}
 
 
-def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", "jax"), log=print):
+def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log=print):
     """Measure every case and op; returns a JSON-ready dict and logs the table at the end (progress on stderr). The case
     ``sklearn`` (:mod:`.estimators`) times whole fits instead of ops, and ``cold-start`` (:mod:`.cold_start`) fresh
     processes' first calls, each in a table of its own."""
@@ -148,16 +148,16 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=("torch", 
             impls = [POPULATION_IMPLS[k](case) for k in ("fastbp", "numpy", "loop")]
         else:
             impls = [FastbpImpl(case, threads), NumpyImpl(case)]
-        for peer in peers:
+        registry = POPULATION_IMPLS if name == POPULATION.name else IMPLS
+        for peer in (p for p in peers if p in registry):  # ONNX Runtime has no population case
             try:
-                impls.append((POPULATION_IMPLS if name == POPULATION.name else IMPLS)[peer](case, *(
-                    () if name == POPULATION.name else (threads,))))
+                impls.append(registry[peer](case, *(() if name == POPULATION.name else (threads,))))
             except NotImplementedError as exc:
                 skipped[peer] = str(exc)
         if name != POPULATION.name:
             plans[name] = _plan(impls[0].net, case.batch)
         for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
-            rows.append(_row(case, op, measure(case, op, impls, rounds, block)))
+            rows.append(_row(case, op, measure(case, op, [i for i in impls if hasattr(i, op)], rounds, block)))
             print(f"  measured {name} {op}", file=sys.stderr)
         if "train_step" in ops and name in ("xor", "policy-online"):
             loop = NjitLoopImpl(case)
@@ -206,7 +206,7 @@ def _case(name):
 def _row(case, op, seconds):
     us = {name: t * 1e6 for name, t in seconds.items()}
     gflops = case.flops(op.split()[0]) / seconds["fastbp"] / 1e9
-    peers = {k: v for k, v in us.items() if k in ("torch", "jax")}
+    peers = {k: v for k, v in us.items() if k in PEERS}
     best = min(peers, key=peers.get) if peers else None
     return {"case": case.name, "op": op, "us": us, "gflops": gflops, "peak_percent": None,
             "speedup_numpy": us["numpy"] / us["fastbp"],
@@ -216,13 +216,13 @@ def _row(case, op, seconds):
 def _header(info, peak, n):
     lines = [f"machine: {info['cpu']}, {info['cores']} cores, numba threads {info['numba_threads']}",
              f"versions: python {info['python']}, numpy {info['numpy']}, numba {info['numba']}, "
-             f"torch {info['torch']}, jax {info['jax']}",
+             f"torch {info['torch']}, jax {info['jax']}, onnxruntime {info['onnxruntime']}",
              f"BLAS: {info['blas']}",
              f"GEMM peak (np.dot, {n} square, best before and after the cases): "
              + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items()),
              "",
              f"{'case':<14} {'op':<24} {'fastbp us':>10} {'numpy us':>10} {'torch us':>10} {'jax us':>10} "
-             f"{'loop us':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
+             f"{'ort us':>10} {'loop us':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
     return "\n".join(lines)
 
 
@@ -230,7 +230,8 @@ def _format_row(row):
     us = row["us"]
     cell = lambda k: f"{us[k]:10.2f}" if k in us else f"{'-':>10}"  # noqa: E731
     peer = f"{row['speedup_best_peer']:7.2f}x ({row['best_peer']})" if row["best_peer"] else f"{'-':>13}"
-    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} {cell('loop')} "
+    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} "
+            f"{cell('onnxruntime')} {cell('loop')} "
             f"{row['gflops']:8.2f} {row['peak_percent']:6.1f}% {row['speedup_numpy']:8.2f}x {peer}")
 
 

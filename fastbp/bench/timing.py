@@ -15,8 +15,9 @@ def time_block(fn, calls, settle=0.0):
     return (time.perf_counter() - start) / calls
 
 
-def fastest_torch_threads(torch, step, rounds=5):
-    """The intra-op thread count at which ``step`` runs fastest: medians of paused, alternating blocks (as
+def fastest_threads(use, step, rounds=5):
+    """The thread count at which ``step`` runs fastest, ``use(t)`` setting it (PyTorch's ``set_num_threads``, or
+    the choice of an ONNX Runtime session made with t threads): medians of paused, alternating blocks (as
     :func:`fastbp.bench.runner.measure` times them), so a count is not judged by another's spinning pool."""
     counts = range(1, (os.cpu_count() or 1) + 1)
     once = max(time_block(step, 1), 1e-6)
@@ -24,7 +25,7 @@ def fastest_torch_threads(torch, step, rounds=5):
     times = {t: [] for t in counts}
     for _ in range(rounds):
         for t in counts:
-            torch.set_num_threads(t)
+            use(t)
             step()
             times[t].append(time_block(step, calls, settle=0.05))
     return min(counts, key=lambda t: np.median(times[t]))
