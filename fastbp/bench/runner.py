@@ -149,7 +149,8 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log
         else:
             impls = [FastbpImpl(case, threads), NumpyImpl(case)]
         registry = POPULATION_IMPLS if name == POPULATION.name else IMPLS
-        for peer in (p for p in peers if p in registry):  # ONNX Runtime has no population case
+        # ONNX Runtime has no population case, and only forward
+        for peer in (p for p in peers if p in registry and any(hasattr(registry[p], op) for op in ops)):
             try:
                 impls.append(registry[peer](case, *(() if name == POPULATION.name else (threads,))))
             except NotImplementedError as exc:
