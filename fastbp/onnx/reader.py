@@ -1,186 +1,16 @@
-"""ONNX in and out (the extra ``fastbp[onnx]``): :func:`export` writes a network, a population's member or a fitted
-:mod:`fastbp.sklearn` estimator as an ONNX graph that ONNX Runtime runs to rounding of :meth:`fastbp.Network.forward`;
-:func:`load` reads a dense network back from a graph of that family, whoever wrote it (fastbp, PyTorch's
-``torch.onnx.export``, skl2onnx, a Keras-style MatMul + Add); :func:`register_skl2onnx` lets skl2onnx convert
-scikit-learn pipelines that hold fastbp's estimators.
-
-The graphs use the default ONNX domain only: one ``Gemm`` per layer (``transB=1``: the weights in PyTorch's
-(n_out, n_in) layout, named like :meth:`fastbp.Network.state_dict`) and one activation node after it, the batch
-dimension dynamic.
-"""
+"""Reading ONNX graphs of dense layers: :func:`load`, whoever wrote them."""
 
 import os
-import sys
 
 import numpy as np
 
-from . import activations as act
-from . import convert, io
-from .network import Network
+from .. import activations as act
+from .. import convert
+from .writer import ACTIVATION_OPS, onnx_package
 
-DEFAULT_OPSET = 17  # run by every ONNX Runtime since 1.13 (2022)
-MIN_OPSET = 9  # from opset 9 (IR 4) the weights are initializers that need not be listed among the graph's inputs
-ACTIVATION_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "tanh": "Tanh", "sigmoid": "Sigmoid",
-                  "softmax": "Softmax"}
 FAMILY = ("Gemm, or MatMul + Add, with Relu, LeakyRelu (or PRelu, or Max(z, Mul(z, slope)): slope 0.01), Tanh, "
           "Sigmoid, Softmax (last) or Identity after each, from one (batch, features) float input to one float output")
 
-
-def _onnx():
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError("fastbp.onnx needs the onnx package: pip install 'fastbp[onnx]'") from None
-    return onnx
-
-
-# ---- export ----------------------------------------------------------------------------------------------------
-
-def export(model, path=None, opset=DEFAULT_OPSET):
-    """An ONNX model computing ``model``'s outputs.
-
-    Parameters
-    ----------
-    model : fastbp.Network or fastbp.sklearn.MLPClassifier or fastbp.sklearn.MLPRegressor
-        Read only. A network's graph has input ``"input"`` of shape (batch, n_in) and output ``"output"`` of shape
-        (batch, n_out), in the network's dtype, equal to :meth:`~fastbp.Network.forward` (a population's member:
-        ``export(pop.member(m))``). A fitted estimator's graph has skl2onnx's input and outputs for scikit-learn's
-        MLP with ``options={"zipmap": False}``: input ``"X"``; for the classifier ``"label"`` (``predict``: shape
-        (batch,), or (batch, n_labels) of int64 for multilabel targets; the dtype of ``classes_``, as ``predict``'s:
-        int64, float64, bool or string, where skl2onnx gives int64 for bool and float classes) and ``"probabilities"`` (``predict_proba``); for the regressor ``"variable"``, shape
-        (batch, n_outputs).
-    path : str, os.PathLike or None
-        Where to write the model (atomically: a crash leaves the previous file); None writes nothing.
-    opset : int
-        The ONNX operator set, from :data:`MIN_OPSET` to the installed onnx package's newest; default
-        :data:`DEFAULT_OPSET`.
-
-    Returns
-    -------
-    model : onnx.ModelProto
-        Checked with ``onnx.checker.check_model(full_check=True)``.
-
-    Raises
-    ------
-    TypeError
-        If ``model`` is none of the above, or ``opset`` is not an integer.
-    ValueError
-        If ``opset`` is out of range.
-    sklearn.exceptions.NotFittedError
-        If the estimator is not fitted.
-    """
-    onnx = _onnx()
-    newest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
-        raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
-    if not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"opset must be in [{MIN_OPSET}, {newest}] (the installed onnx's newest), got {opset}")
-    graph = _Graph(onnx, int(opset))
-    estimators = sys.modules.get("fastbp.sklearn")  # an estimator exists only once fastbp.sklearn is imported
-    if isinstance(model, Network):
-        graph.network(model, "input", "output")
-        graph.outputs.append(graph.tensor("output", model.dtype, model.sizes[-1]))
-        name = repr(model)
-    elif estimators is not None and isinstance(model, estimators._BaseMLP):
-        graph.estimator(model)
-        name = f"{type(model).__name__} of {model.network_!r}"
-    else:
-        raise TypeError(f"expected a fastbp.Network or a fastbp.sklearn estimator, got {type(model).__name__}")
-    proto = graph.model(name)
-    if path is not None:
-        path = os.fspath(path)
-        io.write_atomically(path, lambda f: f.write(proto.SerializeToString()),
-                            prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
-    return proto
-
-
-class _Graph:
-    """The nodes, initializers, inputs and outputs of a graph being written."""
-
-    def __init__(self, onnx, opset):
-        self.onnx, self.opset = onnx, opset
-        self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
-
-    def constant(self, name, value):
-        self.initializers.append(self.onnx.numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def node(self, op, inputs, output, **attributes):
-        self.nodes.append(self.onnx.helper.make_node(op, inputs, [output], name=f"/{output}/{op}", **attributes))
-        return output
-
-    def tensor(self, name, dtype, *shape):
-        return self.onnx.helper.make_tensor_value_info(name, self.onnx.helper.np_dtype_to_tensor_dtype(
-            np.dtype(dtype)), ["batch", *shape])
-
-    def network(self, net, x, out):
-        """The layers of ``net`` from the graph's input ``x`` to the tensor ``out``."""
-        self.inputs.append(self.tensor(x, net.dtype, net.sizes[0]))
-        layers, activations = convert.stack(net)
-        h = x
-        for l, ((W, b), name) in enumerate(zip(layers, activations)):
-            last = l == len(layers) - 1
-            i = 2 * l  # the Linear's index in the nn.Sequential of state_dict's names; its activation's is i + 1
-            z = out if last and name == "identity" else f"{i}.z"
-            h = self.node("Gemm", [h, self.constant(f"{i}.weight", W), self.constant(f"{i}.bias", b)], z, transB=1)
-            if name != "identity":
-                h = self.activation(name, h, out if last else f"{i + 1}.a", net.dtype)
-        return out
-
-    def activation(self, name, z, a, dtype):
-        if name == "softmax":  # before opset 13, axis 1 of a 2-D input is its last
-            return self.node("Softmax", [z], a, axis=-1 if self.opset >= 13 else 1)
-        if name == "leaky_relu" and dtype == np.float64:
-            # LeakyRelu's alpha is a float32 attribute, 0.01 only to 2e-8; max(z, 0.01 z) is the same function with
-            # a float64 slope (ONNX Runtime has no float64 PRelu at most opsets).
-            slope = self.constant(f"{a}.slope", np.array(act.LEAKY_SLOPE))
-            return self.node("Max", [z, self.node("Mul", [z, slope], f"{a}.slope_z")], a)
-        attributes = {"alpha": act.LEAKY_SLOPE} if name == "leaky_relu" else {}
-        return self.node(ACTIVATION_OPS[name], [z], a, **attributes)
-
-    def estimator(self, est):
-        """skl2onnx's graph for scikit-learn's MLP (``zipmap=False``), from the estimator's network."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(est)
-        net = est.network_
-        if not hasattr(est, "classes_"):
-            self.outputs.append(self.tensor(self.network(net, "X", "variable"), net.dtype, net.sizes[-1]))
-            return
-        if est.n_outputs_ == 1:  # binary, as predict_proba: [1 - p, p]
-            p = self.network(net, "X", "p")
-            one = self.constant("one", np.ones((), net.dtype))
-            probabilities = self.node("Concat", [self.node("Sub", [one, p], "1-p"), p], "probabilities", axis=1)
-        else:  # multiclass or multilabel: the network's outputs
-            probabilities = self.network(net, "X", "probabilities")
-        self.outputs.append(self.tensor(probabilities, net.dtype, max(2, net.sizes[-1])))
-        classes = np.asarray(est.classes_)
-        if est._label_binarizer.y_type_ == "multilabel-indicator":  # each label's probability above one half
-            half = self.constant("half", np.array(0.5, net.dtype))
-            self.node("Cast", [self.node("Greater", [probabilities, half], "positive")], "label",
-                      to=self.onnx.TensorProto.INT64)
-            self.outputs.insert(0, self.tensor("label", np.int64, len(classes)))
-            return
-        # classes_ as an ONNX tensor: int64, float64, bool or string (an object array of str).
-        kind = {"i": np.int64, "u": np.int64, "f": np.float64, "b": np.bool_}.get(classes.dtype.kind, object)
-        classes = classes.astype(kind) if kind is not object else np.array([str(c) for c in classes], object)
-        index = self.node("ArgMax", [probabilities], "index", axis=1, keepdims=0)
-        self.node("Gather", [self.constant("classes", classes), index], "label", axis=0)
-        self.outputs.insert(0, self.tensor("label", kind))
-
-    def model(self, doc):
-        from . import __version__
-
-        helper = self.onnx.helper
-        graph = helper.make_graph(self.nodes, "fastbp", self.inputs, self.outputs, self.initializers)
-        opsets = [helper.make_opsetid("", self.opset)]
-        proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp", producer_version=__version__,
-                                  doc_string=doc, ir_version=helper.find_min_ir_version_for(opsets))
-        self.onnx.checker.check_model(proto, full_check=True)
-        return proto
-
-
-# ---- import ----------------------------------------------------------------------------------------------------
 
 def load(source, **kwargs):
     """A :class:`fastbp.Network` computing an ONNX graph of dense layers.
@@ -218,7 +48,7 @@ def load(source, **kwargs):
     FileNotFoundError
         If there is no such file.
     """
-    onnx = _onnx()
+    onnx = onnx_package()
     model = _read(onnx, source)
     graph = model.graph
     initializers = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
@@ -403,30 +233,3 @@ def _activation(node, producers, initializers, dtype):
     if op == "Softmax" and axis not in (-1, 1):  # either is the last axis of a 2-D input
         raise ValueError(f"{_name(node)} is over axis {axis}; fastbp's softmax is over the features")
     return {v: k for k, v in ACTIVATION_OPS.items()}[op]
-
-
-# ---- scikit-learn pipelines --------------------------------------------------------------------------------------
-
-def register_skl2onnx():
-    """Register :mod:`fastbp.sklearn`'s estimators with skl2onnx, under its converters for scikit-learn's MLP, so
-    ``skl2onnx.to_onnx`` converts pipelines that hold them (each estimator alone: :func:`export`).
-
-    Raises
-    ------
-    ImportError
-        If skl2onnx is not installed.
-    """
-    from skl2onnx import update_registered_converter
-    from skl2onnx.operator_converters.multilayer_perceptron import (convert_sklearn_mlp_classifier,
-                                                                    convert_sklearn_mlp_regressor)
-    from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
-    from skl2onnx.shape_calculators.linear_regressor import calculate_linear_regressor_output_shapes
-
-    from . import sklearn
-
-    update_registered_converter(sklearn.MLPClassifier, "FastbpMLPClassifier", calculate_linear_classifier_output_shapes,
-                                convert_sklearn_mlp_classifier,
-                                options={"zipmap": [True, False, "columns"], "nocl": [True, False],
-                                         "output_class_labels": [False, True]})
-    update_registered_converter(sklearn.MLPRegressor, "FastbpMLPRegressor", calculate_linear_regressor_output_shapes,
-                                convert_sklearn_mlp_regressor)
