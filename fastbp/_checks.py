@@ -7,6 +7,9 @@ import numbers
 import numpy as np
 
 
+DTYPES = (np.dtype(np.float32), np.dtype(np.float64))  # the dtypes of networks, their buffers and arithmetic
+
+
 def as_real_array(name, value, dtype):
     try:
         arr = np.asarray(value)

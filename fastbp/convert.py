@@ -2,14 +2,16 @@
 activation. PyTorch's ``nn.Sequential`` lives here; ONNX graphs (:mod:`fastbp.onnx`) go through the same two
 functions, :func:`stack` and :func:`network`, so every format meets the same checks.
 
-A stack is ``(layers, activations)``: ``layers[l] = (W, b)`` with W of shape (n_out, n_in), PyTorch's layout, and
-``activations[l]`` the fastbp name of the activation after layer l (``"identity"`` where there is none).
+This module sits below the classes that call it (:class:`fastbp.Network`'s ``to_torch`` and ``from_torch``, and
+:mod:`fastbp.onnx`): it is handed the class to build. A stack is ``(layers, activations)``: ``layers[l] = (W, b)``
+with W of shape (n_out, n_in), PyTorch's layout, and ``activations[l]`` the fastbp name of the activation after layer
+l (``"identity"`` where there is none).
 """
 
 import numpy as np
 
 from . import activations as act
-from .network import DTYPES, Network
+from ._checks import DTYPES
 
 # PyTorch's activation modules, by fastbp's name (Identity: no activation).
 TORCH_ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "sigmoid": "Sigmoid",
@@ -25,11 +27,13 @@ def stack(net):
     return layers, [net.hidden] * (len(layers) - 1) + [net.output]
 
 
-def network(layers, activations, default_dtype, source, cls=Network, **kwargs):
-    """A :class:`fastbp.Network` computing a stack, or a ``ValueError`` naming ``source`` and what does not fit.
+def network(cls, layers, activations, default_dtype, source, **kwargs):
+    """A ``cls`` computing a stack, or a ``ValueError`` naming ``source`` and what does not fit.
 
     Parameters
     ----------
+    cls : type
+        :class:`fastbp.Network` or a subclass.
     layers : list of (ndarray, ndarray)
         ``(W, b)`` per layer, W of shape (n_out, n_in), b of shape (n_out,); copied.
     activations : list of str
@@ -38,8 +42,6 @@ def network(layers, activations, default_dtype, source, cls=Network, **kwargs):
         The network's dtype, unless ``kwargs`` gives one.
     source : str
         Names what is converted, for the messages.
-    cls : type
-        :class:`fastbp.Network` or a subclass.
     **kwargs
         Passed to :class:`fastbp.Network` (``loss``, ``optimizer``, ``dtype``, ``seed``, ``threads``, ``compiled``).
         ``loss`` defaults to the one that goes with the output: ``cross_entropy`` after softmax, ``bce`` after
@@ -98,7 +100,7 @@ def to_torch(net):
     return torch.nn.Sequential(*sequence)
 
 
-def from_torch(module, cls=Network, **kwargs):
+def from_torch(cls, module, **kwargs):
     """:meth:`fastbp.Network.from_torch`."""
     import torch
 
@@ -131,4 +133,4 @@ def from_torch(module, cls=Network, **kwargs):
         if not layers or activations[-1] != "identity":
             raise ValueError(f"{where}: an activation must follow a Linear, and only one")
         activations[-1] = name
-    return network(layers, activations, dtype, "the module", cls, **kwargs)
+    return network(cls, layers, activations, dtype, "the module", **kwargs)

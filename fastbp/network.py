@@ -6,13 +6,12 @@ import threading
 import numba
 import numpy as np
 
-from . import dispatch, io, kernels, losses, optim, training
+from . import convert, dispatch, io, kernels, losses, optim, training
 from . import activations as act
-from ._checks import BatchChecks, check_name, check_sizes, is_dtype, nonfinite
+from ._checks import DTYPES, BatchChecks, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
 from .kernels import compiled as compiled_kernels
 
-DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 COMPILED_DEFAULT = "background"  # Network(compiled=None) without $FASTBP_COMPILE: see fastbp.dispatch
 
 
@@ -696,9 +695,9 @@ class Network(BatchChecks):
             Input ``"input"``, shape (batch, n_in), and output ``"output"``, shape (batch, n_out), in the
             network's dtype: ONNX Runtime computes :meth:`forward` to rounding.
         """
-        from . import onnx
+        from .onnx import writer
 
-        return onnx.export(self, path, onnx.DEFAULT_OPSET if opset is None else opset)
+        return writer.write_network(self, path, writer.DEFAULT_OPSET if opset is None else opset)
 
     def to_torch(self):
         """This network as a PyTorch module (PyTorch must be installed).
@@ -710,8 +709,6 @@ class Network(BatchChecks):
             parameters (an ``nn.Identity`` stands for a hidden identity, so the keys of its ``state_dict`` are those
             of :meth:`state_dict`): it computes :meth:`forward` to rounding.
         """
-        from . import convert
-
         return convert.to_torch(self)
 
     @classmethod
@@ -743,9 +740,7 @@ class Network(BatchChecks):
             between hidden layers, a softmax before the last layer, or parameters that are not float32 or float64
             or not finite. Nothing is built.
         """
-        from . import convert
-
-        return convert.from_torch(module, cls=cls, **kwargs)
+        return convert.from_torch(cls, module, **kwargs)
 
     def __getstate__(self):  # copy and pickle without the lock, the kernels, the workspace and the hot path's shapes
         return {k: v for k, v in self.__dict__.items()

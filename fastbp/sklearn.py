@@ -247,9 +247,9 @@ class _BaseMLP(BaseEstimator):
             Input ``"X"``; outputs ``"label"`` (:meth:`predict`) and ``"probabilities"`` (``predict_proba``) for the
             classifier, ``"variable"`` (shape (batch, n_outputs)) for the regressor.
         """
-        from . import onnx
+        from .onnx import writer
 
-        return onnx.export(self, path, onnx.DEFAULT_OPSET if opset is None else opset)
+        return writer.write_estimator(self, path, writer.DEFAULT_OPSET if opset is None else opset)
 
     def to_sklearn(self):
         """The fitted scikit-learn estimator with these parameters and weights (it predicts the same).

@@ -59,6 +59,7 @@ MODULES = {
     "fastbp/sklearn_training.py": ["tests/test_sklearn.py"],
     "fastbp/plan.py": ["tests/test_plan.py", "tests/test_dispatch.py"],
     "fastbp/convert.py": ["tests/test_convert.py", "tests/test_onnx.py"],
+    "fastbp/onnx/__init__.py": ["tests/test_onnx.py"],
     "fastbp/onnx/reader.py": ["tests/test_onnx.py"],
     "fastbp/onnx/writer.py": ["tests/test_onnx.py"],
 }

@@ -23,6 +23,12 @@ def stack_of(key):
     return layers, [hidden] * (n - 1) + [output], inputs
 
 
+def network_of(key, **kwargs):
+    """The network built from the case's stack, as from_torch and fastbp.onnx.load build theirs."""
+    layers, activations, inputs = stack_of(key)
+    return convert.network(fastbp.Network, layers, activations, inputs["X"].dtype, "case", **kwargs)
+
+
 @pytest.fixture(params=["file", "torch"])
 def torch_forward(request):
     """The case's nn.Sequential output: from the file, or computed now (skipped where PyTorch is not installed)."""
@@ -36,8 +42,8 @@ def torch_forward(request):
 def test_a_stack_computes_what_the_sequential_does(key, torch_forward):
     """Every hidden activation x last module x dtype: the network built from the module's parameters and
     activations (the path from_torch and fastbp.onnx.load share) computes PyTorch's outputs."""
-    layers, activations, inputs = stack_of(key)
-    net = convert.network(layers, activations, inputs["X"].dtype, "case")
+    _, activations, inputs = stack_of(key)
+    net = network_of(key)
     assert (net.hidden, net.output, net.dtype) == (activations[0], activations[-1], inputs["X"].dtype)
     assert net.loss == {"softmax": "cross_entropy", "sigmoid": "bce"}.get(activations[-1], "mse")
     close(net.forward(inputs["X"]), torch_forward(key), inputs["X"].dtype, rtol=1e-12)
@@ -54,7 +60,7 @@ def test_the_stack_checks_what_a_network_can_hold():
             ([(W1, b1), (W2, b1)], ["relu", "identity"], "bias (4,)"),
             ([(W1, b1), (W2 * np.nan, b2)], ["relu", "identity"], "NaN")]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
-            convert.network(layers, activations, np.float64, "stack")
+            convert.network(fastbp.Network, layers, activations, np.float64, "stack")
 
 
 # ---- with PyTorch ----------------------------------------------------------------------------------------------
@@ -66,18 +72,18 @@ def torch():
 
 @pytest.mark.parametrize("key", MODULES)
 def test_from_torch_copies_every_module_kind_exactly(key, torch):
-    layers, activations, inputs = stack_of(key)
+    _, activations, inputs = stack_of(key)
     module = make_golden.sequential(torch, inputs, activations[0], None if activations[-1] == "identity"
                                     else activations[-1])
     net = fastbp.Network.from_torch(module)
-    assert np.array_equal(net.params, convert.network(layers, activations, inputs["X"].dtype, "case").params)
+    assert np.array_equal(net.params, network_of(key).params)
     close(net.forward(inputs["X"]), CASES[key]["out"]["forward"], inputs["X"].dtype, rtol=1e-12)
 
 
 @pytest.mark.parametrize("key", MODULES)
 def test_to_torch_round_trips_exactly(key, torch):
-    layers, activations, inputs = stack_of(key)
-    net = convert.network(layers, activations, inputs["X"].dtype, "case", optimizer=fastbp.Adam(0.1), seed=5)
+    inputs = CASES[key]["in"]
+    net = network_of(key, optimizer=fastbp.Adam(0.1), seed=5)
     module = net.to_torch()
     assert list(module.state_dict()) == list(net.state_dict())
     with torch.no_grad():

@@ -1,4 +1,5 @@
-"""Reading ONNX graphs of dense layers: :func:`load`, whoever wrote them."""
+"""Reading ONNX graphs of dense layers, whoever wrote them, into the stack :mod:`fastbp.convert` builds a network from
+(under :func:`fastbp.onnx.load`)."""
 
 import os
 
@@ -12,42 +13,9 @@ FAMILY = ("Gemm, or MatMul + Add, with Relu, LeakyRelu (or PRelu, or Max(z, Mul(
           "Sigmoid, Softmax (last) or Identity after each, from one (batch, features) float input to one float output")
 
 
-def load(source, **kwargs):
-    """A :class:`fastbp.Network` computing an ONNX graph of dense layers.
-
-    The graph must be one chain from its one input, of shape (batch, features), to its one float output: per
-    layer a ``Gemm`` (``transA=0``, any ``transB``, ``alpha`` and ``beta``, the bias optional) or a ``MatMul``
-    with an optional ``Add`` of the bias, each followed by at most one activation: ``Relu``, ``LeakyRelu`` or
-    ``PRelu`` (slope 0.01, a single value), ``Tanh``, ``Sigmoid``, ``Softmax`` (over the features, after the last
-    layer only), the same after every hidden layer. ``Identity`` nodes, a ``Cast`` of the input, and a final
-    ``Reshape`` to (batch, n_out) change nothing and are passed over; every weight and bias is an initializer.
-    Outputs that are not float tensors (skl2onnx's ``label``, its ZipMap's probabilities) are left out: the network
-    computes the float output. skl2onnx's binary classifier, whose probabilities are ``[1 - p, p]``, becomes a
-    network with a 2-unit softmax output computing them.
-
-    Parameters
-    ----------
-    source : str, os.PathLike, binary file object, bytes or onnx.ModelProto
-        The model.
-    **kwargs
-        Passed to :class:`fastbp.Network`: ``loss`` (default: ``cross_entropy`` after a softmax, ``bce`` after a
-        sigmoid, ``mse`` otherwise), ``optimizer``, ``dtype`` (default: the graph's, after a ``Cast`` of the
-        input), ``seed``, ``threads``, ``compiled``.
-
-    Returns
-    -------
-    net : fastbp.Network
-        Its ``forward`` equals the graph's float output to rounding. A ``LeakyRelu`` computes with its float32
-        ``alpha`` (0.01 to 2e-8): a float64 graph of it differs from the network there in the 8th digit.
-
-    Raises
-    ------
-    ValueError
-        If ``source`` is not a readable, valid ONNX model, or the graph is not of the family above: the message
-        names the node and what fastbp reads. Nothing is built.
-    FileNotFoundError
-        If there is no such file.
-    """
+def read(source):
+    """The stack of layers an ONNX graph computes: ``(layers, activations, dtype)`` as :mod:`fastbp.convert` takes
+    them (:func:`fastbp.onnx.load` says which graphs), or a ValueError naming the node fastbp does not read."""
     onnx = onnx_package()
     model = _read(onnx, source)
     graph = model.graph
@@ -72,7 +40,7 @@ def load(source, **kwargs):
     producers = {out: node for node in graph.node for out in node.output}
     chain = _chain(producers, x.name, outputs[0], initializers)
     layers, activations, dtype = _stack(onnx, chain, producers, initializers, np.dtype(floats[x_type.elem_type]))
-    return convert.network(layers, activations, dtype, "the ONNX graph", **kwargs)
+    return layers, activations, dtype
 
 
 def _read(onnx, source):

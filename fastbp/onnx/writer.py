@@ -1,14 +1,12 @@
-"""Writing ONNX graphs: :func:`export` (networks and the :mod:`fastbp.sklearn` estimators) and
-:func:`register_skl2onnx` (pipelines, through skl2onnx's own converters)."""
+"""Writing ONNX graphs of networks and of the :mod:`fastbp.sklearn` estimators: below the classes whose ``to_onnx``
+calls it (it does not import them), under :func:`fastbp.onnx.export`."""
 
 import os
-import sys
 
 import numpy as np
 
 from .. import activations as act
 from .. import convert, io
-from ..network import Network
 
 DEFAULT_OPSET = 17  # run by every ONNX Runtime since 1.13 (2022)
 MIN_OPSET = 9  # from opset 9 (IR 4) the weights are initializers that need not be listed among the graph's inputs
@@ -25,69 +23,32 @@ def onnx_package():
     return onnx
 
 
-def export(model, path=None, opset=DEFAULT_OPSET):
-    """An ONNX model computing ``model``'s outputs.
+def write_network(net, path, opset):
+    """:meth:`fastbp.Network.to_onnx`: input ``"input"``, output ``"output"``."""
+    graph = _Graph(opset)
+    graph.network(net, "input", "output")
+    graph.outputs.append(graph.tensor("output", net.dtype, net.sizes[-1]))
+    return graph.write(repr(net), path)
 
-    Parameters
-    ----------
-    model : fastbp.Network or fastbp.sklearn.MLPClassifier or fastbp.sklearn.MLPRegressor
-        Read only. A network's graph has input ``"input"`` of shape (batch, n_in) and output ``"output"`` of shape
-        (batch, n_out), in the network's dtype, equal to :meth:`~fastbp.Network.forward` (a population's member:
-        ``export(pop.member(m))``). A fitted estimator's graph has skl2onnx's input and outputs for scikit-learn's
-        MLP with ``options={"zipmap": False}``: input ``"X"``; for the classifier ``"label"`` (``predict``: shape
-        (batch,), or (batch, n_labels) of int64 for multilabel targets; the dtype of ``classes_``, as ``predict``'s:
-        int64, float64, bool or string, where skl2onnx gives int64 for bool and float classes) and ``"probabilities"`` (``predict_proba``); for the regressor ``"variable"``, shape
-        (batch, n_outputs).
-    path : str, os.PathLike or None
-        Where to write the model (atomically: a crash leaves the previous file); None writes nothing.
-    opset : int
-        The ONNX operator set, from :data:`MIN_OPSET` to the installed onnx package's newest; default
-        :data:`DEFAULT_OPSET`.
 
-    Returns
-    -------
-    model : onnx.ModelProto
-        Checked with ``onnx.checker.check_model(full_check=True)``.
-
-    Raises
-    ------
-    TypeError
-        If ``model`` is none of the above, or ``opset`` is not an integer.
-    ValueError
-        If ``opset`` is out of range.
-    sklearn.exceptions.NotFittedError
-        If the estimator is not fitted.
-    """
-    onnx = onnx_package()
-    newest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
-        raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
-    if not MIN_OPSET <= opset <= newest:
-        raise ValueError(f"opset must be in [{MIN_OPSET}, {newest}] (the installed onnx's newest), got {opset}")
-    graph = _Graph(onnx, int(opset))
-    estimators = sys.modules.get("fastbp.sklearn")  # an estimator exists only once fastbp.sklearn is imported
-    if isinstance(model, Network):
-        graph.network(model, "input", "output")
-        graph.outputs.append(graph.tensor("output", model.dtype, model.sizes[-1]))
-        name = repr(model)
-    elif estimators is not None and isinstance(model, estimators._BaseMLP):
-        graph.estimator(model)
-        name = f"{type(model).__name__} of {model.network_!r}"
-    else:
-        raise TypeError(f"expected a fastbp.Network or a fastbp.sklearn estimator, got {type(model).__name__}")
-    proto = graph.model(name)
-    if path is not None:
-        path = os.fspath(path)
-        io.write_atomically(path, lambda f: f.write(proto.SerializeToString()),
-                            prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
-    return proto
+def write_estimator(est, path, opset):
+    """:meth:`fastbp.sklearn.MLPClassifier.to_onnx` and the regressor's: skl2onnx's inputs and outputs."""
+    graph = _Graph(opset)
+    graph.estimator(est)
+    return graph.write(f"{type(est).__name__} of {est.network_!r}", path)
 
 
 class _Graph:
     """The nodes, initializers, inputs and outputs of a graph being written."""
 
-    def __init__(self, onnx, opset):
-        self.onnx, self.opset = onnx, opset
+    def __init__(self, opset):
+        self.onnx = onnx = onnx_package()
+        newest = onnx.defs.onnx_opset_version()
+        if isinstance(opset, bool) or not isinstance(opset, (int, np.integer)):
+            raise TypeError(f"opset must be an integer, got {type(opset).__name__}")
+        if not MIN_OPSET <= opset <= newest:
+            raise ValueError(f"opset must be in [{MIN_OPSET}, {newest}] (the installed onnx's newest), got {opset}")
+        self.opset = int(opset)
         self.nodes, self.initializers, self.inputs, self.outputs = [], [], [], []
 
     def constant(self, name, value):
@@ -157,7 +118,8 @@ class _Graph:
         self.node("Gather", [self.constant("classes", classes), index], "label", axis=0)
         self.outputs.insert(0, self.tensor("label", kind))
 
-    def model(self, doc):
+    def write(self, doc, path):
+        """The checked model, written to ``path`` (atomically) unless it is None."""
         from .. import __version__
 
         helper = self.onnx.helper
@@ -166,29 +128,8 @@ class _Graph:
         proto = helper.make_model(graph, opset_imports=opsets, producer_name="fastbp", producer_version=__version__,
                                   doc_string=doc, ir_version=helper.find_min_ir_version_for(opsets))
         self.onnx.checker.check_model(proto, full_check=True)
+        if path is not None:
+            path = os.fspath(path)
+            io.write_atomically(path, lambda f: f.write(proto.SerializeToString()),
+                                prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
         return proto
-
-
-def register_skl2onnx():
-    """Register :mod:`fastbp.sklearn`'s estimators with skl2onnx, under its converters for scikit-learn's MLP, so
-    ``skl2onnx.to_onnx`` converts pipelines that hold them (each estimator alone: :func:`export`).
-
-    Raises
-    ------
-    ImportError
-        If skl2onnx is not installed.
-    """
-    from skl2onnx import update_registered_converter
-    from skl2onnx.operator_converters.multilayer_perceptron import (convert_sklearn_mlp_classifier,
-                                                                    convert_sklearn_mlp_regressor)
-    from skl2onnx.shape_calculators.linear_classifier import calculate_linear_classifier_output_shapes
-    from skl2onnx.shape_calculators.linear_regressor import calculate_linear_regressor_output_shapes
-
-    from .. import sklearn
-
-    update_registered_converter(sklearn.MLPClassifier, "FastbpMLPClassifier", calculate_linear_classifier_output_shapes,
-                                convert_sklearn_mlp_classifier,
-                                options={"zipmap": [True, False, "columns"], "nocl": [True, False],
-                                         "output_class_labels": [False, True]})
-    update_registered_converter(sklearn.MLPRegressor, "FastbpMLPRegressor", calculate_linear_regressor_output_shapes,
-                                convert_sklearn_mlp_regressor)
