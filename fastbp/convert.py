@@ -81,9 +81,17 @@ def check_dtype(dtype, source):
 
 # ---- PyTorch ---------------------------------------------------------------------------------------------------
 
+def _torch():
+    try:
+        import torch
+    except ImportError:
+        raise ImportError("to_torch and from_torch need PyTorch (https://pytorch.org: pip install torch)") from None
+    return torch
+
+
 def to_torch(net):
     """:meth:`fastbp.Network.to_torch`."""
-    import torch
+    torch = _torch()
 
     arguments = {"leaky_relu": (act.LEAKY_SLOPE,), "softmax": (-1,)}  # the slope; the features' dim
     layers, activations = stack(net)
@@ -102,7 +110,7 @@ def to_torch(net):
 
 def from_torch(cls, module, **kwargs):
     """:meth:`fastbp.Network.from_torch`."""
-    import torch
+    torch = _torch()
 
     if not isinstance(module, torch.nn.Sequential):
         raise TypeError(f"expected a torch.nn.Sequential of {SUPPORTED_TORCH}, got {type(module).__name__}")

@@ -2,6 +2,9 @@
 ``tests/golden/torch.npz`` (so every run checks them) and, where PyTorch is installed, against what it computes now;
 modules and stacks fastbp cannot hold are refused, naming what."""
 
+import re
+import sys
+
 import numpy as np
 import pytest
 
@@ -61,6 +64,18 @@ def test_the_stack_checks_what_a_network_can_hold():
             ([(W1, b1), (W2 * np.nan, b2)], ["relu", "identity"], "NaN")]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
             convert.network(fastbp.Network, layers, activations, np.float64, "stack")
+
+
+def test_without_the_optional_packages_the_methods_say_what_to_install(monkeypatch):
+    net = fastbp.Network([2, 3, 1])
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError, as where it is missing
+    monkeypatch.setitem(sys.modules, "onnx", None)
+    with pytest.raises(ImportError, match="pip install torch"):
+        net.to_torch()
+    with pytest.raises(ImportError, match="pip install torch"):
+        fastbp.Network.from_torch(object())
+    with pytest.raises(ImportError, match=re.escape("pip install 'fastbp[onnx]'")):
+        net.to_onnx()
 
 
 # ---- with PyTorch ----------------------------------------------------------------------------------------------
