@@ -43,7 +43,13 @@ def test_onnx_runtime_computes_forward(hidden, output, dtype):
     net = fastbp.Network([5, 8, 7, 3], hidden=hidden, output=output, dtype=dtype, seed=3)
     model = net.to_onnx()
     onnx.checker.check_model(model, full_check=True)
+    assert model.opset_import[0].version == 17  # the documented default
     assert [i.name for i in model.graph.input] == ["input"] and [o.name for o in model.graph.output] == ["output"]
+    # The weights under state_dict's names, in PyTorch's layout (Gemm's transB), one activation node after each.
+    weights = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    assert all(np.array_equal(weights[k], v) for k, v in net.state_dict().items())
+    gemms = [n for n in model.graph.node if n.op_type == "Gemm"]
+    assert len(gemms) == 3 and all(helper.get_attribute_value(a) == 1 for n in gemms for a in n.attribute)
     for rows in (1, 7, 64):
         X = inputs(5, dtype, rows, seed=rows)
         (got,) = run(model, input=X)
@@ -54,7 +60,7 @@ def test_onnx_runtime_computes_forward(hidden, output, dtype):
     assert np.array_equal(back.params, net.params)
 
 
-@pytest.mark.parametrize("opset", [fonnx.MIN_OPSET, 12, 13, fonnx.DEFAULT_OPSET, "newest"])
+@pytest.mark.parametrize("opset", [9, 12, 13, 17, "newest"])  # 9: MIN_OPSET, as documented
 def test_every_opset_in_range_runs(opset):
     """Softmax's axis changes meaning at opset 13: both sides of it give the same probabilities."""
     opset = onnx.defs.onnx_opset_version() if opset == "newest" else opset
@@ -186,6 +192,9 @@ def test_skl2onnx_converts_pipelines_holding_fastbp_estimators():
                                X=X.astype(np.float32))
     np.testing.assert_allclose(probabilities, clf.predict_proba(X), rtol=1e-4, atol=1e-5)  # a float32 graph
     assert np.array_equal(label, clf.predict(X))
+    for options in ({"zipmap": True}, {"zipmap": "columns"}, {"zipmap": False, "output_class_labels": True}):
+        outputs = run(skl2onnx.to_onnx(clf, X[:1].astype(np.float32), options=options), X=X.astype(np.float32))
+        assert np.array_equal(outputs[0], clf.predict(X)), options
     (variable,) = run(skl2onnx.to_onnx(reg, X[:1].astype(np.float32)), X=X.astype(np.float32))
     np.testing.assert_allclose(variable.ravel(), reg.predict(X), rtol=1e-4, atol=1e-4)
 
@@ -348,6 +357,13 @@ UNSUPPORTED = {  # name: (model, a piece of the message)
     "a mixed-dtype initializer": (graph(K, KERAS["initializers"] | dict(B2=B2.astype(np.float32))), "float32"),
     "NaN weights": (graph(K, KERAS["initializers"] | dict(W2=np.full((4, 2), np.nan))), "NaN"),
     "an output of no node": (graph([], dict(y=np.zeros((1, 2)))), "does not depend on its input"),
+    "no float output": (graph(K + [("ArgMax", ["y"], "label", dict(axis=1))], KERAS["initializers"],
+                              outputs=(("label", TP.INT64, ["N", 1]),)), "0 float outputs"),
+    "an Add after a Gemm": (graph([("Gemm", ["x", "W1", "B1"], "z1", {}), ("Add", ["z1", "B1"], "y", {})],
+                                  KERAS["initializers"], outputs=(("y", TP.DOUBLE, ["N", 4]),)), "(Add)"),
+    "[1 - p, p] of another constant": (graph(swap(K, 4, ("Add", ["h2", "B2"], "z2", {})) + [
+        ("Sigmoid", ["z2"], "p", {}), ("Sub", ["half", "p"], "q", {}), ("Concat", ["q", "p"], "y", dict(axis=1))],
+        KERAS["initializers"] | dict(half=np.array(0.5))), "(Concat) takes 2 computed tensors"),
     "[1 - p, p] over the rows": (graph(swap(K, 4, ("Add", ["h2", "B2"], "z2", {})) + [
         ("Sigmoid", ["z2"], "p", {}), ("Sub", ["one", "p"], "q", {}), ("Concat", ["q", "p"], "y", dict(axis=0))],
         KERAS["initializers"] | dict(one=np.array(1.0))), "(Concat) takes 2 computed tensors"),
