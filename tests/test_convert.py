@@ -59,8 +59,9 @@ def test_the_stack_checks_what_a_network_can_hold():
             ([], [], "no dense layer"),
             ([(W1, b1), (W2, b2), (W2[:, :2], b2)], ["relu", "tanh", "identity"], "relu and tanh"),
             ([(W1, b1), (W2, b2)], ["softmax", "identity"], "softmax comes before the last layer"),
-            ([(W1, b1), (W2.T, b2)], ["relu", "identity"], "expected (n_out, 4)"),
+            ([(W1, b1), (W2, b2), (W2, b2)], ["relu", "relu", "identity"], "expected (n_out, 2)"),
             ([(W1, b1), (W2, b1)], ["relu", "identity"], "bias (4,)"),
+            ([(W1, b1), (W2, b2[:1])], ["relu", "identity"], "bias (1,)"),
             ([(W1, b1), (W2 * np.nan, b2)], ["relu", "identity"], "NaN")]:
         with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
             convert.network(fastbp.Network, layers, activations, np.float64, "stack")
@@ -101,6 +102,9 @@ def test_to_torch_round_trips_exactly(key, torch):
     net = network_of(key, optimizer=fastbp.Adam(0.1), seed=5)
     module = net.to_torch()
     assert list(module.state_dict()) == list(net.state_dict())
+    # Linear, activation, ..., Linear and the output's activation module, if it has one; softmax over the last dim
+    assert len(module) == 2 * len(net.sizes[1:]) - (net.output == "identity")
+    assert net.output != "softmax" or module[-1].dim == -1
     with torch.no_grad():
         close(module(torch.from_numpy(inputs["X"])).numpy(), net.forward(inputs["X"]), inputs["X"].dtype, rtol=1e-12)
     back = fastbp.Network.from_torch(module)
@@ -130,12 +134,14 @@ def test_from_torch_refuses_what_fastbp_cannot_hold(torch):
         (nn.Sequential(nn.Conv1d(3, 4, 1)), "got Conv1d"),
         (nn.Sequential(nn.Sequential(nn.Linear(3, 4))), "got Sequential"),
         (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 2)), "slope 0.01"),
+        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.001), nn.Linear(4, 2)), "slope 0.01"),
         (nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)), "dim=0"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)), "relu and tanh"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Tanh(), nn.Linear(4, 2)), "and only one"),
         (nn.Sequential(nn.ReLU(), nn.Linear(3, 4)), "must follow a Linear"),
         (nn.Sequential(nn.Linear(3, 4).half()), "float16"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2).double()), "convert the module to one dtype"),
+        (nn.Sequential(nn.Linear(3, 4).double(), nn.ReLU(), nn.Linear(4, 2)), "convert the module to one dtype"),
         (nn.Sequential(), "no dense layer"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(5, 2)), "expected (n_out, 4)"),
     ]
