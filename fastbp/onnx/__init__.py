@@ -66,9 +66,9 @@ def load(source, **kwargs):
 
     The graph must be one chain from its one input, of shape (batch, features), to its one float output: per
     layer a ``Gemm`` (``transA=0``, any ``transB``, ``alpha`` and ``beta``, the bias optional) or a ``MatMul``
-    with an optional ``Add`` of the bias, each followed by at most one activation: ``Relu``, ``LeakyRelu`` or
-    ``PRelu`` (slope 0.01, a single value), ``Tanh``, ``Sigmoid``, ``Softmax`` (over the features, after the last
-    layer only), the same after every hidden layer. ``Identity`` nodes, a ``Cast`` of the input, and a final
+    with an optional ``Add`` of the bias, each followed by at most one activation: ``Relu``, ``LeakyRelu``,
+    ``PRelu`` or ``Max(z, Mul(z, c))`` (fastbp's float64 form; slope 0.01, a single value), ``Tanh``, ``Sigmoid``,
+    ``Softmax`` (over the features, after the last layer only), the same after every hidden layer. ``Identity`` nodes, a ``Cast`` of the input, and a final
     ``Reshape`` to (batch, n_out) change nothing and are passed over; every weight and bias is an initializer.
     Outputs that are not float tensors (skl2onnx's ``label``, its ZipMap's probabilities) are left out: the network
     computes the float output. skl2onnx's binary classifier, whose probabilities are ``[1 - p, p]``, becomes a
@@ -86,8 +86,9 @@ def load(source, **kwargs):
     Returns
     -------
     net : fastbp.Network
-        Its ``forward`` equals the graph's float output to rounding. A ``LeakyRelu`` computes with its float32
-        ``alpha`` (0.01 to 2e-8): a float64 graph of it differs from the network there in the 8th digit.
+        Its ``forward`` equals the graph's float output to rounding, but for a float64 graph's ``LeakyRelu``:
+        fastbp takes its float32 ``alpha`` as 0.01 (PyTorch's slope), where ONNX Runtime would compute with the
+        float32 value (0.01 to 2e-8).
 
     Raises
     ------
