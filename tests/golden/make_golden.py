@@ -6,8 +6,10 @@ torch only (not fastbp). Each case stores its inputs (parameters in ``state_dict
 seeds, and kept in the file, so nothing depends on a random generator's version) beside what PyTorch computes from
 them: losses and gradients (``torch.autograd``), parameters after each step of ``torch.optim`` (with
 ``clip_grad_norm_`` and ``lr_scheduler``), rates of ``ReduceLROnPlateau``, vector-Jacobian products of objectives
-fastbp does not know, and an ``nn.Sequential``'s forward. ``tests/test_golden.py`` compares fastbp with the file (and,
-where PyTorch is installed, the file with what PyTorch computes today).
+fastbp does not know, and an ``nn.Sequential``'s forward (every hidden activation x last module x dtype, for
+``tests/test_convert.py``). ``tests/test_golden.py`` compares fastbp with the file (and, where PyTorch is installed, the
+file with what PyTorch computes today). It also writes ``tests/golden/torch_onnx.npz``: ``torch.onnx.export`` of each
+of those modules by both exporters (needs onnx and onnxscript), which ``tests/test_onnx.py`` loads.
 """
 
 import pathlib
