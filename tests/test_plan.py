@@ -77,7 +77,8 @@ def test_measure_times_each_class_it_can_afford():
     assert small.timed_class(5000) == 64 and small.timed_class(3) == 4
     text = str(small)
     assert text.splitlines()[0].split()[-1] == "chosen" and len(text.splitlines()) == 8
-    assert all(line.split()[-1] == small.choice(int(line.split()[0])) for line in text.splitlines()[1:])
+    # The last column is the choice, which may be a twin of two words ("generic x2"), as noisy short blocks decide.
+    assert all(line.endswith(f"us   {small.choice(int(line.split()[0]))}") for line in text.splitlines()[1:])
 
 
 @pytest.fixture
