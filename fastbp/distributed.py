@@ -251,9 +251,11 @@ def _abort_on_error(comm, enabled):
         return
     try:
         yield
-    except BaseException:
+    except BaseException as exc:
         sys.stdout.flush()
-        print(f"fastbp.distributed: rank {comm.Get_rank()} failed; aborting all ranks", file=sys.stderr)
+        # The cause on the first line: the launcher may kill this rank before it forwards the traceback's lines.
+        print(f"fastbp.distributed: rank {comm.Get_rank()} failed ({type(exc).__name__}: {exc}); aborting all ranks",
+              file=sys.stderr, flush=True)
         traceback.print_exc()
         sys.stderr.flush()
         comm.Abort(1)
