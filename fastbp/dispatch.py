@@ -21,28 +21,18 @@ serial and parallel at each thread count) per batch class on this machine, and t
 run their family, serial or parallel by fixed thresholds (``PARALLEL_MIN_WORK``), and ``eager`` networks with a layer
 of more than ``MAX_LAYER_WEIGHTS`` weights run the generic kernels (BLAS).
 
-A background build is one child process at a time per process (a queue), at a lower priority, holding a lock file
-so that processes meeting the same new architecture at once compile it once. If it fails (no writable cache, a
-crash, a time-out), the network stays on the generic kernels and one warning says why. A build under way when the
-script ends finishes in its own process, so the next run finds the kernels cached; builds not started are dropped.
+The builds run in :mod:`fastbp.builder`'s queue; if one fails (no writable cache, a crash, a time-out), the network
+stays on the generic kernels and one warning says why.
 """
 
-import json
 import os
-import queue
-import subprocess
-import sys
-import threading
 import types
-import warnings
-import weakref
 
 import numba
 import numpy as np
 
 from . import kernels, plan
-from ._jit import PACKAGE
-from .config import BUILD_TIMEOUT
+from .builder import BUILDER
 from .kernels import build, codegen
 from .kernels import compiled as compiled_kernels
 
@@ -369,95 +359,6 @@ class Dispatch:
     def __repr__(self):
         return (f"Dispatch(mode={self.mode!r}, tier={self.tier!r}, build={self.build!r}, "
                 f"parallel_tier={self.parallel_tier!r}, parallel_build={self.parallel_build!r})")
-
-
-# The child's program (not ``-m fastbp.kernels.build``: the package imports that module first, which runpy warns of).
-_CHILD = "import sys; from fastbp.kernels.build import main; sys.exit(main(sys.argv))"
-
-
-class _Job:
-    """One background build (a signature's serial kernels, or its parallel twins) and the networks waiting for it
-    (weakly: a network may be dropped)."""
-
-    def __init__(self, key):
-        self.key = key
-        self.waiting = []
-        self.result = None  # (namespace, error) once finished
-        self.finished = threading.Event()
-
-    def run(self):
-        (signature, phase), namespace, error = self.key, None, None
-        try:
-            env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE.parent),
-                                                                            os.environ.get("PYTHONPATH")])))
-            sig = json.dumps([list(signature[0]), *signature[1:]])
-            child = subprocess.run([sys.executable, "-c", _CHILD, sig, phase], env=env, stdin=subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=BUILD_TIMEOUT)
-            if child.returncode != 0:
-                lines = child.stderr.decode(errors="replace").strip().splitlines()
-                raise RuntimeError(lines[-1] if lines else f"exit status {child.returncode}")
-            namespace = build.compile_network(signature, phase)  # from the disk cache the child wrote
-        except Exception as exc:  # noqa: BLE001 (any failure leaves the generic kernels, with one warning)
-            error = exc
-        if error is not None:
-            try:
-                warnings.warn(f"fastbp: the {phase} kernels compiled for {signature} could not be built in the "
-                              f"background ({type(error).__name__}: {error}); the network goes on with the generic "
-                              "kernels", RuntimeWarning, stacklevel=1)
-            except Exception:  # warnings turned into errors: nothing in this thread could catch one
-                pass
-        BUILDER.finish(self, namespace, error)
-
-
-class _Builder:
-    """The queue of background builds: one at a time, on one daemon thread."""
-
-    def __init__(self):
-        self._lock = threading.Lock()
-        self._jobs = {}
-        self._queue = queue.Queue()
-        self._thread = None
-
-    def submit(self, key, dispatch):
-        """Queue the build ``key`` (signature, phase) unless it is queued or done, and have ``dispatch`` told when it
-        finishes; the result ``(namespace, error)`` at once if it is done already (the caller takes it), else None."""
-        with self._lock:
-            job = self._jobs.get(key)
-            if job is None:
-                job = self._jobs[key] = _Job(key)
-                self._queue.put(job)
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._work, name="fastbp-builder", daemon=True)
-                    self._thread.start()
-            if job.result is None:
-                job.waiting.append(weakref.ref(dispatch))
-            return job.result
-
-    def _work(self):
-        while True:
-            self._queue.get().run()
-
-    def finish(self, job, namespace, error):
-        with self._lock:
-            job.result = (namespace, error)
-            waiting, job.waiting = job.waiting, []
-            if namespace is None:  # a later network of this signature may try again
-                del self._jobs[job.key]
-        for ref in waiting:
-            dispatch = ref()
-            if dispatch is not None:
-                dispatch.arrive(job.key[1], namespace, error)
-        job.finished.set()
-
-    def wait(self, key):
-        """Until the build ``key`` (signature, phase) has finished, if one was started."""
-        with self._lock:
-            job = self._jobs.get(key)
-        if job is not None:
-            job.finished.wait()
-
-
-BUILDER = _Builder()
 
 
 def run_with_threads(kern, args, threads):

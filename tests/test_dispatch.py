@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import dispatch, plan
+from fastbp import builder, dispatch, plan
 from fastbp.kernels import codegen
 from fastbp.kernels import compiled as compiled_kernels
 
@@ -109,7 +109,7 @@ def test_a_large_batch_runs_the_compiled_serial_kernels_until_the_parallel_twins
     """The twins are built when a batch first needs them; meanwhile the serial compiled kernels run it, bitwise as
     the twins do."""
     net, eager = _network("background"), _network(True)
-    dispatch.BUILDER.wait((net._signature, "serial"))
+    builder.BUILDER.wait((net._signature, "serial"))
     assert net.dispatch.tier == "compiled" and net.dispatch.parallel_build in ("none", "done")
     X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
     assert eager.dispatch.use_parallel(len(X))
@@ -128,7 +128,7 @@ def test_a_network_asking_for_twins_another_already_built_takes_them_inside_its_
     (holding its lock): it takes them there, without waiting for its own lock (this deadlocked)."""
     first, second = _network("background"), _network("background", seed=1)
     first.prepare()
-    dispatch.BUILDER.wait((second._signature, "serial"))
+    builder.BUILDER.wait((second._signature, "serial"))
     X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
     assert second.dispatch.parallel_tier == "generic" and second.dispatch.tier == "compiled"
     call = threading.Thread(target=second.train_step, args=(X, Y), daemon=True)
@@ -162,7 +162,7 @@ def test_a_failed_build_warns_once_and_leaves_the_generic_kernels(monkeypatch, t
     sizes = [3, 6, 2]  # a signature no other test builds in the background
     with pytest.warns(RuntimeWarning, match="could not be built in the background") as record:
         net = fastbp.Network(sizes, compiled="background", seed=0)
-        dispatch.BUILDER.wait((net._signature, "serial"))
+        builder.BUILDER.wait((net._signature, "serial"))
     assert len(record) == 1
     assert (net.dispatch.tier, net.dispatch.build) == ("generic", "failed")
     twin = fastbp.Network(sizes, compiled=False, seed=0)
@@ -174,11 +174,11 @@ def test_a_failed_build_warns_once_and_leaves_the_generic_kernels(monkeypatch, t
 def test_a_killed_build_warns_and_a_later_network_tries_again(monkeypatch, fresh_cache):
     """A build process that dies (here killed by a signal, as the kernel's OOM killer would) leaves the generic
     kernels and a warning naming the exit; the next network of the signature starts a new build."""
-    monkeypatch.setattr(dispatch, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    monkeypatch.setattr(builder, "_CHILD", "import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     sizes = [3, 6, 3]
     with pytest.warns(RuntimeWarning, match="exit status -9"):
         net = fastbp.Network(sizes, compiled="background", seed=0)
-        dispatch.BUILDER.wait((net._signature, "serial"))
+        builder.BUILDER.wait((net._signature, "serial"))
     assert (net.dispatch.tier, net.dispatch.build) == ("generic", "failed")
     X, Y = make_data(sizes, 8, "identity", "mse", np.float64)
     assert np.isfinite(net.train_step(X, Y))
@@ -187,7 +187,7 @@ def test_a_killed_build_warns_and_a_later_network_tries_again(monkeypatch, fresh
     fix_plan(_signature(sizes, "relu", "identity", "mse"))
     again = fastbp.Network(sizes, compiled="background", seed=0)
     assert again.dispatch.build in ("running", "done")
-    dispatch.BUILDER.wait((again._signature, "serial"))
+    builder.BUILDER.wait((again._signature, "serial"))
     assert (again.dispatch.tier, again.dispatch.build) == ("compiled", "done")
 
 
