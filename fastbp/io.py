@@ -37,12 +37,17 @@ def save(net, path):
         "dtype": np.str_(net.dtype.name), "seed": np.int64(-1 if net.seed is None else net.seed),
         "hyper": net.hyper, "flat": net.flat,
     }
+    write_model(path, lambda f: np.savez(f, **arrays))
+
+
+def write_model(path, write):
+    """``write(f)`` into ``path`` atomically (:func:`write_atomically`), as every model file is written (``save``,
+    ONNX exports): the temporary file is named after the target and the writer's process, so a writer killed mid-save
+    leaves it, never a half-written model, and the next write to the same path removes it."""
     path = os.fspath(path)
-    # Named after the target and the writer's process: a writer killed mid-save leaves this file, never a
-    # half-written model, and the next save to the same path removes it.
     prefix = f".{os.path.basename(path)}."
     _remove_leftovers(os.path.dirname(os.path.abspath(path)), prefix)
-    write_atomically(path, lambda f: np.savez(f, **arrays), prefix=f"{prefix}{os.getpid()}.", suffix=_TMP_SUFFIX)
+    write_atomically(path, write, prefix=f"{prefix}{os.getpid()}.", suffix=_TMP_SUFFIX)
 
 
 def write_atomically(path, write, prefix, suffix):

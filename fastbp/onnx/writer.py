@@ -1,8 +1,6 @@
 """Writing ONNX graphs of networks and of the :mod:`fastbp.sklearn` estimators: below the classes whose ``to_onnx``
 calls it (it does not import them), under :func:`fastbp.onnx.export`."""
 
-import os
-
 import numpy as np
 
 from .. import activations as act
@@ -129,7 +127,5 @@ class _Graph:
                                   doc_string=doc, ir_version=helper.find_min_ir_version_for(opsets))
         self.onnx.checker.check_model(proto, full_check=True)
         if path is not None:
-            path = os.fspath(path)
-            io.write_atomically(path, lambda f: f.write(proto.SerializeToString()),
-                                prefix=f".{os.path.basename(path)}.", suffix=".fastbp-tmp")
+            io.write_model(path, lambda f: f.write(proto.SerializeToString()))
         return proto
