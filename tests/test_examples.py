@@ -28,11 +28,7 @@ def test_cartpole_dynamics_match_gymnasium():
     import pytest
 
     gymnasium = pytest.importorskip("gymnasium")
-    sys.path.insert(0, str(EXAMPLES))
-    try:
-        import cartpole
-    finally:
-        sys.path.remove(str(EXAMPLES))
+    cartpole = _cartpole()
     import numpy as np
 
     rng = np.random.default_rng(0)
