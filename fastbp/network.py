@@ -10,6 +10,7 @@ from . import convert, dispatch, io, kernels, losses, optim, training
 from . import activations as act
 from ._checks import DTYPES, BatchChecks, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
+from .kernels.layout import aligned_empty
 from .kernels import compiled as compiled_kernels
 
 COMPILED_DEFAULT = "background"  # Network(compiled=None) without $FASTBP_COMPILE: see fastbp.dispatch
@@ -118,7 +119,8 @@ class Network(BatchChecks):
         self._rng = np.random.default_rng(seed)
         self._optimizer = optimizer
         self.hyper = optimizer.hyper()
-        self.flat = np.zeros((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
+        self.flat = aligned_empty((2 + optimizer.n_slots, kernels.n_params(self.spec)), self.dtype)
+        self.flat[:] = 0
         self._keys, off = [], 0  # (state_dict key, start, stop, shape) of every weight and bias in a flat row
         for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
             self._keys += [(f"{2 * l}.weight", off, off + n_out * n_in, (n_out, n_in)),
@@ -209,7 +211,7 @@ class Network(BatchChecks):
         """
         if n > self._work_rows:
             size = max(kernels.work_size(self.spec, n), codegen.work_size(self._signature, n))
-            self._work = np.empty(size, self.dtype)
+            self._work = aligned_empty(size, self.dtype)
             self._work_rows = n
         return self._work
 
@@ -279,7 +281,8 @@ class Network(BatchChecks):
             if hyper[optim.KIND] == self.hyper[optim.KIND] and optimizer.n_slots == self._optimizer.n_slots:
                 hyper[optim.STEP] = self.hyper[optim.STEP]
             else:
-                flat = np.zeros((2 + optimizer.n_slots, self.n_params), self.dtype)
+                flat = aligned_empty((2 + optimizer.n_slots, self.n_params), self.dtype)
+                flat[2:] = 0
                 flat[0:2] = self.flat[0:2]
                 self.flat = flat
             self._optimizer, self.hyper = optimizer, hyper
@@ -750,9 +753,11 @@ class Network(BatchChecks):
         self.__dict__.update(state)
         self._forget_batches()
         # Arrays unpickled from a read-only memory map (joblib's) become the network's own, which kernels write.
-        for name in ("flat", "hyper", "spec"):
+        for name in ("hyper", "spec"):
             if not getattr(self, name).flags.writeable:
                 setattr(self, name, getattr(self, name).copy())
+        flat, self.flat = self.flat, aligned_empty(self.flat.shape, self.flat.dtype)  # unpickled: malloc's alignment
+        self.flat[:] = flat
         self._lock = threading.Lock()
         self._start_dispatch()
 

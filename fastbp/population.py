@@ -10,6 +10,7 @@ from ._checks import nonfinite
 from .config import PARALLEL_PREDICT_MEMBERS, PARALLEL_TRAIN_MEMBERS
 from .dispatch import run_with_threads
 from .kernels import codegen, codegen_population
+from .kernels.layout import aligned_empty
 from .kernels import compiled as compiled_kernels
 from .network import Network
 
@@ -100,7 +101,7 @@ class Population:
         self._template = first
         self.sizes, self.hidden, self.output, self.loss = first.sizes, first.hidden, first.output, first.loss
         self.dtype, self.threads, self.optimizer, self.spec = first.dtype, threads, first.optimizer, first.spec
-        self.flats = np.empty((*first.flat.shape, n), self.dtype)
+        self.flats = aligned_empty((*first.flat.shape, n), self.dtype)
         self.hypers = np.empty((n, first.hyper.size), np.float64)
         for m in range(n):
             net = first if m == 0 else Network(seed=int(self.member_seeds[m]), **self._args)
@@ -162,7 +163,7 @@ class Population:
         if rows > self._work_rows:
             size = max(kernels.population_work_size(self.spec, rows),
                        codegen_population.work_rows(self._signature, rows, len(self)))
-            self._works = np.empty((size, len(self)), self.dtype)
+            self._works = aligned_empty((size, len(self)), self.dtype)
             self._work_rows = rows
         return self._works
 

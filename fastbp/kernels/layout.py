@@ -1,11 +1,26 @@
 """The arrays' layout, shared by every kernel: the ``spec`` fields, offsets into ``flat`` and ``work``, and the loading
 of a batch into ``work`` (converted once, checked for finiteness on the way)."""
 
+import numpy as np
 from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
 
 from .._jit import helper, kernel
 
 N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
+ALIGNMENT = 64  # bytes: a cache line, and one AVX-512 vector
+
+
+def aligned_empty(shape, dtype):
+    """``np.empty(shape, dtype)`` whose data starts on a cache line: the buffers the kernels are given.
+
+    The compiled kernels' tiles are whole vectors at fixed offsets from the start of ``work``, so where that start
+    falls decides whether every vector load splits two cache lines. malloc's 16-byte alignment made that a lottery
+    per process (measured: the simplechains train step 1.3x slower at 6 of the 8 offsets)."""
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(nbytes + ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % ALIGNMENT
+    return raw[start:start + nbytes].view(dtype).reshape(shape)  # a view: it keeps raw alive
 
 
 @kernel
