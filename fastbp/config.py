@@ -42,11 +42,12 @@ BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a
 # ---- the plan (fastbp.plan): timing the candidate kernels in the background build ------------------------------
 
 PLAN_ROUNDS = 4  # alternating rounds per batch class; the median decides
-# Calls per round: about this long (one call at least). Long enough that a parallel twin's wake-up after the pause
-# (up to ~8 ms on the 2-vCPU development VM) weighs as it does in a loop of calls: with 5 ms blocks the plan turned
-# down twins that run a 1000-row step of 32x4 float64 1.6x faster.
-PLAN_BLOCK_SECONDS = 0.03
-PLAN_SETTLE_SECONDS = 0.02  # a pause before each block: OpenMP's idle workers spin for milliseconds, then sleep
+PLAN_BLOCK_SECONDS = 0.03  # calls per round: about this long (one call at least), after one call not timed
+# After a candidate that calls BLAS, the next round waits this long: OpenBLAS's threads spin for 2^28 cycles after a
+# call (its THREAD_TIMEOUT, ~0.1 s here), and a twin timed beside them ran 35x slower (measured: 7.5 ms per step of
+# 4096 rows of 4-32-16-4 within 50 ms of a BLAS call, 0.22 ms from 0.1 s on).
+PLAN_BLAS_SETTLE_SECONDS = 0.15
+PLAN_SETTLE_SECONDS = 0.02  # and BLAS waits this long after a twin: OpenMP's idle threads spin for milliseconds
 # A parallel twin is chosen only if it beats the best serial kernel by this factor: its threads' wake-up varies from
 # process to process (a twin timed 1.2x faster in the build ran 1.7x slower in another process of the grid here).
 PLAN_TWIN_MARGIN = 1.25

@@ -245,7 +245,7 @@ class Dispatch:
     def _allowed(self, n, limit):
         """Whether a plan's candidate can run a batch of n rows now: its kernels loaded, no more threads than
         ``limit``, the compiled twins on more than a tile, the generic ones with no layer on BLAS (its own threads)."""
-        blas = any(kernels.uses_blas(n, a, b) for a, b in zip(self.signature[0][:-1], self.signature[0][1:]))
+        blas = plan.uses_blas(self.signature, n)
 
         def allowed(candidate):
             family, threads = plan.parse(candidate)
@@ -296,9 +296,7 @@ class Dispatch:
             if self.parallel_tier == "compiled" and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
                 return self.parallel, limit
             return self.serial, None
-        sizes = self.signature[0]
-        if n * self._widest >= kernels.PARALLEL_MIN_WORK \
-                and not any(kernels.uses_blas(n, a, b) for a, b in zip(sizes[:-1], sizes[1:])):
+        if n * self._widest >= kernels.PARALLEL_MIN_WORK and not plan.uses_blas(self.signature, n):
             return GENERIC_PARALLEL, limit
         return GENERIC, None
 

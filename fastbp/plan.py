@@ -31,7 +31,8 @@ import numpy as np
 
 from . import __version__, io, kernels
 from ._jit import cache_dir, source_hash
-from .config import PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS, PLAN_TWIN_MARGIN
+from .config import (PLAN_BLAS_SETTLE_SECONDS, PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS,
+                     PLAN_TWIN_MARGIN)
 from .kernels.codegen import tile_rows
 
 CLASSES = tuple(2 ** k for k in range(13))  # each batch class's rows, 1 to 4096; a batch belongs to the nearest
@@ -227,6 +228,11 @@ def _data(sig, n, seed=0):
     return X, rng.normal(size=(n, sizes[-1])).astype(dtype)
 
 
+def uses_blas(sig, rows):
+    """Whether the generic kernels hand a layer of a batch of ``rows`` rows to BLAS (which runs its own threads)."""
+    return any(kernels.uses_blas(rows, a, b) for a, b in zip(sig[0][:-1], sig[0][1:]))
+
+
 def candidates(sig, rows, compiled_pair=None):
     """The candidate kernels for a batch: the generic serial kernel, its twins where no layer runs on BLAS (which
     brings its own threads), and, given the compiled kernels, the compiled serial kernel and its twins for more than
@@ -247,9 +253,8 @@ def candidates(sig, rows, compiled_pair=None):
     dict of str to (numba dispatcher, int)
         Per candidate name, its ``train_step`` kernel and the thread count to run it on.
     """
-    sizes = sig[0]
     found = {name("generic"): (kernels.train_step, 1)}
-    if not any(kernels.uses_blas(rows, a, b) for a, b in zip(sizes[:-1], sizes[1:])):
+    if not uses_blas(sig, rows):
         found.update({name("generic", t): (kernels.PARALLEL[kernels.train_step], t) for t in thread_counts()})
     if compiled_pair is not None:
         serial, parallel = compiled_pair
@@ -261,6 +266,12 @@ def candidates(sig, rows, compiled_pair=None):
 
 def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PLAN_ROUNDS, max_work=PLAN_MAX_WORK):
     """Time every candidate (:func:`candidates`) on a batch of each class: median seconds of alternating rounds.
+
+    Each candidate's block of calls starts with one call not timed, so a twin's threads are awake, as in a loop of
+    calls (what a twin costs after a pause the network measures on its own calls, :mod:`fastbp.observe`). A
+    candidate that calls BLAS runs last in its round, and the next round waits ``PLAN_BLAS_SETTLE_SECONDS``: BLAS's
+    threads spin for about 0.1 s after a call, and timed beside them a twin ran 35 times slower (so plans timed
+    without this wait refused every twin on large batches).
 
     A network of the signature is made for it (seeded, SGD with a learning rate too small to move it).
 
@@ -295,6 +306,7 @@ def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PL
             X, Y = _data(sig, rows)
             args = (net.flat, net.spec, net.hyper, net.workspace(rows), X, Y)
             found = candidates(sig, rows, compiled_pair)
+            blas = uses_blas(sig, rows)
             calls = {}
             for candidate, (kern, threads) in found.items():
                 numba.set_num_threads(threads)
@@ -303,18 +315,20 @@ def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PL
                 kern(*args)
                 calls[candidate] = max(1, int(block_seconds / max(time.perf_counter() - start, 1e-7)))
             samples = {candidate: [] for candidate in found}
-            order = list(found)
+            order = [c for c in found if not (blas and c == name("generic"))]
             for r in range(rounds):
-                for candidate in order[r % len(order):] + order[:r % len(order)]:
+                for candidate in order[r % len(order):] + order[:r % len(order)] + [name("generic")] * blas:
                     kern, threads = found[candidate]
                     numba.set_num_threads(threads)
-                    # A pause first, as between a user's bursts of calls: OpenMP's workers stop spinning, so a twin
-                    # pays their wake-up as it will in use (milliseconds on this VM), and no twin's spin slows the next.
-                    time.sleep(PLAN_SETTLE_SECONDS)
+                    if blas and candidate == name("generic"):
+                        time.sleep(PLAN_SETTLE_SECONDS)  # the twins' OpenMP threads spin for milliseconds too
+                    kern(*args)
                     start = time.perf_counter()
                     for _ in range(calls[candidate]):
                         kern(*args)
                     samples[candidate].append((time.perf_counter() - start) / calls[candidate])
+                if blas:
+                    time.sleep(PLAN_BLAS_SETTLE_SECONDS)
             times[rows] = {candidate: float(np.median(s)) for candidate, s in samples.items()}
     finally:
         numba.set_num_threads(before)
@@ -322,4 +336,4 @@ def measure(sig, compiled_pair=None, block_seconds=PLAN_BLOCK_SECONDS, rounds=PL
 
 
 __all__ = ["CLASSES", "Plan", "batch_class", "candidates", "load", "measure", "store", "key", "name", "parse",
-           "thread_counts", "cpu_model"]
+           "thread_counts", "cpu_model", "uses_blas"]

@@ -81,6 +81,41 @@ def test_measure_times_each_class_it_can_afford():
     assert all(line.endswith(f"us   {small.choice(int(line.split()[0]))}") for line in text.splitlines()[1:])
 
 
+def test_measure_wakes_each_candidate_and_keeps_blas_apart(monkeypatch):
+    """Each block starts with a call not timed; a candidate that calls BLAS runs last in its round, after a pause for
+    the twins' threads, and the next round waits for BLAS's threads (which spin ~0.1 s and slowed twins 35x)."""
+    sig = codegen.signature([8, 64, 4], "relu", "identity", "mse", np.float64)
+    events = []
+
+    def fake(name):
+        return lambda *args: events.append(name)
+
+    def found(sig, rows, pair=None):
+        return {"generic": (fake("generic"), 1), "compiled": (fake("compiled"), 1)}
+
+    monkeypatch.setattr(plan, "candidates", found)
+    monkeypatch.setattr(plan.time, "sleep", lambda seconds: events.append(seconds))
+    monkeypatch.setattr(plan.time, "perf_counter", iter(range(10 ** 6)).__next__)  # 1 s a call: blocks of one call
+    measured = plan.measure(sig, block_seconds=0.5, rounds=3, max_work=512 * (8 * 64 + 64 * 4))
+    assert list(measured.times) == list(plan.CLASSES[:10])
+    blas_rows = [rows for rows in measured.times if plan.uses_blas(sig, rows)]
+    assert blas_rows and not plan.uses_blas(sig, 1)
+    for rows in measured.times:
+        # per class: two calls each to learn the block (compile, then time), then per round each candidate's
+        # untimed call and its block of one call
+        timing, events = events[:4], events[4:]
+        assert timing == ["generic", "generic", "compiled", "compiled"]
+        for r in range(3):
+            if rows in blas_rows:
+                round_, events = events[:6], events[6:]
+                assert round_ == ["compiled"] * 2 + [plan.PLAN_SETTLE_SECONDS] + ["generic"] * 2 + [
+                    plan.PLAN_BLAS_SETTLE_SECONDS], rows
+            else:
+                round_, events = events[:4], events[4:]
+                assert sorted(round_) == ["compiled"] * 2 + ["generic"] * 2 and round_[0] == round_[1]
+    assert events == []
+
+
 @pytest.fixture
 def cache(monkeypatch, tmp_path):
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
