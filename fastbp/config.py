@@ -52,3 +52,14 @@ PLAN_SETTLE_SECONDS = 0.02  # and BLAS waits this long after a twin: OpenMP's id
 # process to process (a twin timed 1.2x faster in the build ran 1.7x slower in another process of the grid here).
 PLAN_TWIN_MARGIN = 1.25
 PLAN_MAX_WORK = 1 << 28  # batch classes whose step has more multiply-adds are not timed (they follow a smaller one)
+
+# ---- the choice checked where it runs (fastbp.observe) -----------------------------------------------------------
+
+OBSERVE_MIN_SECONDS = 20e-6  # classes whose step the plan puts below this are not observed (timing costs ~0.2 us)
+OBSERVE_RATIO = 2.0  # the candidates observed: the plan's within this factor of its fastest (and its fastest serial)
+OBSERVE_CANDIDATES = 3  # at most this many
+OBSERVE_BLOCK_SECONDS = 0.002  # a block's calls last about this long (two calls at least)
+OBSERVE_ROUNDS = 3  # blocks per candidate in a check, in alternating rounds; the median of their calls decides
+OBSERVE_DRIFT = 1.5  # a check starts again when a block of the chosen candidate's median exceeds its own by this
+OBSERVE_BUDGET = 0.01  # checks cost at most this fraction of the observed calls' time (timing another 1% at most)
+OBSERVE_INTERVAL_SECONDS = 1.0  # and are at least this many seconds of calls apart

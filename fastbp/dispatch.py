@@ -259,11 +259,12 @@ class Dispatch:
     def choose(self, n, weighted=False):
         """The kernels for a batch of n rows and the thread count to run them on (None: serial).
 
-        The plan's fastest candidate that can run now where there is a plan (unweighted calls); else fixed
-        thresholds: enough work in the largest layer for the parallel twins and, for the compiled kernels, more than
-        one tile (their twins built, else the serial ones run it meanwhile), for the generic ones (which also run
-        every weighted call) no layer on BLAS, which runs its own threads. A batch that the compiled twins would
-        take starts their build, in the background mode, if it has not started.
+        Where there is a plan (unweighted calls), its candidate for the batch: the one its observer chose on this
+        network's own train steps (:mod:`fastbp.observe`) where the class is observed, else the plan's fastest that
+        can run now. Else fixed thresholds: enough work in the largest layer for the parallel twins and, for the
+        compiled kernels, more than one tile (their twins built, else the serial ones run it meanwhile), for the
+        generic ones (which also run every weighted call) no layer on BLAS, which runs its own threads. A batch
+        that the compiled twins would take starts their build, in the background mode, if it has not started.
 
         Parameters
         ----------
@@ -279,19 +280,59 @@ class Dispatch:
         threads : int or None
             The thread count for the parallel twins (None: serial kernels).
         """
-        chosen = self._choose(n, weighted, self.threads or numba.get_num_threads())
+        limit = self.threads or numba.get_num_threads()
+        if self.plan is not None and not weighted:
+            chosen = self._candidate(plan.parse(self._planned(n, limit)[0]))
+        else:
+            chosen = self._fixed(n, weighted, limit)
         if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
                 and self.mode == "background" and self.parallel_build == "none" \
                 and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
             self._start("parallel")  # after choosing: a build done before in this process swaps in at once
         return chosen
 
-    def _choose(self, n, weighted, limit):
-        if self.plan is not None and not weighted:
-            family, threads = plan.parse(self.plan.choice(n, self._allowed(n, limit)))
-            if family == "generic":
-                return (GENERIC, None) if threads == 1 else (GENERIC_PARALLEL, threads)
-            return (self.serial, None) if threads == 1 else (self.parallel, threads)
+    def train_step_for(self, n):
+        """What runs an unweighted train step of n rows: a callable taking the train step kernels' arguments, with
+        its thread count applied; the class's observer (which times the call) where it is observed.
+
+        Parameters
+        ----------
+        n : int
+            The batch's rows.
+
+        Returns
+        -------
+        callable
+        """
+        namespace, threads = self.choose(n)
+        if self.plan is not None:
+            observer = self._planned(n, self.threads or numba.get_num_threads())[1]
+            if observer is not None:
+                return observer.train_step
+        return _threaded(namespace.train_step, threads)
+
+    def _planned(self, n, limit):
+        """(the plan's candidate for a batch of n rows, the class's observer or None)."""
+        allowed = self._allowed(n, limit)
+        observer = self.plan.observer(n, allowed, self._train_step_of, self._chose)
+        return (observer.chosen if observer is not None else self.plan.choice(n, allowed)), observer
+
+    def _candidate(self, parsed):
+        """(kernels, threads) of a candidate ``(family, threads)``."""
+        family, threads = parsed
+        if family == "generic":
+            return (GENERIC, None) if threads == 1 else (GENERIC_PARALLEL, threads)
+        return (self.serial, None) if threads == 1 else (self.parallel, threads)
+
+    def _train_step_of(self, candidate):
+        namespace, threads = self._candidate(plan.parse(candidate))
+        return _threaded(namespace.train_step, threads)
+
+    def _chose(self):
+        """An observer's choice changed (under the network's lock, from its train step): the hot paths forget theirs."""
+        self._on_swap(self.serial)
+
+    def _fixed(self, n, weighted, limit):
         if self.tier == "compiled" and not weighted:
             if self.parallel_tier == "compiled" and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
                 return self.parallel, limit
@@ -364,8 +405,18 @@ def run_with_threads(kern, args, threads):
     if threads is None:
         return kern(*args)
     before = numba.get_num_threads()
+    if before == threads:
+        return kern(*args)
     numba.set_num_threads(threads)
     try:
         return kern(*args)
     finally:
         numba.set_num_threads(before)
+
+
+def _threaded(kern, threads):
+    """A callable running ``kern`` on ``threads`` threads (None: serial): the kernel itself where Numba's thread count
+    is that already (reading it costs 0.7 us, more than a small step's tenth)."""
+    if threads is None or threads == numba.get_num_threads():
+        return kern
+    return lambda *args: run_with_threads(kern, args, threads)

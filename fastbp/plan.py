@@ -31,9 +31,10 @@ import numpy as np
 
 from . import __version__, io, kernels
 from ._jit import cache_dir, source_hash
-from .config import (PLAN_BLAS_SETTLE_SECONDS, PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS,
-                     PLAN_TWIN_MARGIN)
+from .config import (OBSERVE_CANDIDATES, OBSERVE_MIN_SECONDS, OBSERVE_RATIO, PLAN_BLAS_SETTLE_SECONDS,
+                     PLAN_BLOCK_SECONDS, PLAN_MAX_WORK, PLAN_ROUNDS, PLAN_SETTLE_SECONDS, PLAN_TWIN_MARGIN)
 from .kernels.codegen import tile_rows
+from .observe import Observer
 
 CLASSES = tuple(2 ** k for k in range(13))  # each batch class's rows, 1 to 4096; a batch belongs to the nearest
 FAMILIES = ("compiled", "generic")
@@ -103,10 +104,16 @@ class Plan:
     times : dict of int to dict of str to float
         ``times[rows][candidate]``: seconds per train step on a batch of ``rows`` rows (``rows`` in
         :data:`CLASSES`). Kept as :attr:`times`.
+
+    Attributes
+    ----------
+    observers : dict
+        The network's own timing of its calls, per batch class observed (:meth:`observer`).
     """
 
     def __init__(self, times):
         self.times = times
+        self.observers = {}  # (batch class, candidates allowed) -> Observer or None, made at first use
 
     def timed_class(self, n):
         """The class whose times decide a batch: its own, else the largest class timed below it, else the smallest
@@ -146,6 +153,40 @@ class Plan:
                         for candidate, t in self.times.get(c, {}).items() if allowed(candidate))
         return ranked[0][1] if ranked else None
 
+    def observer(self, n, allowed, kernel, on_choice=None):
+        """The observer of a batch (:mod:`fastbp.observe`), made at first use: the plan's candidates for it within
+        ``OBSERVE_RATIO`` of the fastest (``OBSERVE_CANDIDATES`` at most) and the fastest serial one, timed on the
+        network's own train steps; None where the plan's choice stands (one candidate, or a step shorter than
+        ``OBSERVE_MIN_SECONDS``).
+
+        Parameters
+        ----------
+        n : int
+            The batch's rows.
+        allowed : callable
+            As for :meth:`choice`.
+        kernel : callable
+            Called with a candidate's name: the callable that runs its train step.
+        on_choice : callable, optional
+            Passed to the observer: called when a check changes its choice.
+
+        Returns
+        -------
+        fastbp.observe.Observer or None
+        """
+        c = self.timed_class(n)
+        row = {candidate: t * max(1.0, n / c) for candidate, t in self.times.get(c, {}).items() if allowed(candidate)}
+        key = (batch_class(n), tuple(sorted(row)))
+        if key not in self.observers:
+            prior = self.choice(n, allowed)
+            ranked = sorted(row, key=row.get)
+            close = [c for c in ranked if row[c] <= OBSERVE_RATIO * row[ranked[0]]][:OBSERVE_CANDIDATES] if row else []
+            close += [c for c in (prior, next((c for c in ranked if parse(c)[1] == 1), None))
+                      if c is not None and c not in close]
+            self.observers[key] = None if len(close) < 2 or row[prior] < OBSERVE_MIN_SECONDS else \
+                Observer({c: kernel(c) for c in close}, prior, row[prior], on_choice)
+        return self.observers[key]
+
     def has_twins(self):
         """Whether the compiled parallel twins were timed (on some batch class).
 
@@ -162,6 +203,9 @@ class Plan:
             row = self.times[rows]
             lines.append(f"{rows:<8}" + "".join(f"{row[c] * 1e6:>12.1f}us" if c in row else f"{'-':>14}"
                                                 for c in candidates) + f"   {self.choice(rows)}")
+        for (rows, _), observer in sorted(self.observers.items()):
+            if observer is not None:
+                lines.append(f"observed, batches of class {rows}: {observer}")
         return "\n".join(lines)
 
     def __repr__(self):

@@ -1,0 +1,108 @@
+"""The choice checked where it runs: a network times its own train steps on the stored plan's close candidates and
+keeps the fastest, checking again as it goes.
+
+The plan (:mod:`fastbp.plan`) is timed once, in the build's process, on calls back to back. What a kernel costs in
+the process that runs it can differ: a parallel twin whose threads fall asleep between the user's calls pays their
+wake-up on each call (on the 2-vCPU development VM about 7.5 ms, as the woken thread lands on the caller's core and
+OpenMP's barrier spins before it yields), and other libraries' thread pools may share the cores. So for each batch
+class whose step is long enough to time cheaply (``OBSERVE_MIN_SECONDS``), a network runs the plan's close
+candidates in turn on its first train steps of that class (blocks of calls, alternating rounds, the median of the
+calls' times: on the user's own data, in the user's own pattern of calls), keeps the fastest, and checks again
+
+- when the chosen candidate drifts: a block's median above ``OBSERVE_DRIFT`` times what it was measured at;
+- once the calls since the last check have taken so long that the check's cost, the extra time the slower candidates
+  took, is at most ``OBSERVE_BUDGET`` of theirs (and at least ``OBSERVE_INTERVAL_SECONDS`` of calls apart).
+
+Timing a call costs about 0.2 us (two clock reads and the bookkeeping), at most 1% of the shortest step observed.
+The candidates differ in rounding only, as the plan's do: the fixed modes (``compiled=True``/``False``) observe
+nothing and stay bitwise repeatable.
+"""
+
+from time import perf_counter
+
+from .config import (OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT, OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS)
+
+
+def _median(values):
+    return sorted(values)[len(values) // 2]
+
+
+class Observer:
+    """The candidates of one batch class of one network, timed on its own train steps.
+
+    Parameters
+    ----------
+    kernels : dict of str to callable
+        Per candidate name, a callable taking a train step kernel's arguments (a thread count already applied).
+    prior : str
+        The stored plan's choice, run until the first check has measured.
+    seconds : float
+        The stored plan's seconds per step of ``prior``, which size the blocks of calls.
+    on_choice : callable, optional
+        Called with no argument when a check changes the choice (the network's hot paths forget theirs).
+
+    Attributes
+    ----------
+    chosen : str
+        The candidate that runs the class's calls outside a check.
+    observed : dict of str to float
+        Median seconds per call of each candidate, from the last check (empty before it ends).
+    checks : int
+        The checks ended so far.
+    calls : int
+        The train steps timed so far.
+    """
+
+    def __init__(self, kernels, prior, seconds, on_choice=None):
+        self.kernels, self.chosen, self.observed, self.checks, self.calls = kernels, prior, {}, 0, 0
+        self.block = max(2, round(OBSERVE_BLOCK_SECONDS / seconds))
+        self._on_choice = on_choice
+        self._check()
+
+    def _check(self):
+        """Start a check: every candidate's blocks, in alternating rounds."""
+        self._queue = [name for _ in range(OBSERVE_ROUNDS) for name in self.kernels]
+        self._samples = {name: [] for name in self.kernels}
+        self._next()
+
+    def _next(self):
+        self.running = self._queue.pop(0) if self._queue else self.chosen
+        self._run, self._block = self.kernels[self.running], []
+
+    def train_step(self, *args):
+        """One train step of the candidate running now, timed; takes and returns what the kernels do."""
+        start = perf_counter()
+        loss = self._run(*args)
+        self._block.append(perf_counter() - start)
+        if len(self._block) == self.block:
+            self._end_block()
+        return loss
+
+    def _end_block(self):
+        block, self.calls = self._block, self.calls + len(self._block)
+        if self._samples is not None:  # checking
+            self._samples[self.running] += block
+            if not self._queue:
+                self._decide()
+            return self._next()
+        self._spent += sum(block)
+        if _median(block) > OBSERVE_DRIFT * self.observed[self.chosen] or self._spent >= self._due:
+            return self._check()
+        self._block = []
+
+    def _decide(self):
+        before, self.observed = self.chosen, {name: _median(s) for name, s in self._samples.items()}
+        self.chosen = min(self.observed, key=self.observed.get)
+        best = self.observed[self.chosen]
+        cost = sum(t - best for s in self._samples.values() for t in s if t > best)  # beyond the chosen's time
+        self._spent, self._due = 0.0, max(cost / OBSERVE_BUDGET, OBSERVE_INTERVAL_SECONDS)
+        self._samples, self.checks = None, self.checks + 1
+        if self.chosen != before and self._on_choice is not None:
+            self._on_choice()
+
+    def __str__(self):
+        times = ", ".join(f"{name} {t * 1e6:.1f}us" for name, t in sorted(self.observed.items(), key=lambda kv: kv[1]))
+        return f"{times or 'checking'} -> {self.chosen} ({self.checks} checks, {self.calls} calls)"
+
+    def __repr__(self):
+        return f"Observer(chosen={self.chosen!r}, observed={self.observed!r})"
