@@ -69,7 +69,9 @@ def main(argv=None):
                    help="population: 1024 networks of 4-16-2, one row each; sklearn: whole fits of scikit-learn's "
                         "MLPClassifier and fastbp.sklearn's; cold-start: fresh processes' import and first calls")
     b.add_argument("--ops", nargs="+", choices=bench.OPS, default=list(bench.OPS))
-    b.add_argument("--threads", type=int, help="Numba threads for fastbp (default: all)")
+    b.add_argument("--threads", type=int, nargs="+", metavar="N",
+                   help="time each case at each of these thread counts (fastbp, PyTorch, ONNX Runtime); more than "
+                        "the cores needs NUMBA_NUM_THREADS as large (default: each library's own)")
     b.add_argument("--json", metavar="PATH", help="write the results as JSON")
     b.add_argument("--plot", metavar="PATH", help="write a bar chart PNG of the speed-ups (needs matplotlib)")
     b.add_argument("--quick", action="store_true", help="fewer and shorter rounds (CI, smoke tests)")

@@ -187,6 +187,20 @@ class Plan:
                 Observer({c: kernel(c) for c in close}, prior, row[prior], on_choice)
         return self.observers[key]
 
+    def observed(self, n):
+        """The observer that has timed this network's batches of n rows' class (:meth:`observer`), or None.
+
+        Parameters
+        ----------
+        n : int
+            The batch's rows.
+
+        Returns
+        -------
+        fastbp.observe.Observer or None
+        """
+        return next((o for (rows, _), o in self.observers.items() if o is not None and rows == batch_class(n)), None)
+
     def has_twins(self):
         """Whether the compiled parallel twins were timed (on some batch class).
 

@@ -35,3 +35,22 @@ def test_baseline_trains_like_fastbp(dtype, sizes, hidden, output, loss):
     for (W, b), Wt, bb in zip(net.layers(), base.Ws, base.bs):
         np.testing.assert_allclose(Wt.T, W, **TOL[dtype])
         np.testing.assert_allclose(bb, b, **TOL[dtype])
+
+
+def test_bench_sweeps_thread_counts():
+    """``python -m fastbp bench --threads 1 2``: each case at each count, fastbp's network limited to it; a count
+    above Numba's is refused with what to set."""
+    import numba
+
+    from fastbp import bench
+
+    lines = []
+    result = bench.run(["xor"], ["train_step"], threads=[1, 2], quick=True, peers=(), log=lines.append)
+    rows = [(r["case"], r["op"], r["threads"]) for r in result["results"]]
+    assert rows == [("xor", "train_step", 1), ("xor", "train_step (@njit loop)", 1),
+                    ("xor", "train_step", 2), ("xor", "train_step (@njit loop)", 2)]
+    assert [line.split()[:2] for line in lines if line.startswith("xor")] == [["xor", "x1"]] * 2 + [["xor", "x2"]] * 2
+    assert set(result["plans"]) == {"xor x1", "xor x2"}
+    too_many = numba.config.NUMBA_NUM_THREADS + 1
+    with pytest.raises(ValueError, match=f"set NUMBA_NUM_THREADS to at least {too_many}"):
+        bench.run(["xor"], ["train_step"], threads=[too_many], quick=True, peers=())

@@ -223,3 +223,17 @@ def test_the_benchmark_report_names_the_choice():
     assert chosen["class"] == 32 and chosen["chosen"] == "compiled"
     line = runner._format_plan("policy-batch", chosen)
     assert line.startswith("plan policy-batch: compiled (class 32 rows, us per step: compiled 1.0, ")
+
+
+def test_the_grid_sweeps_thread_counts():
+    """``python -m fastbp.bench.grid --threads 1 2``: a row per point and count, the candidates forced within it."""
+    from fastbp.bench import Case, grid
+
+    sizes, hidden, output, loss, dtype = SIGS[1]
+    case = Case("t", sizes, 3 * codegen.tile_rows(dtype), dtype, hidden, output, loss)
+    rows = grid.run([case], peers=(), rounds=1, block_seconds=1e-4, settle=0, threads=(1, 2), log=lambda line: None)
+    assert [r["threads"] for r in rows] == [1, 2]
+    one, two = (set(r["seconds"]) - {"fastbp", "numpy"} for r in rows)
+    assert one == {"generic", "compiled"} and two >= one | {"compiled x2"}
+    assert all(r["chosen"] == "fixed" and r["best_candidate"] in r["seconds"] for r in rows)  # FASTBP_COMPILE=off
+

@@ -297,7 +297,7 @@ class NjitLoopImpl:
     STEPS = 1000
 
     def __init__(self, case, threads=None):
-        self.net = case.network()
+        self.net = case.network(threads=threads)
         self.X, self.Y = case.data()
         self.work = self.net.workspace(case.batch)
         self.loop = njit_train_loop(self.net.dispatch.kernel("train_step", case.batch)[0])

@@ -2,10 +2,11 @@
 each of fastbp's own candidate kernels forced in turn (:mod:`fastbp.plan`), the plain numpy loop and the installed
 peers, timed alternating in one process (medians).
 
-``python -m fastbp.bench.grid [--points 40] [--cases NAME ...] [--json PATH] [--plot PATH]``: widths 2-1024 (every
-layer as wide, input and output too), 1-6 layers, batches 1-4096, float32 and float64, drawn by a seeded generator
-from the points whose step is at most 2^30 multiply-adds; relu hidden layers, identity output, mse. ``--cases`` runs
-the benchmark cases (``python -m fastbp bench``'s) instead.
+``python -m fastbp.bench.grid [--points 40] [--cases NAME ...] [--threads N ...] [--json PATH] [--plot PATH]``:
+widths 2-1024 (every layer as wide, input and output too), 1-6 layers, batches 1-4096, float32 and float64, drawn by
+a seeded generator from the points whose step is at most 2^30 multiply-adds; relu hidden layers, identity output,
+mse. ``--cases`` runs the benchmark cases (``python -m fastbp bench``'s) instead; ``--threads`` times each point at
+each thread count.
 """
 
 import argparse
@@ -38,8 +39,8 @@ class CandidateImpl(FastbpImpl):
     """fastbp's ``Network.train_step`` made to run one candidate: both compiled tiers loaded, a plan that ranks that
     candidate first (in microseconds, too short to observe: the network keeps it)."""
 
-    def __init__(self, case, candidate):
-        super().__init__(case)
+    def __init__(self, case, candidate, threads=None):
+        super().__init__(case, threads)
         self.name = candidate
         dispatch = self.net.dispatch
         for phase, namespace in zip(("serial", "parallel"), compiled_kernels.for_network(self.net._signature)):
@@ -48,32 +49,43 @@ class CandidateImpl(FastbpImpl):
         self.net._forget_hot_path()
 
 
-def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, settle=0.2, log=print):
-    """One row per case: seconds of fastbp (as planned), of each candidate forced, of numpy and of each peer."""
+def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, settle=0.2, threads=(None,), log=print):
+    """One row per case and thread count: seconds of fastbp (as planned), of each candidate forced (those within the
+    thread count), of numpy and of each peer (PyTorch at that thread count; None: each at its default)."""
     rows = []
-    for case in cases:
-        fastbp = FastbpImpl(case)
-        candidates = plan.candidates(fastbp.net._signature, case.batch,
-                                     compiled_kernels.for_network(fastbp.net._signature))
-        impls = [fastbp, NumpyImpl(case)] + [CandidateImpl(case, c) for c in candidates]
+    for case, t in itertools.product(cases, threads):
+        fastbp = FastbpImpl(case, t)
+        candidates = [c for c in plan.candidates(fastbp.net._signature, case.batch,
+                                                 compiled_kernels.for_network(fastbp.net._signature))
+                      if t is None or plan.parse(c)[1] <= t]
+        impls = [fastbp, NumpyImpl(case)] + [CandidateImpl(case, c, t) for c in candidates]
         for peer in peers:
             try:
-                impls.append(IMPLS[peer](case))
+                impls.append(IMPLS[peer](case, t))
             except NotImplementedError:
                 pass
         times = measure(case, "train_step", impls, rounds, block_seconds, settle)
         best = min(candidates, key=times.get)
         found = [t for name, t in times.items() if name in peers]
         row = {"case": case.name, "width": case.sizes[0], "layers": len(case.sizes) - 1, "batch": case.batch,
-               "dtype": np.dtype(case.dtype).name, "seconds": times, "chosen": fastbp.net.plan.choice(case.batch),
+               "dtype": np.dtype(case.dtype).name, "threads": t, "seconds": times, "chosen": _chosen(fastbp.net,
+                                                                                                   case.batch),
                "best_candidate": best, "vs_best_candidate": times[best] / times["fastbp"],
                "vs_numpy": times["numpy"] / times["fastbp"],
                "vs_best_peer": min(found) / times["fastbp"] if found else None}
         rows.append(row)
-        log(f"{case.name:<22} chosen {row['chosen']:<12} best {best:<12} fastbp {times['fastbp'] * 1e6:>10.1f} us  "
-            f"vs best candidate {row['vs_best_candidate']:.2f}  vs numpy {row['vs_numpy']:.2f}"
-            + (f"  vs best peer {row['vs_best_peer']:.2f}" if found else ""))
+        log(f"{case.name:<22} {'' if t is None else f'x{t}':<4} chosen {row['chosen']:<12} best {best:<12} "
+            f"fastbp {times['fastbp'] * 1e6:>10.1f} us  vs best candidate {row['vs_best_candidate']:.2f}  "
+            f"vs numpy {row['vs_numpy']:.2f}" + (f"  vs best peer {row['vs_best_peer']:.2f}" if found else ""))
     return rows
+
+
+def _chosen(net, batch):
+    """The candidate a network runs on a batch: what its observer settled on, else its plan's choice."""
+    if net.plan is None:
+        return "fixed"
+    observer = net.plan.observed(batch)
+    return observer.chosen if observer is not None else net.plan.choice(batch)
 
 
 def plot(rows, path):
@@ -106,11 +118,14 @@ def main(argv=None):
     parser.add_argument("--points", type=int, default=40)
     parser.add_argument("--cases", nargs="+", choices=list(CASES), help="the benchmark cases instead of the grid")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, nargs="+", metavar="N",
+                        help="time each point at each of these thread counts (more than the cores needs "
+                             "NUMBA_NUM_THREADS as large)")
     parser.add_argument("--json")
     parser.add_argument("--plot")
     args = parser.parse_args(argv)
     cases = [CASES[name] for name in args.cases] if args.cases else points(args.points, args.seed)
-    rows = run(cases, log=lambda line: print(line, flush=True))
+    rows = run(cases, threads=args.threads or (None,), log=lambda line: print(line, flush=True))
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)

@@ -27,9 +27,9 @@ class PopulationCase:
         X = rng.normal(size=(self.n, self.batch, self.sizes[0])).astype(self.dtype)
         return X, rng.normal(size=(self.n, self.batch, self.sizes[-1])).astype(self.dtype)
 
-    def population(self, compiled=False):
+    def population(self, compiled=False, threads=None):
         return Population(self.n, list(self.sizes), hidden=self.hidden, optimizer=SGD(lr=LR), dtype=self.dtype,
-                          seed=0, compiled=compiled)
+                          seed=0, compiled=compiled, threads=threads)
 
     def flops(self, op):
         return self.n * Case(self.name, self.sizes, self.batch, self.dtype, self.hidden, "identity", "mse").flops(op)
@@ -43,8 +43,8 @@ class FastbpPopulationImpl:
     name = "fastbp"
     compiled = False
 
-    def __init__(self, case):
-        self.pop = case.population(self.compiled)
+    def __init__(self, case, threads=None):
+        self.pop = case.population(self.compiled, threads)
         self.X, self.Y = case.data()
         self.out = np.empty((case.n, case.batch, case.sizes[-1]), case.dtype)
 

@@ -128,14 +128,21 @@ def measure(case, op, impls, rounds, block_seconds, settle=0.2):
 def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log=print):
     """Measure every case and op; returns a JSON-ready dict and logs the table at the end (progress on stderr). The case
     ``sklearn`` (:mod:`.estimators`) times whole fits instead of ops, and ``cold-start`` (:mod:`.cold_start`) fresh
-    processes' first calls, each in a table of its own."""
+    processes' first calls, each in a table of its own.
+
+    ``threads`` sweeps thread counts: each case is timed at each count, fastbp's network (or population) and
+    PyTorch's and ONNX Runtime's intra-op threads limited to it (numpy's BLAS and JAX keep theirs); None times each
+    library at its default (fastbp: Numba's thread count; PyTorch and ONNX Runtime: their fastest count here)."""
     sklearn_rows = estimators.run(rounds=1 if quick else 3, log=log) if "sklearn" in cases else None
     cold_rows = cold_start.run(rounds=1 if quick else 3, log=log) if "cold-start" in cases else None
     cases = [c for c in cases if c not in ("sklearn", "cold-start")]
     if not cases:
         return {"machine": machine(), "results": [], "skipped": {}, "sklearn": sklearn_rows, "cold_start": cold_rows}
-    if threads is not None:
-        numba.set_num_threads(threads)
+    counts = list(threads) if threads else [None]
+    for t in counts:
+        if t is not None and not 1 <= t <= numba.config.NUMBA_NUM_THREADS:
+            raise ValueError(f"--threads {t}: Numba has {numba.config.NUMBA_NUM_THREADS} threads; set "
+                             f"NUMBA_NUM_THREADS to at least {t} (more threads than cores are allowed)")
     rounds, block = (3, 0.02) if quick else (7, 0.1)
     info = machine()
     dtypes = sorted({np.dtype(_case(c).dtype).name for c in cases})
@@ -144,27 +151,19 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log
     rows, skipped, plans = [], {}, {}
     for name in cases:
         case = _case(name)
-        if name == POPULATION.name:
-            impls = [POPULATION_IMPLS[k](case) for k in ("fastbp", "numpy", "loop")]
-        else:
-            impls = [FastbpImpl(case, threads), NumpyImpl(case)]
-        registry = POPULATION_IMPLS if name == POPULATION.name else IMPLS
-        # ONNX Runtime has no population case, and only forward
-        for peer in (p for p in peers if p in registry and any(hasattr(registry[p], op) for op in ops)):
-            try:
-                impls.append(registry[peer](case, *(() if name == POPULATION.name else (threads,))))
-            except NotImplementedError as exc:
-                skipped[peer] = str(exc)
-        if name != POPULATION.name:
-            plans[name] = _plan(impls[0].net, case.batch)
-        for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
-            rows.append(_row(case, op, measure(case, op, [i for i in impls if hasattr(i, op)], rounds, block)))
-            print(f"  measured {name} {op}", file=sys.stderr)
-        if "train_step" in ops and name in ("xor", "policy-online"):
-            loop = NjitLoopImpl(case)
-            per_step = measure(case, "train_step", [loop], rounds, block)["fastbp-njit"] / NjitLoopImpl.STEPS
-            numpy_time = next(r for r in rows if r["case"] == name and r["op"] == "train_step")["us"]["numpy"]
-            rows.append(_row(case, "train_step (@njit loop)", {"fastbp": per_step, "numpy": numpy_time * 1e-6}))
+        for t in counts:
+            impls = _impls(case, t, ops, peers, skipped)
+            for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
+                rows.append(_row(case, op, measure(case, op, [i for i in impls if hasattr(i, op)], rounds, block), t))
+                print(f"  measured {_label(name, t)} {op}", file=sys.stderr)
+            if name != POPULATION.name:
+                plans[_label(name, t)] = _plan(impls[0].net, case.batch)
+            if "train_step" in ops and name in ("xor", "policy-online"):
+                loop = NjitLoopImpl(case, t)
+                per_step = measure(case, "train_step", [loop], rounds, block)["fastbp-njit"] / NjitLoopImpl.STEPS
+                numpy_time = next(r for r in rows if r["case"] == name and r["op"] == "train_step"
+                                  and r["threads"] == t)["us"]["numpy"]
+                rows.append(_row(case, "train_step (@njit loop)", {"fastbp": per_step, "numpy": numpy_time * 1e-6}, t))
     first_steps = {} if quick else {name: first_step_seconds(name) for name in ("simplechains",) if name in cases}
     # A shared machine drifts: the peak is the best of a measurement before the cases and one after them.
     peak = {d: max(g, gemm_peak(np.dtype(d).type, n=gemm_n)) for d, g in peak.items()}
@@ -184,32 +183,57 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log
             "first_step_seconds": first_steps, "sklearn": sklearn_rows, "cold_start": cold_rows}
 
 
+def _impls(case, threads, ops, peers, skipped):
+    """fastbp, numpy and the installed peers that have one of ``ops``, set up for ``case`` at ``threads``."""
+    if case.name == POPULATION.name:
+        impls = [POPULATION_IMPLS["fastbp"](case, threads)] + [POPULATION_IMPLS[k](case) for k in ("numpy", "loop")]
+        registry, extra = POPULATION_IMPLS, ()
+    else:
+        impls, registry, extra = [FastbpImpl(case, threads), NumpyImpl(case)], IMPLS, (threads,)
+    # ONNX Runtime has no population case, and only forward
+    for peer in (p for p in peers if p in registry and any(hasattr(registry[p], op) for op in ops)):
+        try:
+            impls.append(registry[peer](case, *extra))
+        except NotImplementedError as exc:
+            skipped[peer] = str(exc)
+    return impls
+
+
+def _label(name, threads):
+    return name if threads is None else f"{name} x{threads}"
+
+
 def _plan(net, batch):
     """What chose fastbp's kernels for a case: the batch class timed, the candidate chosen and every candidate's
-    seconds (None in a fixed mode)."""
+    seconds in the plan, and what the network observed on its own calls (None in a fixed mode)."""
     if net.plan is None:
         return None
     rows = net.plan.timed_class(batch)
-    return {"class": rows, "chosen": net.plan.choice(batch), "seconds": net.plan.times[rows]}
+    observer = net.plan.observed(batch)
+    return {"class": rows, "chosen": observer.chosen if observer else net.plan.choice(batch),
+            "seconds": net.plan.times[rows], "observed": observer.observed if observer else None}
 
 
 def _format_plan(name, chosen):
     if chosen is None:
         return f"plan {name}: none (a fixed mode: FASTBP_COMPILE=eager or off)"
-    times = ", ".join(f"{c} {t * 1e6:.1f}" for c, t in sorted(chosen["seconds"].items(), key=lambda kv: kv[1]))
-    return f"plan {name}: {chosen['chosen']} (class {chosen['class']} rows, us per step: {times})"
+    def us(seconds):
+        return ", ".join(f"{c} {t * 1e6:.1f}" for c, t in sorted(seconds.items(), key=lambda kv: kv[1]))
+    observed = f"; observed here: {us(chosen['observed'])}" if chosen.get("observed") else ""
+    return (f"plan {name}: {chosen['chosen']} (class {chosen['class']} rows, us per step: {us(chosen['seconds'])}"
+            f"{observed})")
 
 
 def _case(name):
     return POPULATION if name == POPULATION.name else CASES[name]
 
 
-def _row(case, op, seconds):
+def _row(case, op, seconds, threads=None):
     us = {name: t * 1e6 for name, t in seconds.items()}
     gflops = case.flops(op.split()[0]) / seconds["fastbp"] / 1e9
     peers = {k: v for k, v in us.items() if k in PEERS}
     best = min(peers, key=peers.get) if peers else None
-    return {"case": case.name, "op": op, "us": us, "gflops": gflops, "peak_percent": None,
+    return {"case": case.name, "op": op, "threads": threads, "us": us, "gflops": gflops, "peak_percent": None,
             "speedup_numpy": us["numpy"] / us["fastbp"],
             "best_peer": best, "speedup_best_peer": us[best] / us["fastbp"] if best else None}
 
@@ -222,7 +246,7 @@ def _header(info, peak, n):
              f"GEMM peak (np.dot, {n} square, best before and after the cases): "
              + ", ".join(f"{d} {g:.1f} GFLOP/s" for d, g in peak.items()),
              "",
-             f"{'case':<14} {'op':<24} {'fastbp us':>10} {'numpy us':>10} {'torch us':>10} {'jax us':>10} "
+             f"{'case':<18} {'op':<24} {'fastbp us':>10} {'numpy us':>10} {'torch us':>10} {'jax us':>10} "
              f"{'ort us':>10} {'loop us':>10} {'GFLOP/s':>8} {'% peak':>7} {'vs numpy':>9} {'vs best peer':>13}"]
     return "\n".join(lines)
 
@@ -231,8 +255,8 @@ def _format_row(row):
     us = row["us"]
     cell = lambda k: f"{us[k]:10.2f}" if k in us else f"{'-':>10}"  # noqa: E731
     peer = f"{row['speedup_best_peer']:7.2f}x ({row['best_peer']})" if row["best_peer"] else f"{'-':>13}"
-    return (f"{row['case']:<14} {row['op']:<24} {cell('fastbp')} {cell('numpy')} {cell('torch')} {cell('jax')} "
-            f"{cell('onnxruntime')} {cell('loop')} "
+    return (f"{_label(row['case'], row.get('threads')):<18} {row['op']:<24} {cell('fastbp')} {cell('numpy')} "
+            f"{cell('torch')} {cell('jax')} {cell('onnxruntime')} {cell('loop')} "
             f"{row['gflops']:8.2f} {row['peak_percent']:6.1f}% {row['speedup_numpy']:8.2f}x {peer}")
 
 
