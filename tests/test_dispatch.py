@@ -293,3 +293,46 @@ def test_joblib_workers_meeting_a_new_architecture_all_finish():
         time.sleep(0.2)
     assert sorted(path.name.split(".", 1)[1] for path in generated.glob(f"fastbp_net_{key}.*")) == [
         "lock", "py", "serial.built"]
+
+
+def test_more_threads_than_cores_stay_correct():
+    """NUMBA_NUM_THREADS=8 on this 2-core machine: the plan's candidates run at 2, 4 and 8 threads, a network may take
+    up to 8 (not 9), and every thread count gives the serial kernels' results bitwise (groups of rows, not threads,
+    decide the sums), for the compiled and the generic twins and a population's blocks of members."""
+    script = textwrap.dedent("""
+        import numba, numpy as np, fastbp
+        from fastbp import plan
+        from fastbp.kernels import codegen
+        from fastbp.kernels import compiled as compiled_kernels
+        assert numba.config.NUMBA_NUM_THREADS == 8 and plan.thread_counts() == [2, 4, 8]
+        sig = codegen.signature([3, 5, 4], "tanh", "softmax", "cross_entropy", np.float64)
+        rows = 3 * codegen.tile_rows(np.float64) + 5
+        found = plan.candidates(sig, rows, compiled_kernels.for_network(sig))
+        assert {"compiled x2", "compiled x4", "compiled x8"} <= set(found), found
+        rng = np.random.default_rng(0)
+        X, Y = rng.normal(size=(rows, 3)), np.eye(4)[rng.integers(0, 4, rows)]
+        results = {}
+        for threads in (1, 2, 3, 8):
+            for compiled in (True, False):
+                net = fastbp.Network([3, 5, 4], hidden="tanh", output="softmax", loss="cross_entropy", seed=0,
+                                     threads=threads, compiled=compiled)
+                losses = [net.train_step(X, Y) for _ in range(3)]
+                results.setdefault(compiled, []).append((losses, net.flat.tobytes()))
+        for compiled, runs in results.items():
+            assert all(run == runs[0] for run in runs), compiled
+        try:
+            fastbp.Network([3, 5, 4], threads=9)
+        except ValueError as e:
+            assert "[1, 8]" in str(e)
+        else:
+            raise AssertionError("threads=9 accepted")
+        Xp, Yp = rng.normal(size=(2048 + 3, 1, 3)), rng.normal(size=(2048 + 3, 1, 4))
+        pops = [fastbp.Population(2048 + 3, [3, 5, 4], hidden="tanh", seed=0, threads=t) for t in (1, 8)]
+        for pop in pops:
+            pop.train_step(Xp, Yp)
+        assert pops[0].flats.tobytes() == pops[1].flats.tobytes()
+        print("ok")
+    """)
+    env = dict(os.environ, NUMBA_NUM_THREADS="8")
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.stdout.strip() == "ok", out.stderr
