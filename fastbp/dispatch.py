@@ -280,16 +280,7 @@ class Dispatch:
         threads : int or None
             The thread count for the parallel twins (None: serial kernels).
         """
-        limit = self.threads or numba.get_num_threads()
-        if self.plan is not None and not weighted:
-            chosen = self._candidate(plan.parse(self._planned(n, limit)[0]))
-        else:
-            chosen = self._fixed(n, weighted, limit)
-        if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
-                and self.mode == "background" and self.parallel_build == "none" \
-                and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
-            self._start("parallel")  # after choosing: a build done before in this process swaps in at once
-        return chosen
+        return self._choice(n, weighted)[:2]
 
     def train_step_for(self, n):
         """What runs an unweighted train step of n rows: a callable taking the train step kernels' arguments, with
@@ -304,28 +295,34 @@ class Dispatch:
         -------
         callable
         """
-        namespace, threads = self.choose(n)
-        if self.plan is not None:
-            observer = self._planned(n, self.threads or numba.get_num_threads())[1]
-            if observer is not None:
-                return observer.train_step
-        return _threaded(namespace.train_step, threads)
+        namespace, threads, observer = self._choice(n, False)
+        return observer.train_step if observer is not None else _threaded(namespace.train_step, threads)
 
-    def _planned(self, n, limit):
-        """(the plan's candidate for a batch of n rows, the class's observer or None)."""
-        allowed = self._allowed(n, limit)
-        observer = self.plan.observer(n, allowed, self._train_step_of, self._chose)
-        return (observer.chosen if observer is not None else self.plan.choice(n, allowed)), observer
+    def _choice(self, n, weighted):
+        """(kernels, threads, the class's observer or None) for a batch: see :meth:`choose`."""
+        limit = self.threads or numba.get_num_threads()
+        observer = None
+        if self.plan is not None and not weighted:
+            allowed = self._allowed(n, limit)
+            observer = self.plan.observer(n, allowed, self._train_step_of, self._chose)
+            namespace, threads = self._candidate(observer.chosen if observer else self.plan.choice(n, allowed))
+        else:
+            namespace, threads = self._fixed(n, weighted, limit)
+        if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
+                and self.mode == "background" and self.parallel_build == "none" \
+                and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
+            self._start("parallel")  # after choosing: a build done before in this process swaps in at once
+        return namespace, threads, observer
 
-    def _candidate(self, parsed):
-        """(kernels, threads) of a candidate ``(family, threads)``."""
-        family, threads = parsed
+    def _candidate(self, candidate):
+        """(kernels, threads) of a plan's candidate (threads None: serial)."""
+        family, threads = plan.parse(candidate)
         if family == "generic":
             return (GENERIC, None) if threads == 1 else (GENERIC_PARALLEL, threads)
         return (self.serial, None) if threads == 1 else (self.parallel, threads)
 
     def _train_step_of(self, candidate):
-        namespace, threads = self._candidate(plan.parse(candidate))
+        namespace, threads = self._candidate(candidate)
         return _threaded(namespace.train_step, threads)
 
     def _chose(self):

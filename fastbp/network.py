@@ -769,12 +769,17 @@ class Network(BatchChecks):
 
     def _call(self, name, X, last, weights=None):
         """Run the kernel ``name`` on a checked batch (``last`` is Y, or ``out`` for predict; ``weights`` checked
-        sample weights, which run the generic weighted twin): the parallel twin when the batch repays a thread launch
-        and no layer runs on BLAS's threads, under the network's thread count."""
+        sample weights, which run the generic weighted twin): the dispatch's choice, under the network's thread
+        count. An unweighted train step also arms the hot path (see :meth:`train_step`) for the batch's shapes."""
         with self._lock:
             work = self.workspace(X.shape[0])
-            if name == "train_step" and weights is None:  # the plan's observer, where one times the calls
-                return self._dispatch.train_step_for(X.shape[0])(self.flat, self.spec, self.hyper, work, X, last)
+            if name == "train_step" and weights is None:  # the plan's observer where one times the calls
+                step = self._dispatch.train_step_for(X.shape[0])
+                # The hot path's, for this batch's shapes; not for class labels: converted to the network's dtype,
+                # they would let a float array of their shape (not labels) through unchecked.
+                if last.shape[1] == self.sizes[-1]:
+                    self._fast_step, self._fast_x, self._fast_y = step, X.shape, last.shape
+                return step(self.flat, self.spec, self.hyper, work, X, last)
             args = (self.flat, self.spec, self.hyper, work, X, last) if name == "train_step" else \
                 (self.flat, self.spec, work, X, last)
             kern, threads = self._dispatch.kernel(name, X.shape[0], weighted=weights is not None)
@@ -782,20 +787,13 @@ class Network(BatchChecks):
             return dispatch.run_with_threads(kern, args, threads)
 
     def _checked_call(self, name, X, Y, sample_weight=None):
-        """Check and convert (X, Y) and the weights, run the kernel, explain a NaN; remember the batch's shapes and
-        what runs its train steps for the hot path."""
+        """Check and convert (X, Y) and the weights, run the kernel, explain a NaN."""
         X = self._input(X)
         Y = self._targets(Y, X.shape[0])
         weights = None if sample_weight is None else self._weights(sample_weight, X.shape[0])
         loss = self._call(name, X, Y, weights)
         if loss != loss:
             self._diagnose(X, Y)
-        # Not for class labels: converted to the network's dtype, they would let a float array of their shape (not
-        # labels) through unchecked.
-        if weights is None and Y.shape[1] == self.sizes[-1]:
-            with self._lock:
-                self._fast_step = self._dispatch.train_step_for(X.shape[0])
-                self._fast_x, self._fast_y = X.shape, Y.shape
         return loss
 
     def _forget_batches(self):
