@@ -9,9 +9,14 @@ class whose step is long enough to time cheaply (``OBSERVE_MIN_SECONDS``), a net
 candidates in turn on its first train steps of that class (blocks of calls, alternating rounds, the median of the
 calls' times: on the user's own data, in the user's own pattern of calls), keeps the fastest, and checks again
 
-- when the chosen candidate drifts: a block's median above ``OBSERVE_DRIFT`` times what it was measured at;
-- once the calls since the last check have taken so long that the check's cost, the extra time the slower candidates
-  took, is at most ``OBSERVE_BUDGET`` of theirs (and at least ``OBSERVE_INTERVAL_SECONDS`` of calls apart).
+- when the chosen candidate drifts (blocks whose median is above ``OBSERVE_DRIFT`` times what it was measured at)
+  and the time the drift has cost exceeds what the last check cost (the extra time its slower candidates took);
+- once the calls since the last check have taken so long that its cost is at most ``OBSERVE_BUDGET`` of their time
+  (and at least ``OBSERVE_INTERVAL_SECONDS`` of calls apart).
+
+So checks cost at most ``OBSERVE_BUDGET`` of the calls' time, and no more than a drift has already cost (a kernel
+whose time varies from block to block, BLAS waking its threads after a pause, cannot make a network check at every
+block).
 
 Timing a call costs about 0.2 us (two clock reads and the bookkeeping), at most 1% of the shortest step observed.
 The candidates differ in rounding only, as the plan's do: the fixed modes (``compiled=True``/``False``) observe
@@ -20,7 +25,8 @@ nothing and stay bitwise repeatable.
 
 from time import perf_counter
 
-from .config import (OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT, OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS)
+from .config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT,
+                     OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS)
 
 
 def _median(values):
@@ -55,7 +61,7 @@ class Observer:
 
     def __init__(self, kernels, prior, seconds, on_choice=None):
         self.kernels, self.chosen, self.observed, self.checks, self.calls = kernels, prior, {}, 0, 0
-        self.block = max(2, round(OBSERVE_BLOCK_SECONDS / seconds))
+        self.block = max(OBSERVE_BLOCK_CALLS, round(OBSERVE_BLOCK_SECONDS / seconds))
         self._on_choice = on_choice
         self._check()
 
@@ -85,8 +91,11 @@ class Observer:
             if not self._queue:
                 self._decide()
             return self._next()
+        expected = self.observed[self.chosen]
         self._spent += sum(block)
-        if _median(block) > OBSERVE_DRIFT * self.observed[self.chosen] or self._spent >= self._due:
+        if _median(block) > OBSERVE_DRIFT * expected:
+            self._lost += sum(block) - len(block) * expected
+        if self._lost > self._cost or self._spent >= self._due:
             return self._check()
         self._block = []
 
@@ -94,8 +103,9 @@ class Observer:
         before, self.observed = self.chosen, {name: _median(s) for name, s in self._samples.items()}
         self.chosen = min(self.observed, key=self.observed.get)
         best = self.observed[self.chosen]
-        cost = sum(t - best for s in self._samples.values() for t in s if t > best)  # beyond the chosen's time
-        self._spent, self._due = 0.0, max(cost / OBSERVE_BUDGET, OBSERVE_INTERVAL_SECONDS)
+        self._cost = sum(t - best for s in self._samples.values() for t in s if t > best)  # beyond the chosen's
+        self._spent, self._lost = 0.0, 0.0
+        self._due = max(self._cost / OBSERVE_BUDGET, OBSERVE_INTERVAL_SECONDS)
         self._samples, self.checks = None, self.checks + 1
         if self.chosen != before and self._on_choice is not None:
             self._on_choice()

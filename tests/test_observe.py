@@ -8,7 +8,8 @@ import pytest
 
 import fastbp
 from fastbp import dispatch, observe, plan
-from fastbp.config import OBSERVE_BUDGET, OBSERVE_DRIFT, OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS
+from fastbp.config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT,
+                           OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS)
 from fastbp.kernels import codegen
 
 from .conftest import TOL, make_data, ref_gradients
@@ -37,46 +38,53 @@ def test_a_check_runs_each_candidate_in_rounds_and_keeps_the_fastest(monkeypatch
     clock, changes = Clock(monkeypatch), []
     cost = {"a": 3.0, "b": 1.0, "c": 2.0}
     obs = _observer(clock, cost, "a", on_choice=lambda: changes.append(1))
-    assert obs.block == 2 and obs.chosen == "a" and obs.observed == {}
-    for _ in range(2 * 3 * OBSERVE_ROUNDS):
+    assert obs.block == OBSERVE_BLOCK_CALLS and obs.chosen == "a" and obs.observed == {}
+    for _ in range(obs.block * 3 * OBSERVE_ROUNDS):
         obs.train_step()
-    assert clock.ran == ["a", "a", "b", "b", "c", "c"] * OBSERVE_ROUNDS
+    assert clock.ran == (["a"] * obs.block + ["b"] * obs.block + ["c"] * obs.block) * OBSERVE_ROUNDS
     assert obs.observed == cost and obs.chosen == "b" and obs.checks == 1 and changes == [1]
     clock.ran.clear()
-    for _ in range(10):
+    for _ in range(2 * obs.block):
         obs.train_step()
-    assert clock.ran == ["b"] * 10 and obs.calls == 28
-    assert str(obs) == "b 1000000.0us, c 2000000.0us, a 3000000.0us -> b (1 checks, 28 calls)"
+    assert clock.ran == ["b"] * 2 * obs.block and obs.calls == 11 * obs.block
+    assert str(obs) == f"b 1000000.0us, c 2000000.0us, a 3000000.0us -> b (1 checks, {11 * obs.block} calls)"
+    # blocks of about OBSERVE_BLOCK_SECONDS for short steps
+    assert _observer(clock, cost, "a", seconds=OBSERVE_BLOCK_SECONDS / 40).block == 40
 
 
 def test_the_median_of_the_calls_passes_over_a_wake_up(monkeypatch):
     """A twin whose threads slept pays their wake-up on the first call of each block; its other calls decide."""
     clock = Clock(monkeypatch)
-    woken = iter([True] + [False, False, False] * 100)
+    woken = iter([True, False, False, False, False] * 100)
     twin = clock.kernel("twin", 0.0, lambda: setattr(clock, "now", clock.now + (10.0 if next(woken) else 1.0)))
-    obs = observe.Observer({"serial": clock.kernel("serial", 2.0), "twin": twin}, "serial", seconds=0.0005)
-    assert obs.block == 4
+    obs = observe.Observer({"serial": clock.kernel("serial", 2.0), "twin": twin}, "serial", seconds=1.0)
     while obs.checks == 0:
         obs.train_step()
     assert obs.chosen == "twin" and obs.observed == {"serial": 2.0, "twin": 1.0}
 
 
-def test_a_drifting_choice_is_checked_again_at_once(monkeypatch):
+def test_a_drift_is_checked_once_it_has_cost_what_a_check_costs(monkeypatch):
     clock, cost = Clock(monkeypatch), {"a": 3.0, "b": 1.0}
     obs = _observer(clock, cost, "a")
     while obs.checks == 0:
         obs.train_step()
-    cost["b"] = OBSERVE_DRIFT * 1.0  # within the drift: no check
-    for _ in range(4 * obs.block):
+    check = OBSERVE_ROUNDS * obs.block * (3.0 - 1.0)  # what the check cost: a's calls beyond b's time
+    cost["b"] = OBSERVE_DRIFT * 1.0  # within the drift: no loss counted
+    for _ in range(40 * obs.block):
         obs.train_step()
-    assert obs.checks == 1 and set(clock.ran[-4 * obs.block:]) == {"b"}
-    cost["b"] = 4.0  # the chosen kernel slowed down (another process took a core): the next block starts a check
+    assert obs._samples is None and set(clock.ran[-40 * obs.block:]) == {"b"}
+    cost["b"] = 4.0  # the chosen kernel slowed down (another process took a core)
+    blocks = int(check // (obs.block * 3.0)) + 1  # the first block after which the loss exceeds the check's cost
+    for _ in range((blocks - 1) * obs.block):
+        obs.train_step()
+    assert obs._samples is None  # a block or two of drift (BLAS waking after a pause) starts no check
     for _ in range(obs.block):
         obs.train_step()
+    assert obs._samples is not None  # checking
     clock.ran.clear()
     while obs.checks == 1:
         obs.train_step()
-    assert clock.ran == ["a", "a", "b", "b"] * OBSERVE_ROUNDS and obs.chosen == "a"
+    assert clock.ran == ["a"] * obs.block + ["b"] * obs.block + clock.ran[2 * obs.block:] and obs.chosen == "a"
 
 
 def test_checks_cost_at_most_the_budget(monkeypatch):
