@@ -61,6 +61,7 @@ OBSERVE_CANDIDATES = 3  # at most this many
 OBSERVE_BLOCK_SECONDS = 0.002  # a block's calls last about this long,
 OBSERVE_BLOCK_CALLS = 5  # and are this many at least, so a block's median passes over a wake-up or two
 OBSERVE_ROUNDS = 3  # blocks per candidate in a check, in alternating rounds; the median of their calls decides
+OBSERVE_RACE = 1.3  # after a round, candidates slower than this times the fastest so far drop out of the check
 OBSERVE_DRIFT = 1.5  # blocks of the chosen candidate whose median exceeds its own by this factor count as drift
 OBSERVE_BUDGET = 0.01  # checks cost at most this fraction of the observed calls' time (timing another 1% at most)
 OBSERVE_INTERVAL_SECONDS = 1.0  # and are at least this many seconds of calls apart, unless a drift has cost more

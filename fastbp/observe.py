@@ -6,8 +6,9 @@ the process that runs it can differ: a parallel twin whose threads fall asleep b
 wake-up on each call (on the 2-vCPU development VM about 7.5 ms, as the woken thread lands on the caller's core and
 OpenMP's barrier spins before it yields), and other libraries' thread pools may share the cores. So for each batch
 class whose step is long enough to time cheaply (``OBSERVE_MIN_SECONDS``), a network runs the plan's close
-candidates in turn on its first train steps of that class (blocks of calls, alternating rounds, the median of the
-calls' times: on the user's own data, in the user's own pattern of calls), keeps the fastest, and checks again
+candidates in turn on its first train steps of that class (blocks of calls, alternating rounds from which the
+clearly slower drop out, the median of the calls' times: on the user's own data, in the user's own pattern of
+calls), keeps the fastest, and checks again
 
 - when the chosen candidate drifts (blocks whose median is above ``OBSERVE_DRIFT`` times what it was measured at)
   and the time the drift has cost exceeds what the last check cost (the extra time its slower candidates took);
@@ -26,7 +27,7 @@ nothing and stay bitwise repeatable.
 from time import perf_counter
 
 from .config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT,
-                     OBSERVE_INTERVAL_SECONDS, OBSERVE_ROUNDS)
+                     OBSERVE_INTERVAL_SECONDS, OBSERVE_RACE, OBSERVE_ROUNDS)
 
 
 def _median(values):
@@ -66,8 +67,11 @@ class Observer:
         self._check()
 
     def _check(self):
-        """Start a check: every candidate's blocks, in alternating rounds."""
-        self._queue = [name for _ in range(OBSERVE_ROUNDS) for name in self.kernels]
+        """Start a check: a block of each candidate per round, up to ``OBSERVE_ROUNDS`` rounds; after each round the
+        candidates slower than ``OBSERVE_RACE`` times the fastest so far drop out (a race: a candidate the plan
+        overrated costs one block, not every round's)."""
+        self._racing, self._rounds = list(self.kernels), 0
+        self._queue = list(self._racing)
         self._samples = {name: [] for name in self.kernels}
         self._next()
 
@@ -89,7 +93,14 @@ class Observer:
         if self._samples is not None:  # checking
             self._samples[self.running] += block
             if not self._queue:
-                self._decide()
+                self._rounds += 1
+                medians = {name: _median(self._samples[name]) for name in self._racing}
+                fastest = min(medians.values())
+                self._racing = [name for name in self._racing if medians[name] <= OBSERVE_RACE * fastest]
+                if self._rounds == OBSERVE_ROUNDS or len(self._racing) == 1:
+                    self._decide()
+                else:
+                    self._queue = list(self._racing)
             return self._next()
         expected = self.observed[self.chosen]
         self._spent += sum(block)

@@ -49,7 +49,7 @@ class CandidateImpl(FastbpImpl):
         self.net._forget_hot_path()
 
 
-def run(cases, peers=("torch", "jax"), rounds=5, block_seconds=0.05, settle=0.2, threads=(None,), log=print):
+def run(cases, peers=("torch", "jax"), rounds=9, block_seconds=0.05, settle=0.2, threads=(None,), log=print):
     """One row per case and thread count: seconds of fastbp (as planned), of each candidate forced (those within the
     thread count), of numpy and of each peer (PyTorch at that thread count; None: each at its default)."""
     rows = []
