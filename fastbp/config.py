@@ -55,7 +55,8 @@ PLAN_MAX_WORK = 1 << 28  # batch classes whose step has more multiply-adds are n
 
 # ---- the choice checked where it runs (fastbp.observe) -----------------------------------------------------------
 
-OBSERVE_MIN_SECONDS = 20e-6  # classes whose step the plan puts below this are not observed (timing costs ~0.2 us)
+OBSERVE_MIN_SECONDS = 20e-6  # classes whose step the plan puts at least this long are watched: every call timed
+OBSERVE_SHORT_CHECKS = 3  # shorter ones are checked until two checks agree, this many at most, then left alone
 OBSERVE_RATIO = 2.0  # the candidates observed: the plan's within this factor of its fastest (and its fastest serial)
 OBSERVE_CANDIDATES = 3  # at most this many
 OBSERVE_BLOCK_SECONDS = 0.002  # a block's calls last about this long,
@@ -65,3 +66,4 @@ OBSERVE_RACE = 1.3  # after a round, candidates slower than this times the faste
 OBSERVE_DRIFT = 1.5  # blocks of the chosen candidate whose median exceeds its own by this factor count as drift
 OBSERVE_BUDGET = 0.01  # checks cost at most this fraction of the observed calls' time (timing another 1% at most)
 OBSERVE_INTERVAL_SECONDS = 1.0  # and are at least this many seconds of calls apart, unless a drift has cost more
+OBSERVE_CONFIRM_BLOCKS = 10  # a check that changes the choice is checked again after this many blocks

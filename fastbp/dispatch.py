@@ -284,7 +284,7 @@ class Dispatch:
 
     def train_step_for(self, n):
         """What runs an unweighted train step of n rows: a callable taking the train step kernels' arguments, with
-        its thread count applied; the class's observer (which times the call) where it is observed.
+        its thread count applied; the class's observer (which times the call) while it checks or watches.
 
         Parameters
         ----------
@@ -296,7 +296,9 @@ class Dispatch:
         callable
         """
         namespace, threads, observer = self._choice(n, False)
-        return observer.train_step if observer is not None else _threaded(namespace.train_step, threads)
+        if observer is None or observer.settled:
+            return _threaded(namespace.train_step, threads)
+        return observer.train_step
 
     def _choice(self, n, weighted):
         """(kernels, threads, the class's observer or None) for a batch: see :meth:`choose`."""

@@ -4,30 +4,35 @@ keeps the fastest, checking again as it goes.
 The plan (:mod:`fastbp.plan`) is timed once, in the build's process, on calls back to back. What a kernel costs in
 the process that runs it can differ: a parallel twin whose threads fall asleep between the user's calls pays their
 wake-up on each call (on the 2-vCPU development VM about 7.5 ms, as the woken thread lands on the caller's core and
-OpenMP's barrier spins before it yields), and other libraries' thread pools may share the cores. So for each batch
-class whose step is long enough to time cheaply (``OBSERVE_MIN_SECONDS``), a network runs the plan's close
-candidates in turn on its first train steps of that class (blocks of calls, alternating rounds from which the
-clearly slower drop out, the median of the calls' times: on the user's own data, in the user's own pattern of
-calls), keeps the fastest, and checks again
+OpenMP's barrier spins before it yields), other libraries' thread pools may share the cores, and two serial kernels
+the plan found level may not be level here. So a network runs the plan's close candidates for a batch class in turn
+on its first train steps of that class (blocks of calls, alternating rounds from which the clearly slower drop out,
+the median of the calls' times: on the user's own data, in the user's own pattern of calls) and keeps the fastest.
+A check that changes the choice is confirmed by another soon after (the first calls of a process, or a burst after a
+pause, are not always its steady state).
+
+A class whose steps are long enough to time cheaply (``OBSERVE_MIN_SECONDS``) is watched from then on, every call
+timed, and checked again
 
 - when the chosen candidate drifts (blocks whose median is above ``OBSERVE_DRIFT`` times what it was measured at)
   and the time the drift has cost exceeds what the last check cost (the extra time its slower candidates took);
 - once the calls since the last check have taken so long that its cost is at most ``OBSERVE_BUDGET`` of their time
   (and at least ``OBSERVE_INTERVAL_SECONDS`` of calls apart).
 
-So checks cost at most ``OBSERVE_BUDGET`` of the calls' time, and no more than a drift has already cost (a kernel
-whose time varies from block to block, BLAS waking its threads after a pause, cannot make a network check at every
-block).
+So checks cost at most ``OBSERVE_BUDGET`` of the calls' time (and a confirmation each time the choice changes), and
+no more than a drift has already cost (a kernel whose time varies from block to block, BLAS waking its threads after
+a pause, cannot make a network check at every block). Timing a call costs about 0.2 us (two clock reads and the
+bookkeeping), at most 1% of the shortest step watched. A class of shorter steps is checked until two checks agree
+and then steps aside: its calls run the chosen kernel with nothing around it.
 
-Timing a call costs about 0.2 us (two clock reads and the bookkeeping), at most 1% of the shortest step observed.
 The candidates differ in rounding only, as the plan's do: the fixed modes (``compiled=True``/``False``) observe
 nothing and stay bitwise repeatable.
 """
 
 from time import perf_counter
 
-from .config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT,
-                     OBSERVE_INTERVAL_SECONDS, OBSERVE_RACE, OBSERVE_ROUNDS)
+from .config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_CONFIRM_BLOCKS,
+                     OBSERVE_DRIFT, OBSERVE_INTERVAL_SECONDS, OBSERVE_RACE, OBSERVE_ROUNDS, OBSERVE_SHORT_CHECKS)
 
 
 def _median(values):
@@ -46,7 +51,11 @@ class Observer:
     seconds : float
         The stored plan's seconds per step of ``prior``, which size the blocks of calls.
     on_choice : callable, optional
-        Called with no argument when a check changes the choice (the network's hot paths forget theirs).
+        Called with no argument when a check changes the choice, or a short class's checks end (the network's hot
+        paths choose again).
+    watch : bool
+        Whether every call is timed and checked again (steps of ``OBSERVE_MIN_SECONDS`` or more); else the checks
+        end once two agree.
 
     Attributes
     ----------
@@ -58,10 +67,13 @@ class Observer:
         The checks ended so far.
     calls : int
         The train steps timed so far.
+    settled : bool
+        Whether a short class's checks have ended: ``kernels[chosen]`` then runs its calls directly.
     """
 
-    def __init__(self, kernels, prior, seconds, on_choice=None):
+    def __init__(self, kernels, prior, seconds, on_choice=None, watch=True):
         self.kernels, self.chosen, self.observed, self.checks, self.calls = kernels, prior, {}, 0, 0
+        self.watch, self.settled = watch, False
         self.block = max(OBSERVE_BLOCK_CALLS, round(OBSERVE_BLOCK_SECONDS / seconds))
         self._on_choice = on_choice
         self._check()
@@ -118,12 +130,18 @@ class Observer:
         self._spent, self._lost = 0.0, 0.0
         self._due = max(self._cost / OBSERVE_BUDGET, OBSERVE_INTERVAL_SECONDS)
         self._samples, self.checks = None, self.checks + 1
-        if self.chosen != before and self._on_choice is not None:
+        changed = self.chosen != before
+        if changed:  # confirmed by another check soon
+            self._due = min(self._due, OBSERVE_CONFIRM_BLOCKS * self.block * best)
+        if not self.watch and (not changed or self.checks == OBSERVE_SHORT_CHECKS):
+            self.settled = True
+        if (changed or self.settled) and self._on_choice is not None:
             self._on_choice()
 
     def __str__(self):
         times = ", ".join(f"{name} {t * 1e6:.1f}us" for name, t in sorted(self.observed.items(), key=lambda kv: kv[1]))
-        return f"{times or 'checking'} -> {self.chosen} ({self.checks} checks, {self.calls} calls)"
+        return (f"{times or 'checking'} -> {self.chosen} ({self.checks} checks, {self.calls} calls"
+                f"{', settled' if self.settled else ''})")
 
     def __repr__(self):
         return f"Observer(chosen={self.chosen!r}, observed={self.observed!r})"

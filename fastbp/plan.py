@@ -156,8 +156,8 @@ class Plan:
     def observer(self, n, allowed, kernel, on_choice=None):
         """The observer of a batch (:mod:`fastbp.observe`), made at first use: the plan's candidates for it within
         ``OBSERVE_RATIO`` of the fastest (``OBSERVE_CANDIDATES`` at most) and the fastest serial one, timed on the
-        network's own train steps; None where the plan's choice stands (one candidate, or a step shorter than
-        ``OBSERVE_MIN_SECONDS``).
+        network's own train steps, and watched from then on if the plan's step is ``OBSERVE_MIN_SECONDS`` or longer;
+        None where the plan has one candidate.
 
         Parameters
         ----------
@@ -183,8 +183,8 @@ class Plan:
             close = [c for c in ranked if row[c] <= OBSERVE_RATIO * row[ranked[0]]][:OBSERVE_CANDIDATES] if row else []
             close += [c for c in (prior, next((c for c in ranked if parse(c)[1] == 1), None))
                       if c is not None and c not in close]
-            self.observers[key] = None if len(close) < 2 or row[prior] < OBSERVE_MIN_SECONDS else \
-                Observer({c: kernel(c) for c in close}, prior, row[prior], on_choice)
+            self.observers[key] = None if len(close) < 2 else Observer(
+                {c: kernel(c) for c in close}, prior, row[prior], on_choice, watch=row[prior] >= OBSERVE_MIN_SECONDS)
         return self.observers[key]
 
     def observed(self, n):

@@ -8,8 +8,9 @@ import pytest
 
 import fastbp
 from fastbp import dispatch, observe, plan
-from fastbp.config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_DRIFT,
-                           OBSERVE_INTERVAL_SECONDS, OBSERVE_RACE, OBSERVE_ROUNDS)
+from fastbp.config import (OBSERVE_BLOCK_CALLS, OBSERVE_BLOCK_SECONDS, OBSERVE_BUDGET, OBSERVE_CONFIRM_BLOCKS,
+                           OBSERVE_DRIFT, OBSERVE_INTERVAL_SECONDS, OBSERVE_RACE, OBSERVE_ROUNDS,
+                           OBSERVE_SHORT_CHECKS)
 from fastbp.kernels import codegen
 
 from .conftest import TOL, make_data, ref_gradients
@@ -49,6 +50,16 @@ def test_a_check_runs_each_candidate_in_rounds_and_keeps_the_fastest(monkeypatch
         obs.train_step()
     assert clock.ran == ["b"] * 2 * obs.block and obs.calls == 5 * obs.block
     assert str(obs) == f"b 1000000.0us, c 2000000.0us, a 3000000.0us -> b (1 checks, {5 * obs.block} calls)"
+    # it overturned the plan's choice: a second check confirms it after OBSERVE_CONFIRM_BLOCKS blocks, then the budget
+    clock.ran.clear()
+    while obs.checks == 1:
+        obs.train_step()
+    assert clock.ran == ["b"] * (OBSERVE_CONFIRM_BLOCKS - 2) * obs.block + (
+        ["a"] * obs.block + ["b"] * obs.block + ["c"] * obs.block)
+    assert obs.chosen == "b" and changes == [1]
+    for _ in range(100 * obs.block):
+        obs.train_step()
+    assert obs.checks == 2
     # candidates within OBSERVE_RACE of the fastest run every round; the others drop out after the round that shows it
     clock.ran.clear()
     close = _observer(clock, {"a": 1.25, "b": 1.0, "c": 1.2 * OBSERVE_RACE}, "a")
@@ -73,7 +84,7 @@ def test_the_median_of_the_calls_passes_over_a_wake_up(monkeypatch):
 
 def test_a_drift_is_checked_once_it_has_cost_what_a_check_costs(monkeypatch):
     clock, cost = Clock(monkeypatch), {"a": 3.0, "b": 1.0}
-    obs = _observer(clock, cost, "a")
+    obs = _observer(clock, cost, "b")
     while obs.checks == 0:
         obs.train_step()
     check = obs.block * (3.0 - 1.0)  # what the check cost: a's block beyond b's time (a dropped out after it)
@@ -99,7 +110,7 @@ def test_checks_cost_at_most_the_budget(monkeypatch):
     """The next check comes when the calls since the last have taken 1/OBSERVE_BUDGET times what it cost (the
     slower candidates' time beyond the chosen's), and never within OBSERVE_INTERVAL_SECONDS."""
     clock = Clock(monkeypatch)
-    obs = _observer(clock, {"a": 3.0, "b": 1.0}, "a")
+    obs = _observer(clock, {"a": 3.0, "b": 1.0}, "b")
     while obs.checks == 0:
         obs.train_step()
     cost = obs.block * (3.0 - 1.0)
@@ -111,7 +122,7 @@ def test_checks_cost_at_most_the_budget(monkeypatch):
     assert calls == -(-due // (obs.block * 1.0)) * obs.block  # the first whole block at or past the due time
     # cheap checks (two candidates a hair apart) still wait the interval
     clock = Clock(monkeypatch)
-    obs = _observer(clock, {"a": 1.0 + 1e-9, "b": 1.0}, "a", seconds=0.001)
+    obs = _observer(clock, {"a": 1.0 + 1e-9, "b": 1.0}, "b", seconds=0.001)
     while obs.checks == 0:
         obs.train_step()
     start = clock.now
@@ -132,12 +143,12 @@ def test_what_a_plan_observes():
     d = dispatch.Dispatch(SIG, "eager", threading.Lock(), lambda serial: None)  # both tiers loaded
     allowed = d._allowed(8, 1)
     kernel = {"generic": "g", "compiled": "c", "generic x2": "g2", "compiled x2": "c2"}.get
-    # too short to time cheaply, or one candidate: the plan's choice stands
-    assert _plan({"generic": 10, "compiled": 15}).observer(8, allowed, kernel) is None
+    # one candidate close enough: the plan's choice stands; steps too short to time cheaply are checked, not watched
     assert _plan({"generic": 30, "compiled": 90}).observer(8, allowed, kernel) is None
+    assert not _plan({"generic": 10, "compiled": 15}).observer(8, allowed, kernel).watch
     stored = _plan({"generic": 30, "compiled": 40})
     obs = stored.observer(8, allowed, kernel)
-    assert obs.kernels == {"generic": "g", "compiled": "c"} and obs.chosen == "generic"
+    assert obs.kernels == {"generic": "g", "compiled": "c"} and obs.chosen == "generic" and obs.watch
     assert stored.observer(8, allowed, kernel) is obs and stored.observer(7, allowed, kernel) is obs  # one class
     assert stored.observer(64, allowed, kernel) is not obs
     # the fastest serial candidate is always among them, however slow the plan found it
@@ -168,7 +179,8 @@ def test_a_network_observes_its_own_steps(monkeypatch):
         want, _, _ = ref_gradients(net, X, Y)
         np.testing.assert_allclose(net.train_step(X, Y), want, **tol)
     obs = net.plan.observers[(8, ("compiled", "generic"))]
-    assert obs.chosen == "compiled" and obs.checks == 1 and obs.calls == 200 - 200 % obs.block, str(obs)
+    # a check (the generic kernels dropping out after a round), ten blocks, the confirming check
+    assert obs.chosen == "compiled" and obs.checks == 2 and obs.calls == 200 - 200 % obs.block, str(obs)
     assert set(clock.ran[:2 * obs.block]) == {"generic", "compiled"} and set(clock.ran[-50:]) == {"compiled"}
     assert net._fast_step == obs.train_step  # the hot path runs the observer
     assert "observed, batches of class 8: compiled 300.0us, generic 400.0us -> compiled" in str(net.plan)
@@ -179,6 +191,37 @@ def test_a_network_observes_its_own_steps(monkeypatch):
     for _ in range(obs.block):
         net.train_step(X, labels)
     assert obs.calls == calls + obs.block
+
+
+def test_a_short_step_is_checked_until_two_checks_agree_then_left_alone(monkeypatch):
+    """Steps the plan puts under OBSERVE_MIN_SECONDS: checked on the network's own calls (here the plan's generic
+    choice is overturned, then confirmed), then the hot path runs the chosen kernel itself, nothing timed."""
+    clock = Clock(monkeypatch)
+    sizes, hidden, output, loss, dtype = SIG
+    net = fastbp.Network(list(sizes), hidden=hidden, output=output, loss=loss, dtype=dtype, seed=3, compiled=True)
+    d = net.dispatch
+    d.plan = _plan({"generic": 3, "compiled": 4})
+    real = d._train_step_of
+    monkeypatch.setattr(d, "_train_step_of", lambda c: clock.kernel(c, {"generic": 4e-6, "compiled": 3e-6}, real(c)))
+    X, Y = make_data(sizes, 8, output, loss, dtype, seed=1)
+    net.train_step(X, Y)
+    obs = net.plan.observed(8)
+    assert not obs.watch and obs.block == round(OBSERVE_BLOCK_SECONDS / 3e-6)
+    while not obs.settled:
+        net.train_step(X, Y)
+    assert obs.chosen == "compiled" and obs.checks == 2 and "settled" in str(obs)
+    calls = len(clock.ran)
+    for _ in range(10):
+        net.train_step(X, Y)
+    assert net._fast_step is d.serial.train_step and len(clock.ran) == calls  # no observer around the calls
+    # the checks end after OBSERVE_SHORT_CHECKS even when they keep changing their minds
+    flip = {"generic": 4.0, "compiled": 3.0}
+    obs = observe.Observer({c: clock.kernel(c, flip) for c in flip}, "generic", 1.0, watch=False)
+    while not obs.settled:
+        obs.train_step()
+        if obs._samples is None:  # between checks: the slower one becomes the faster
+            flip["generic"], flip["compiled"] = flip["compiled"], flip["generic"]
+    assert obs.checks == OBSERVE_SHORT_CHECKS
 
 
 @pytest.mark.parametrize("compiled", [True, False])

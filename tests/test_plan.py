@@ -122,9 +122,9 @@ def cache(monkeypatch, tmp_path):
     return tmp_path
 
 
-def _fake(best, worse=2.0):
-    """A plan in which ``best`` is the fastest candidate on every class, in microseconds: too short for a network to
-    observe (the plan's choice stands)."""
+def _fake(best, worse=3.0):
+    """A plan in which ``best`` is the fastest candidate on every class, the others more than twice as slow: a
+    network does not check it (the plan's choice stands)."""
     names = [plan.name(f, t) for f in plan.FAMILIES for t in (1, *plan.thread_counts())]
     return plan.Plan({rows: {name: 1e-6 if name == best else (worse + i) * 1e-6 for i, name in enumerate(names)}
                       for rows in plan.CLASSES})

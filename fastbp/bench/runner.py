@@ -106,9 +106,10 @@ def machine():
 def measure(case, op, impls, rounds, block_seconds, settle=0.2):
     """Median seconds per call of each implementation, timed in alternating rounds.
 
-    ``impls`` are constructed adapters; each round times a block of calls of every one, in an order that rotates
-    from round to round, after a pause of ``settle`` seconds: each library's thread pool spins for a while after its
-    last call (OpenBLAS for about 0.1 s), and would otherwise steal the cores from the next one.
+    ``impls`` are constructed adapters; each round times a block of calls of every one, in an order drawn afresh each
+    round (seeded: no implementation always follows the same one), after a pause of ``settle`` seconds: each
+    library's thread pool spins for a while after its last call (OpenBLAS for about 0.1 s), and would otherwise
+    steal the cores from the next one.
     """
     calls = {}
     for impl in impls:
@@ -118,8 +119,9 @@ def measure(case, op, impls, rounds, block_seconds, settle=0.2):
         once = max(time_block(fn, 1), 1e-7)
         calls[impl.name] = max(1, min(100_000, int(block_seconds / once)))
     times = {impl.name: [] for impl in impls}
-    for r in range(rounds):
-        for impl in impls[r % len(impls):] + impls[:r % len(impls)]:
+    rng = np.random.default_rng(0)
+    for _ in range(rounds):
+        for impl in (impls[i] for i in rng.permutation(len(impls))):
             getattr(impl, "prepare", lambda: None)()
             times[impl.name].append(time_block(getattr(impl, op), calls[impl.name], settle))
     return {name: float(np.median(t)) for name, t in times.items()}
