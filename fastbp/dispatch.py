@@ -302,6 +302,10 @@ class Dispatch:
 
     def _choice(self, n, weighted):
         """(kernels, threads, the class's observer or None) for a batch: see :meth:`choose`."""
+        if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
+                and self.mode == "background" and self.parallel_build == "none" \
+                and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
+            self._start("parallel")  # before choosing: a build done before in this process swaps in at once
         limit = self.threads or numba.get_num_threads()
         observer = None
         if self.plan is not None and not weighted:
@@ -310,10 +314,6 @@ class Dispatch:
             namespace, threads = self._candidate(observer.chosen if observer else self.plan.choice(n, allowed))
         else:
             namespace, threads = self._fixed(n, weighted, limit)
-        if self.tier == "compiled" and not weighted and self.parallel_tier != "compiled" \
-                and self.mode == "background" and self.parallel_build == "none" \
-                and n > self._tile and n * self._widest >= kernels.PARALLEL_MIN_WORK:
-            self._start("parallel")  # after choosing: a build done before in this process swaps in at once
         return namespace, threads, observer
 
     def _candidate(self, candidate):

@@ -24,8 +24,8 @@ from .conftest import make_data
 SIZES, HIDDEN, OUTPUT, LOSS = [3, 5, 4], "tanh", "softmax", "cross_entropy"
 
 
-def _network(compiled, seed=0):
-    return fastbp.Network(SIZES, hidden=HIDDEN, output=OUTPUT, loss=LOSS, optimizer=fastbp.Adam(lr=1e-2),
+def _network(compiled, seed=0, sizes=SIZES):
+    return fastbp.Network(sizes, hidden=HIDDEN, output=OUTPUT, loss=LOSS, optimizer=fastbp.Adam(lr=1e-2),
                           seed=seed, compiled=compiled)
 
 
@@ -108,20 +108,26 @@ def test_background_starts_generic_then_swaps_to_the_compiled_kernels(fresh_cach
 
 def test_a_large_batch_runs_the_compiled_serial_kernels_until_the_parallel_twins_are_built(fresh_cache):
     """The twins are built when a batch first needs them; meanwhile the serial compiled kernels run it, bitwise as
-    the twins do."""
-    net, eager = _network("background"), _network(True)
+    the twins do. (An architecture of its own: twins built earlier in the process would swap in at once.)"""
+    sizes = [3, 6, 4]
+    fix_plan(_signature(sizes))
+    net, eager = _network("background", sizes=sizes), _network(True, sizes=sizes)
     builder.BUILDER.wait((net._signature, "serial"))
-    assert net.dispatch.tier == "compiled" and net.dispatch.parallel_build in ("none", "done")
-    X, Y = make_data(SIZES, 5000, OUTPUT, LOSS, np.float64, labels=True)
+    assert net.dispatch.tier == "compiled" and net.dispatch.parallel_build == "none"
+    X, Y = make_data(sizes, 5000, OUTPUT, LOSS, np.float64, labels=True)
     assert eager.dispatch.use_parallel(len(X))
     assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.serial.train_step, None)
     assert net.dispatch.parallel_build in ("running", "done")
     losses = [net.train_step(X, Y)]
+    other = _network("background", seed=1, sizes=sizes)
     net.prepare()
     assert net.dispatch.kernel("train_step", len(X)) == (net.dispatch.parallel.train_step, numba.get_num_threads())
     losses.append(net.train_step(X, Y))
     assert losses == [eager.train_step(X, Y) for _ in range(2)]
     np.testing.assert_array_equal(net.flat, eager.flat)
+    # A network made before the twins were built takes them from its first large batch on.
+    assert other.dispatch.parallel_build == "none"
+    assert other.dispatch.kernel("train_step", len(X)) == (other.dispatch.parallel.train_step, numba.get_num_threads())
 
 
 def test_a_network_asking_for_twins_another_already_built_takes_them_inside_its_call(fresh_cache):
