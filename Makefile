@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test docs bench asv-quick mutation clean
+.PHONY: demo test docs bench asv-quick mutation coverage clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,16 @@ mutation: $(VENV)/.test
 	$(PY) -m pip install --quiet -e ".[mutation]"
 	$(PY) -m tests.mutation $(if $(MINUTES),--minutes $(MINUTES)) $(MODULES)
 
+# Line and branch coverage of the package, kernels included: coverage.py cannot see compiled code, so the tests run
+# with NUMBA_DISABLE_JIT=1, every kernel as Python (tests/test_interpreted.py's COVERAGE_SLICE: which files, and why).
+# Report in the terminal and in coverage_html/.
+coverage: $(VENV)/.test
+	$(PY) -m pip install --quiet -e ".[coverage]"
+	rm -f .coverage
+	NUMBA_DISABLE_JIT=1 HYPOTHESIS_PROFILE=quick $(PY) -m coverage run --branch --source=fastbp -m pytest -q -p no:cacheprovider $(addprefix tests/,$(shell $(PY) -c "from tests.test_interpreted import COVERAGE_SLICE; print(*COVERAGE_SLICE)"))
+	$(PY) -m coverage report --show-missing
+	$(PY) -m coverage html -d coverage_html
+
 # A broken benchmark fails CI: check the suite, then run every benchmark once in this environment, on the first value
 # of each parameter (FASTBP_ASV_SMOKE, benchmarks/benchmarks.py; `asv run` without it times the whole grid), on the
 # generic kernels (FASTBP_COMPILE=off: no background build and plan to wait for in each benchmark's process).
@@ -52,4 +62,4 @@ asv-quick: $(VENV)/.test
 
 # The compiled kernels' cache (docs/guide/njit.md, "Compiled kernels") needs no clearing: it is keyed by every source file.
 clean:
-	rm -rf $(VENV) .asv build *.egg-info docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst
+	rm -rf $(VENV) .asv .coverage coverage_html build *.egg-info docs/_build docs/generated docs/auto_examples docs/sg_execution_times.rst

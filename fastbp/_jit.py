@@ -16,6 +16,9 @@ from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLoca
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 _OPTIONS = dict(fastmath=FASTMATH, error_model="numpy", nogil=True)
+# NUMBA_DISABLE_JIT=1, Numba's debugging mode: every decorator gives the Python function back, and fastbp runs as
+# plain Python (no background builds, no plans; see docs/guide/njit.md).
+INTERPRETED = bool(numba.config.DISABLE_JIT)
 PACKAGE = pathlib.Path(__file__).resolve().parent
 
 
@@ -70,13 +73,14 @@ def compiled_sources(package=PACKAGE):
 
 
 @functools.cache
-def source_hash():
+def source_hash(package=PACKAGE, numba_version=numba.__version__):
     """A hash of the files kernels are compiled from (:func:`compiled_sources`) and the Numba version:
     kernels inline helpers from other files, so a change to any of them must make every cached kernel stale (Numba's
-    own stamp is the mtime of the function's file alone)."""
-    h = hashlib.sha256(numba.__version__.encode())
-    for path in compiled_sources():
-        h.update(str(path).encode() + b"\0" + (PACKAGE / path).read_bytes())
+    own stamp is the mtime of the function's file alone). Of this installation by default; of another one's package
+    and Numba version for :mod:`fastbp.cache`."""
+    h = hashlib.sha256(numba_version.encode())
+    for path in compiled_sources(package):
+        h.update(str(path).encode() + b"\0" + (package / path).read_bytes())
     return h.hexdigest()
 
 
@@ -136,8 +140,18 @@ class _Cache(FunctionCache):
 
 
 def _cached(dispatcher):
-    dispatcher._cache = _Cache(dispatcher.py_func)
+    if INTERPRETED:  # njit gave the function back: nothing to cache
+        return dispatcher
+    try:
+        dispatcher._cache = _Cache(dispatcher.py_func)
+    except RuntimeError:  # no locator: its file was removed meanwhile (`fastbp cache --clear`); compiled, not cached
+        pass
     return dispatcher
+
+
+def python_function(fn):
+    """The Python function behind a kernel (the kernel itself when Numba runs interpreted)."""
+    return getattr(fn, "py_func", fn)
 
 
 def kernel(fn=None, *, parallel=False):

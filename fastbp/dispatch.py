@@ -25,13 +25,16 @@ The builds run in :mod:`fastbp.builder`'s queue; if one fails (no writable cache
 stays on the generic kernels and one warning says why.
 """
 
+import functools
 import os
 import types
+import warnings
 
 import numba
 import numpy as np
 
 from . import kernels, plan
+from ._jit import INTERPRETED
 from .builder import BUILDER
 from .kernels import build, codegen
 from .kernels import compiled as compiled_kernels
@@ -61,7 +64,17 @@ def mode(compiled, default):
     if compiled not in MODES:
         raise ValueError(f"compiled must be True, False, None or one of {', '.join(map(repr, MODES))}, got "
                          f"{compiled!r}")
+    if compiled == "background" and INTERPRETED:
+        _warn_interpreted()
+        return "off"
     return compiled
+
+
+@functools.cache
+def _warn_interpreted():
+    warnings.warn("NUMBA_DISABLE_JIT is set: fastbp runs its kernels as Python, the generic ones by default, with no "
+                  "background builds and no plans (compiled=True runs the network's generated kernels as Python)",
+                  RuntimeWarning, stacklevel=4)
 
 
 def generic_signatures(dtype):

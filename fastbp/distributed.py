@@ -182,7 +182,9 @@ def fit(net, X, Y, comm, epochs=1, batch_size=32, shuffle=True, seed=None, abort
     """
     with _abort_on_error(comm, abort_on_error):
         X = net._input(X)
-        Y = net._targets(Y, X.shape[0])
+        checked = net._targets(Y, X.shape[0])
+        # Integer labels stay labels: each shard goes through train_step's own check, which takes them as given.
+        Y = np.asarray(Y) if net.loss == "cross_entropy" and np.ndim(Y) == 1 else checked
         N, rank, size = X.shape[0], comm.Get_rank(), comm.Get_size()
         epochs = check_int("epochs", epochs, 1)
         batch_size = min(check_int("batch_size", batch_size, 1), N)

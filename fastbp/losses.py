@@ -10,7 +10,7 @@ import numpy as np
 from numba import uint64 as U  # unsigned indices: no wraparound test
 
 from . import activations as act
-from ._jit import helper, inline, kernel
+from ._jit import helper, inline, kernel, python_function
 from ._math import exp_nonpositive
 
 MSE, BCE, CROSS_ENTROPY, HUBER = range(4)
@@ -80,7 +80,7 @@ def output_error(loss, out_code, buf, z0, a0, d0, y0, n_out, stride, labels, sca
 # output_error as a kernel of its own for the generated kernels (the losses they do not write out): disk-cached, so a
 # new network's build loads it instead of compiling it again (~1 s), and called, not inlined per call site (inlined,
 # its branches made compile times explode).
-output_error_call = kernel(output_error.py_func)
+output_error_call = kernel(python_function(output_error))
 
 
 @inline

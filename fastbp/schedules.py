@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 from ._checks import check_int, check_real
-from ._jit import helper, kernel
+from ._jit import helper, kernel, python_function
 
 CONSTANT, STEP_DECAY, EXPONENTIAL, COSINE = range(4)
 
@@ -258,7 +258,7 @@ def learning_rate(code, period, gamma, lr_min, lr, step, warmup, warmup_start):
     return lr
 
 
-learning_rate_at = kernel(learning_rate.py_func)
+learning_rate_at = kernel(python_function(learning_rate))
 
 
 @dataclass(frozen=True)

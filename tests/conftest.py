@@ -22,6 +22,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 fastbp.network.COMPILED_DEFAULT = False
 os.environ["FASTBP_COMPILE"] = "off"
 
+# Under NUMBA_DISABLE_JIT=1 (tests/test_interpreted.py, make coverage) the kernels run as Python on numpy scalars, which
+# warn of the overflows and invalid values the compiled kernels meet silently and handle (the non-finite checks).
+INTERPRETED = fastbp._jit.INTERPRETED
+needs_jit = pytest.mark.skipif(INTERPRETED, reason="checks the compiler's own work (allocations, caches, dispatchers)")
+
+
+def pytest_collection_modifyitems(items):
+    if INTERPRETED:
+        for item in items:
+            item.add_marker(pytest.mark.filterwarnings("ignore:.* encountered in:RuntimeWarning"))
+
+
 DTYPES = [np.float32, np.float64]
 TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol=1e-12)}
 # Every (output, loss) pairing fastbp accepts.

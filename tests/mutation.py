@@ -3,14 +3,16 @@ tests that cover its module, in clones of the last commit (the working tree is n
 
     python -m tests.mutation [--minutes M] [--workers W] [fastbp/io.py ...]   # every module of MODULES by default
 
-The whole list is ~5,400 mutants and a mutant of a file the kernels compile from recompiles them (30-270 s), so a
-complete run takes days on 2 cores. The sessions therefore keep: ``.mutation/`` holds one cosmic-ray database per
+The whole list is ~5,400 mutants and a mutant of a file the kernels compile from would recompile them (30-270 s);
+those modules' mutants therefore run their tests with ``NUMBA_DISABLE_JIT=1`` (INTERPRETED), as Python. A complete
+run still takes days on 2 cores. The sessions therefore keep: ``.mutation/`` holds one cosmic-ray database per
 module, and each run goes on where the last stopped, in cosmic-ray's random order, so the mutants tested so far are a
 uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
 clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
 survivors are tested again on every run, since the tests may have grown since.
 
-Prints a table (module, mutants, tested, killed, survived, incompetent, killed % of tested) and writes each module's
+Prints a table (module, mutants, tested, killed, survived, incompetent, the score killed / (killed + survived) with
+its 95% Wilson interval, and the CPU hours every run has spent) and writes each module's
 surviving mutants, with their diffs, to ``.mutation/<module>.survivors.txt``. Operators are cosmic-ray's core ones
 minus those that cannot be told apart in this code (bitwise and shift operators, ``is``/``in`` swaps; see
 OPERATORS_EXCLUDED).
@@ -22,12 +24,15 @@ import os
 import pathlib
 import queue
 import random
+import resource
 import signal
 import sqlite3
 import subprocess
 import sys
 import threading
 import time
+
+from tests.test_interpreted import COVERAGE_SLICE
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 OUT = ROOT / ".mutation"
@@ -63,6 +68,13 @@ MODULES = {
     "fastbp/onnx/reader.py": ["tests/test_onnx.py"],
     "fastbp/onnx/writer.py": ["tests/test_onnx.py"],
 }
+# The kernel modules' mutants run under NUMBA_DISABLE_JIT=1: a mutant of a file the kernels compile from would
+# otherwise recompile them (1-2 minutes each); as Python, the tests covering it take 20-120 s, and most mutants fail
+# the first of them in seconds. Their tests narrow to those that run so.
+INTERPRETED = {"fastbp/optim.py", "fastbp/losses.py", "fastbp/activations.py", "fastbp/schedules.py",
+               "fastbp/kernels/generic.py", "fastbp/kernels/layout.py", "fastbp/kernels/codegen.py",
+               "fastbp/kernels/codegen_signature.py", "fastbp/kernels/population.py",
+               "fastbp/kernels/codegen_population.py"}
 OPERATORS_EXCLUDED = [
     "core/ReplaceBinaryOperator_.*_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)",
     "core/ReplaceBinaryOperator_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)_.*",
@@ -74,13 +86,18 @@ OPERATORS_EXCLUDED = [
 DESELECTED = {"tests/test_kernels.py": "tests/test_kernels.py::test_property_tests_with_bounds_checking"}
 MUTANT_TIMEOUT = 900.0  # seconds; a mutant that loops for ever counts as killed
 TOOLS = pathlib.Path(sys.executable).parent
+CPU_FILE = OUT / "cpu_seconds"  # the CPU time of every run's mutants, added up
 
 
 def config(module, tests):
     excluded = ",\n  ".join(f'"{pattern}"' for pattern in OPERATORS_EXCLUDED)
+    prefix = ""
+    if module in INTERPRETED:  # as Python: no compile per mutant, the tests that run so (tests/test_interpreted.py)
+        prefix = "env NUMBA_DISABLE_JIT=1 "
+        tests = [test for test in tests if pathlib.Path(test).name in COVERAGE_SLICE]
     tests = [*tests, *(f"--deselect {DESELECTED[test]}" for test in tests if test in DESELECTED)]
     return (f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {MUTANT_TIMEOUT}\nexcluded-modules = []\n'
-            f'test-command = "{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n\n'
+            f'test-command = "{prefix}{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n\n'
             f'[cosmic-ray.distributor]\nname = "local"\n\n'
             f'[cosmic-ray.filters.operators-filter]\nexclude-operators = [\n  {excluded},\n]\n')
 
@@ -147,6 +164,17 @@ def _kill_leftovers(pythonpath):
             pass
 
 
+def wilson(killed, n, z=1.96):
+    """The Wilson score interval of a proportion killed / n (95% for z = 1.96): the mutants tested are a uniform
+    sample of the module's (cosmic-ray's random order), so the module's score lies in it with that confidence."""
+    if n == 0:
+        return 0.0, 1.0
+    p = killed / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * (p * (1 - p) / n + z * z / (4 * n * n)) ** 0.5
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def tally(module):
     _, db, _, survivors_txt = paths(module)
     with sqlite3.connect(db) as con:
@@ -170,6 +198,7 @@ def main(argv):
     parser.add_argument("--minutes", type=float, help="stop after this long (default: when every mutant is tested)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args(argv)
+    start = resource.getrusage(resource.RUSAGE_CHILDREN)
     OUT.mkdir(exist_ok=True)
     clones = [clone(k) for k in range(args.workers)]
     for module in args.modules:
@@ -196,11 +225,18 @@ def main(argv):
         worker.start()
     for worker in workers:
         worker.join()
-    print(f"{'module':38} {'mutants':>8} {'tested':>7} {'killed':>7} {'survived':>9} {'incompetent':>12}  killed %")
+    print(f"{'module':38} {'mutants':>8} {'tested':>7} {'killed':>7} {'survived':>9} {'incompetent':>12}  "
+          f"score %  95% interval")
     for module in args.modules:
         total, tested, killed, survived, incompetent = tally(module)
+        low, high = wilson(killed, killed + survived)  # survivors count against it, tests/MUTANTS.md's equivalent too
         print(f"{module:38} {total:8} {tested:7} {killed:7} {survived:9} {incompetent:12}  "
-              f"{100 * killed / max(tested, 1):.1f}")
+              f"{100 * killed / max(killed + survived, 1):7.1f}  {100 * low:.1f}-{100 * high:.1f}")
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = float(CPU_FILE.read_text()) if CPU_FILE.exists() else 0.0
+    spent += used.ru_utime + used.ru_stime - (start.ru_utime + start.ru_stime)
+    CPU_FILE.write_text(f"{spent:.0f}")
+    print(f"CPU time of every run's mutants so far: {spent / 3600:.1f} hours")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from fastbp import _jit
 from fastbp.kernels import codegen
 from fastbp.kernels import compiled as compiled_kernels
 
-from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, make_data, ref_gradients
+from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, make_data, needs_jit, ref_gradients
 from .test_kernels import OPTIMIZERS
 from .test_network import assert_bad_calls_change_nothing
 from .test_properties import close
@@ -234,6 +234,7 @@ USER_SCRIPT = textwrap.dedent("""
 """)
 
 
+@needs_jit
 @pytest.mark.slow
 def test_user_njit_loops_allocate_nothing_and_cache(tmp_path):
     """From a user's @njit(cache=True) function (run twice: compiled, then loaded from both caches) and from
@@ -309,6 +310,7 @@ def test_cache_parallel_kernels_across_processes(tmp_path):
     assert losses[1] == losses[2]
 
 
+@needs_jit
 def test_cache_key_follows_every_source(monkeypatch):
     sig = codegen.signature([3, 5, 2], "tanh", "identity", "mse", np.float64)
     key = compiled_kernels.key(sig)

@@ -15,11 +15,13 @@ from fastbp import activations as act
 from fastbp import kernels
 
 from . import reference as ref
-from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, finite_difference_error, make_data, ref_gradients, ref_layers
+from .conftest import (DTYPES, HIDDEN, PAIRINGS, TOL, finite_difference_error, make_data, needs_jit,
+                       ref_gradients, ref_layers)
 
 SIZES = [5, 7, 6, 4]
 
 
+@needs_jit
 def test_property_tests_with_bounds_checking(tmp_path):
     """The property tests again, in a process with NUMBA_BOUNDSCHECK=1 and a fresh cache (so every kernel is
     compiled with bounds checks): an out-of-bounds index would raise IndexError and fail them.

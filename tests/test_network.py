@@ -13,7 +13,7 @@ import pytest
 import fastbp
 from fastbp import kernels
 
-from .conftest import make_data, xor_network
+from .conftest import make_data, needs_jit, xor_network
 
 
 def test_xor_reproduces(xor):
@@ -415,6 +415,7 @@ ALLOCATION_SCRIPT = textwrap.dedent("""
 """)
 
 
+@needs_jit
 def test_no_allocation_per_step():
     """Numba runtime allocations (NUMBA_NRT_STATS=1): a user @njit loop of 1000 train+predict steps (of a network
     or a population), or of backward + step + weighted_train_step, makes as many as a loop of 1 (only the call's own

@@ -13,7 +13,7 @@ import fastbp
 from fastbp import kernels
 from fastbp.kernels import codegen_population
 
-from .conftest import TOL
+from .conftest import TOL, needs_jit
 from .test_population import ARCHITECTURES, OPTIMIZERS, targets
 
 
@@ -105,6 +105,7 @@ def test_compiled_population_labels_out_of_range():
     assert pop.flats.tobytes() == flats
 
 
+@needs_jit
 def test_compiled_population_work_size():
     pop = fastbp.Population(5, [3, 6, 2], seed=0, compiled=True)
     assert pop.compiled.work_size(4, 5) == codegen_population.work_rows(pop._signature, 4, 5)
@@ -160,6 +161,7 @@ USER_SCRIPT = textwrap.dedent("""
 """)
 
 
+@needs_jit
 @pytest.mark.slow
 def test_user_njit_population_loop_allocates_nothing(tmp_path):
     script = tmp_path / "user.py"
