@@ -59,6 +59,56 @@ def demo():
     print(f"  fastbp {f:12,.0f} steps/s\n  numpy  {n:12,.0f} steps/s\n  speed-up {f / n:.1f}x")
 
 
+def info():
+    """What a bug report needs, as ``numba -s`` and PyTorch's ``collect_env`` print it."""
+    import os
+    import platform
+    from importlib import metadata
+
+    import numba
+
+    from . import __version__, builder, cache, plan
+    from ._jit import cache_dir
+
+    def version(name):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    layers = []
+    for layer, module in (("tbb", "tbbpool"), ("omp", "omppool"), ("workqueue", "workqueue")):
+        try:
+            __import__(f"numba.np.ufunc.{module}")
+            layers.append(layer)
+        except ImportError:
+            pass
+    try:
+        in_use = numba.threading_layer()
+    except ValueError:  # no parallel kernel has run in this process
+        in_use = "none started yet"
+    root = cache_dir()
+    files = cache.scan(root)
+    held = builder.builds_alive()
+    lines = [
+        f"fastbp {__version__} ({cache.PACKAGE}), sources {cache.source_hash()[:12]}",
+        f"python {platform.python_version()} ({platform.platform()})",
+        "versions: " + ", ".join(f"{name} {version(name)}" for name in
+                                 ("numba", "llvmlite", "numpy", "scipy", "torch", "jax", "scikit-learn",
+                                  "onnxruntime", "mpi4py")),
+        f"CPU: {plan.cpu_model()}, {os.cpu_count()} cores, LLVM target {numba.core.config.CPU_NAME or 'host'} "
+        f"({__import__('llvmlite.binding', fromlist=['x']).get_host_cpu_name()})",
+        f"threads: numba {numba.config.NUMBA_NUM_THREADS}, threading layer {numba.config.THREADING_LAYER} "
+        f"(available: {', '.join(layers) or 'none'}; in use: {in_use})",
+        f"cache: {root}, {len(files)} files, {cache.format_size(sum(f[3] for f in files))}",
+        f"background builds: {held} running, at most {builder.build_processes()} at once (FASTBP_BUILDS)",
+        "environment: " + (", ".join(f"{k}={v}" for k, v in sorted(os.environ.items())
+                                     if k.startswith(("FASTBP_", "NUMBA_", "OMP_", "OPENBLAS_", "MKL_")))
+                           or "no FASTBP_, NUMBA_, OMP_, OPENBLAS_ or MKL_ variable set"),
+    ]
+    return "\n".join(lines)
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m fastbp", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,12 +126,25 @@ def main(argv=None):
     b.add_argument("--plot", metavar="PATH", help="write a bar chart PNG of the speed-ups (needs matplotlib)")
     b.add_argument("--quick", action="store_true", help="fewer and shorter rounds (CI, smoke tests)")
     sub.add_parser("warm", help="compile the generic kernels of both dtypes into the disk cache (machine images, CI)")
+    c = sub.add_parser("cache", help="list the disk cache per state of fastbp's sources; --prune, --clear")
+    what = c.add_mutually_exclusive_group()
+    what.add_argument("--prune", action="store_true", help="remove what no installed fastbp can use")
+    what.add_argument("--clear", action="store_true", help="remove the whole cache (running processes rebuild)")
+    sub.add_parser("info", help="versions, CPU, threads, cache and builds: what a bug report needs")
     args = parser.parse_args(argv)
     if args.command == "demo":
         demo()
     elif args.command == "warm":
         from .dispatch import warm
         warm(log=print)
+    elif args.command == "cache":
+        from . import cache
+        if args.prune or args.clear:
+            files, size = (cache.prune if args.prune else cache.clear)()
+            print(f"removed {files} files, {cache.format_size(size)}")
+        print(cache.report())
+    elif args.command == "info":
+        print(info())
     elif args.command == "bench":
         result = bench.run(args.cases, args.ops, threads=args.threads, quick=args.quick)
         if args.json:

@@ -38,6 +38,10 @@ PARALLEL_TRAIN_MEMBERS = 8 * LANES
 # ---- the background build (fastbp.dispatch) -----------------------------------------------------------------------
 
 BUILD_TIMEOUT = 900  # seconds a background build may take before it is ended (a large network compiles in ~1 min)
+# At most this many background builds compile at once on the machine, across processes (None: half the cores, at
+# least 1; FASTBP_BUILDS overrides): each is a compiler process of ~300 MB resident, and a sweep of 100 new
+# architectures must not start 100 of them.
+BUILD_PROCESSES = None
 
 # ---- the plan (fastbp.plan): timing the candidate kernels in the background build ------------------------------
 

@@ -33,7 +33,7 @@ import warnings
 import numba
 import numpy as np
 
-from . import kernels, plan
+from . import cache, kernels, plan
 from ._jit import INTERPRETED
 from .builder import BUILDER
 from .kernels import build, codegen
@@ -160,6 +160,7 @@ class Dispatch:
         self.build = self.parallel_build = "none"
         self.serial, self.parallel = GENERIC, GENERIC_PARALLEL
         self.plan = plan.load(signature) if mode == "background" else None
+        cache.mark_used()
         if self.eligible and mode != "off":
             for phase in build.PHASES:
                 # a build without a plan for this machine (another CPU, a lost file) is measured again

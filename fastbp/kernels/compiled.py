@@ -10,7 +10,6 @@ Numba's cache rebuilds a cached function's environment by importing its module b
 """
 
 import hashlib
-import importlib.util
 import sys
 import threading
 import types
@@ -24,6 +23,7 @@ from ..config import MAX_LAYER_WEIGHTS  # networks with a larger layer run the g
 from . import codegen, codegen_population
 
 _lock = threading.Lock()
+SOURCES_LINE = "# fastbp sources "  # a generated module's first line, then its sources' hash (fastbp.cache reads it)
 GENERATORS = {"net": codegen.source, "pop": codegen_population.source}  # the module families, by name prefix
 
 
@@ -48,7 +48,7 @@ def load(sig, family="net"):
         if module is not None:
             return module
         path = cache_dir() / "generated" / f"{name}.py"
-        text = GENERATORS[family](sig, name)
+        text = f"{SOURCES_LINE}{source_hash()}\n" + GENERATORS[family](sig, name)  # the first line: for fastbp.cache
         try:
             current = path.read_text()
         except (OSError, UnicodeDecodeError):
@@ -56,11 +56,12 @@ def load(sig, family="net"):
         if current != text:
             path.parent.mkdir(parents=True, exist_ok=True)
             io.write_atomically(path, lambda f: f.write(text.encode()), prefix=f".{path.name}.", suffix=".tmp")
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
+        # Run the text itself, not the file read again: `fastbp cache --clear` may remove it meanwhile.
+        module = types.ModuleType(name)
+        module.__file__ = str(path)
         sys.modules[name] = module
         try:
-            spec.loader.exec_module(module)
+            exec(compile(text, str(path), "exec"), module.__dict__)
         except BaseException:
             del sys.modules[name]
             raise
