@@ -49,8 +49,8 @@ def _builds(token):
 @pytest.mark.skipif(not pathlib.Path("/proc/self/environ").exists(), reason="needs Linux's /proc")
 def test_eight_processes_meeting_eight_new_architectures_build_at_most_n_at_once():
     """Eight processes started together, each a network of a new architecture (a sweep): at most FASTBP_BUILDS=2 of
-    their build children are alive at any moment; the four that wait for their kernels (prepare()) get them, the
-    four that end at once leave each build finished or not started, never half written; no slot stays held."""
+    their build children are alive at any moment; the two that wait for their kernels (prepare()) get them, the
+    six that end at once leave each build finished or not started, never half written; no slot stays held."""
     widths = list(range(11, 19))
     generated = fastbp._jit.cache_dir() / "generated"
     for width in widths:  # a new architecture: its markers, lock and module go (Numba's own cache may still hold it)
@@ -62,7 +62,7 @@ def test_eight_processes_meeting_eight_new_architectures_build_at_most_n_at_once
             kernel.compile(argtypes)
     token = uuid.uuid4().hex
     env = {**os.environ, dispatch.ENVIRONMENT: "background", "FASTBP_BUILDS": "2", "FASTBP_TEST_TOKEN": token}
-    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(width), "prepare" if i % 2 else "end"], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", SCRIPT, str(width), "prepare" if i % 4 == 3 else "end"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for i, width in enumerate(widths)]
     most, memory, seen, deadline = 0, {}, set(), time.monotonic() + 900
@@ -76,29 +76,25 @@ def test_eight_processes_meeting_eight_new_architectures_build_at_most_n_at_once
     outputs = [proc.communicate() for proc in procs]
     assert all(proc.returncode == 0 for proc in procs), [err for _, err in outputs]
     assert 1 <= most <= 2, most
-    assert len(seen) >= 4  # every waiting process's build ran
+    assert len(seen) >= 2  # every waiting process's build ran
     print(f"build children: {len(seen)}, at most {most} at once, peak resident {max(memory.values()) / 1024:.0f} MB")
+    for i in range(2):  # every slot free again (a build whose parent ended as it started it may still be running)
+        with open(fastbp._jit.cache_dir() / "builds" / f"slot-{i}.lock") as slot:
+            while True:
+                most = max(most, len(_builds(token)))
+                try:
+                    fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    assert time.monotonic() < deadline, f"slot {i} still held"
+                    time.sleep(0.05)
+    assert most <= 2, most
     for i, width in enumerate(widths):
         sig = codegen.signature([3, width, 2], "tanh", "identity", "mse", np.float64)
         files = sorted(path.name.split(".", 1)[1] for path in generated.glob(f"fastbp_net_{compiled_kernels.key(sig)}.*"))
-        if i % 2:
+        if i % 4 == 3:
             assert build.is_built(sig, "serial"), files
         assert files in (["lock", "py", "serial.built"], ["py"], []), files  # built, or never started
-    for i in range(2):  # every slot free again
-        path = fastbp._jit.cache_dir() / "builds" / f"slot-{i}.lock"
-        with open(path) as slot:
-            try:
-                fcntl.flock(slot, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holders = []
-                for proc in pathlib.Path("/proc").iterdir():
-                    try:
-                        for fd in (proc / "fd").iterdir():
-                            if os.readlink(fd) == str(path):
-                                holders.append((proc.name, (proc / "cmdline").read_bytes()[:300]))
-                    except OSError:
-                        continue
-                raise AssertionError(f"slot {i} held by {holders}")
 
 
 def test_the_number_of_builds_at_once_is_a_positive_integer(monkeypatch):

@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numba
+import numpy as np
 import pytest
 
 import fastbp
@@ -103,18 +104,17 @@ def test_a_file_no_state_claims_is_listed_as_unknown_and_pruned(root):
     assert cache.summary() == {}
 
 
-def test_clearing_the_cache_while_another_process_compiles_makes_it_rebuild_not_fail(root, tmp_path):
+def test_clearing_the_cache_while_another_process_compiles_makes_it_rebuild_not_fail(root):
     """A process compiling a network's kernels (written, cached and loaded from the cache) while the cache is cleared
     every 50 ms: it finishes with the right losses; the next process finds the cache working."""
     script = textwrap.dedent("""
         import numpy as np, fastbp
         X, Y = np.ones((4, 3)), np.ones((4, 2))
-        for width in (5, 6):
-            net = fastbp.Network([3, width, 2], hidden="tanh", output="identity", loss="mse", seed=0, compiled=True)
-            ref = fastbp.Network([3, width, 2], hidden="tanh", output="identity", loss="mse", seed=0, compiled=False)
-            assert abs(net.train_step(X, Y) - ref.train_step(X, Y)) < 1e-12
-        print("ok")
+        net = fastbp.Network([3, 5, 2], hidden="tanh", output="identity", loss="mse", seed=0, compiled=True)
+        print(repr(float(net.train_step(X, Y))))
     """)
+    expected = fastbp.Network([3, 5, 2], hidden="tanh", output="identity", loss="mse", seed=0,
+                              compiled=False).train_step(np.ones((4, 3)), np.ones((4, 2)))
     env = {**os.environ, "NUMBA_CACHE_DIR": str(root.parent)}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
@@ -124,10 +124,10 @@ def test_clearing_the_cache_while_another_process_compiles_makes_it_rebuild_not_
         clears += 1
         time.sleep(0.05)
     out, err = proc.communicate()
-    assert proc.returncode == 0 and out.strip() == "ok", err
-    assert clears > 10
+    assert proc.returncode == 0, err
+    assert abs(float(out) - expected) < 1e-12 and clears > 10
     again = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.strip() == "ok", again.stderr
+    assert again.returncode == 0 and abs(float(again.stdout) - expected) < 1e-12, again.stderr
 
 
 def test_info_prints_what_a_bug_report_needs(root, capsys):
