@@ -78,25 +78,6 @@ def identity(z):
 
 
 @inline
-def identity_derivative(a):
-    return type(a)(1)
-
-
-@inline
-def activate(code, z):
-    """phi(z) for one element; softmax is a row operation, handled by :func:`activate_span`."""
-    if code == SIGMOID:
-        return sigmoid(z)
-    if code == TANH:
-        return tanh(z)
-    if code == RELU:
-        return relu(z)
-    if code == LEAKY_RELU:
-        return leaky_relu(z)
-    return z
-
-
-@inline
 def derivative(code, a):
     """phi'(z) for one element, from a = phi(z)."""
     if code == SIGMOID:
