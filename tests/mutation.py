@@ -90,11 +90,12 @@ CPU_FILE = OUT / "cpu_seconds"  # the CPU time of every run's mutants, added up
 
 
 def config(module, tests):
-    excluded = ",\n  ".join(f'"{pattern}"' for pattern in OPERATORS_EXCLUDED)
-    prefix = ""
+    operators, prefix = OPERATORS_EXCLUDED, ""
     if module in INTERPRETED:  # as Python: no compile per mutant, the tests that run so (tests/test_interpreted.py)
         prefix = "env NUMBA_DISABLE_JIT=1 "
         tests = [test for test in tests if pathlib.Path(test).name in COVERAGE_SLICE]
+        operators = [*operators, "core/RemoveDecorator"]  # Numba's decorators are no-ops as Python: unkillable so
+    excluded = ",\n  ".join(f'"{pattern}"' for pattern in operators)
     tests = [*tests, *(f"--deselect {DESELECTED[test]}" for test in tests if test in DESELECTED)]
     return (f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {MUTANT_TIMEOUT}\nexcluded-modules = []\n'
             f'test-command = "{prefix}{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n\n'
