@@ -66,6 +66,7 @@ def info():
     from importlib import metadata
 
     import numba
+    from llvmlite import binding as llvm
 
     from . import __version__, builder, cache, plan
     from ._jit import cache_dir
@@ -97,7 +98,7 @@ def info():
                                  ("numba", "llvmlite", "numpy", "scipy", "torch", "jax", "scikit-learn",
                                   "onnxruntime", "mpi4py")),
         f"CPU: {plan.cpu_model()}, {os.cpu_count()} cores, LLVM target {numba.core.config.CPU_NAME or 'host'} "
-        f"({__import__('llvmlite.binding', fromlist=['x']).get_host_cpu_name()})",
+        f"({llvm.get_host_cpu_name()})",
         f"threads: numba {numba.config.NUMBA_NUM_THREADS}, threading layer {numba.config.THREADING_LAYER} "
         f"(available: {', '.join(layers) or 'none'}; in use: {in_use})",
         f"cache: {root}, {len(files)} files, {cache.format_size(sum(f[3] for f in files))}",

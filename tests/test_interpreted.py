@@ -23,19 +23,21 @@ COVERAGE_SLICE = INTERPRETED_SLICE + ["test_population.py", "test_properties.py"
                                       "test_population_compiled.py", "test_network.py"]
 
 # Every public path a user's debugging session meets, the results printed as JSON: networks in each mode, a user's
-# own loop over net.compiled's and fastbp.kernels' train steps, populations, the estimators, fit.
+# own loop over net.compiled's and fastbp.kernels' train steps, populations, the estimators, fit, distributed. The
+# architectures are those tests/test_dispatch.py and test_population_compiled.py compile, whose kernels the compiled
+# run may then find cached.
 SCRIPT = textwrap.dedent("""
     import json, sys, warnings
     import numba, numpy as np, fastbp
     from fastbp import kernels
     from fastbp.sklearn import MLPClassifier, MLPRegressor
     rng = np.random.default_rng(0)
-    X, y = rng.normal(size=(40, 4)), rng.integers(0, 3, 40)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 4, 40)
     out = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         for compiled in (None, True, False):
-            net = fastbp.Network([4, 6, 3], hidden="tanh", output="softmax", loss="cross_entropy", seed=0,
+            net = fastbp.Network([3, 5, 4], hidden="tanh", output="softmax", loss="cross_entropy", seed=0,
                                  compiled=compiled, optimizer=fastbp.Adam(lr=1e-2))
             out[f"mode {compiled}"] = net.dispatch.mode
             out[f"train {compiled}"] = [float(net.train_step(X, y)) for _ in range(3)]
@@ -48,17 +50,16 @@ SCRIPT = textwrap.dedent("""
             losses[i] = step(flat, spec, hyper, work, X, Y)
         return losses
 
-    make = lambda: fastbp.Network([4, 6, 3], hidden="relu", output="softmax", loss="cross_entropy", seed=1)
+    make = lambda: fastbp.Network([3, 5, 4], hidden="tanh", output="softmax", loss="cross_entropy", seed=1)
     Y = y.astype(np.float64).reshape(-1, 1)
     for name, step in (("net.compiled", lambda net: net.compiled.train_step), ("kernels", lambda net: kernels.train_step)):
         net = make()
         out[f"{name} loop"] = loop(step(net), net.flat, net.spec, net.hyper, net.workspace(40), X, Y,
                                    np.zeros(3)).tolist()
-    Xp, yp = rng.normal(size=(5, 8, 4)), rng.integers(0, 3, (5, 8))
+    Xp, Yp = rng.normal(size=(5, 8, 3)), rng.normal(size=(5, 8, 2))
     for compiled in (False, True):
-        pop = fastbp.Population(5, [4, 6, 3], hidden="tanh", output="softmax", loss="cross_entropy", seed=0,
-                                compiled=compiled)
-        out[f"population {compiled}"] = [float(v) for v in pop.train_step(Xp, yp)]
+        pop = fastbp.Population(5, [3, 6, 2], seed=0, compiled=compiled)
+        out[f"population {compiled}"] = [float(v) for v in pop.train_step(Xp, Yp)]
     out["classifier"] = MLPClassifier(hidden_layer_sizes=(7,), max_iter=5, random_state=0).fit(X, y).predict_proba(
         X).tolist()
     out["regressor"] = MLPRegressor(hidden_layer_sizes=(7,), max_iter=5, random_state=0).fit(X, X[:, 0]).predict(
