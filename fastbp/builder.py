@@ -20,6 +20,11 @@ import time
 import warnings
 import weakref
 
+try:
+    import fcntl  # the cap's slots: flock'ed files
+except ImportError:  # Windows: no cap
+    fcntl = None
+
 from ._jit import PACKAGE, cache_dir
 from .config import BUILD_PROCESSES, BUILD_TIMEOUT
 from .kernels import build
@@ -45,9 +50,7 @@ def build_slot(poll=0.2):
     ``builds/slot-<i>.lock`` in the cache, waited for (polling) while all are held. Yields the locked file's
     descriptor (None where there is no ``flock``: no cap). The lock belongs to the open file, so a child given the
     descriptor holds it until both have closed it, or died."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no cap
+    if fcntl is None:
         yield None
         return
     folder = cache_dir() / "builds"
@@ -70,9 +73,7 @@ def build_slot(poll=0.2):
 
 def builds_alive():
     """How many background builds hold a slot on this machine now (any process's)."""
-    try:
-        import fcntl
-    except ImportError:
+    if fcntl is None:
         return 0
     held = 0
     for path in (cache_dir() / "builds").glob("slot-*.lock"):

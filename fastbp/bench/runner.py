@@ -9,6 +9,7 @@ import time
 import numba
 import numpy as np
 
+from ..plan import cpu_model
 from . import cold_start, estimators
 from .cases import CASES, IMPLS, OPS, PEERS, FastbpImpl, NjitLoopImpl, NumpyImpl
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS
@@ -79,13 +80,7 @@ def floor_seconds(case, op, peak_gflops, bandwidth):
 
 def machine():
     """What the numbers were measured on."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    info = {"cpu": cpu, "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+    info = {"cpu": cpu_model(), "cores": os.cpu_count(), "numba_threads": numba.get_num_threads(),
             "python": platform.python_version(), "numpy": np.__version__, "numba": numba.__version__}
     for mod in PEERS:
         try:
