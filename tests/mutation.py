@@ -50,7 +50,8 @@ MODULES = {
                               "tests/test_properties.py"],
     "fastbp/kernels/generic.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_objectives.py",
                                   "tests/test_properties.py"],
-    "fastbp/kernels/layout.py": ["tests/test_kernels.py", "tests/test_network.py", "tests/test_fuzz.py"],
+    "fastbp/kernels/layout.py": ["tests/test_kernels.py", "tests/test_network.py", "tests/test_compiled.py",
+                                 "tests/test_fuzz.py"],  # test_compiled: the generated kernels check inputs with it
     "fastbp/kernels/codegen.py": ["tests/test_compiled.py"],
     "fastbp/kernels/codegen_signature.py": ["tests/test_compiled.py", "tests/test_population_compiled.py"],
     "fastbp/kernels/population.py": ["tests/test_population.py"],

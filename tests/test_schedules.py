@@ -156,6 +156,16 @@ def test_schedule_saved_and_loaded(tmp_path, optimizer):
     np.testing.assert_array_equal(back.flat, net.flat)
 
 
+def test_file_with_a_negative_warmup_is_refused():
+    """A constant rate with a warm-up of -1 (a corrupt file's hyper) is refused, not read as no warm-up."""
+    hyper = fastbp.SGD(0.1).hyper()
+    hyper[fastbp.optim.WARMUP] = -1
+    with pytest.raises(ValueError, match="warmup"):
+        fastbp.optim.from_hyper(hyper)
+    hyper[fastbp.optim.WARMUP] = 0
+    assert fastbp.optim.from_hyper(hyper) == fastbp.SGD(0.1)
+
+
 def test_file_without_schedule_fields_loads(tmp_path):
     """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping."""
     net = fastbp.Network(SIZES, optimizer=fastbp.Adam(0.01), seed=3)
