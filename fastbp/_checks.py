@@ -48,6 +48,21 @@ def check_name(what, name, allowed):
     return name
 
 
+def check_hidden(hidden, n_hidden, allowed):
+    """A hidden activation for every hidden layer (a name) or for each (one name per layer): the name when they are
+    all the same, the one spelling every path stores and compares, else a tuple of names."""
+    if isinstance(hidden, str):
+        return check_name("hidden", hidden, allowed)
+    if not isinstance(hidden, (list, tuple)):
+        raise TypeError(f"hidden must be an activation name or a list of names, one per hidden layer, got "
+                        f"{type(hidden).__name__}")
+    if len(hidden) != n_hidden:
+        raise ValueError(f"hidden has {len(hidden)} names for {n_hidden} hidden layers (len(sizes) - 2); give one "
+                         "name per hidden layer, or one name for them all")
+    names = tuple(check_name(f"hidden[{i}]", name, allowed) for i, name in enumerate(hidden))
+    return names[0] if len(set(names)) == 1 else names or "identity"
+
+
 def check_int(what, value, low):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"{what} must be an integer >= {low}, got {value!r}")

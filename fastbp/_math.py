@@ -27,6 +27,12 @@ def expm1_nonpositive(u):
     return np.expm1(u)
 
 
+def exp_underflows(u):
+    """Whether exp(u) is below its dtype's smallest normal number, where exp_nonpositive returns that number: what
+    multiplies it by a large factor (silu's z exp(z)) selects 0 there instead."""
+    return u < {np.float32: _LOG_TINY32}.get(type(u), _LOG_TINY64)
+
+
 @intrinsic
 def _float_from_bits(typingctx, bits):
     """Reinterpret an int64 (int32) as a float64 (float32): LLVM's bitcast, free and vectorisable."""
@@ -61,10 +67,13 @@ _F2, _F3, _F4, _F5, _F6, _F7, _F8, _F9, _F10, _F11, _F12, _F13 = (1.0 / float(np
                                                                   for m in range(2, 14))
 
 
+_LOG_TINY64, _LOG_TINY32 = -708.0, -87.0  # where the arguments are clamped: the smallest normal's logarithm, about
+
+
 @inline
 def _expm1_parts64(u):
     """(2**k, exp(r) - 1) with u = k ln2 + r, |r| <= ln2 / 2: exp(u) = 2**k (q + 1), expm1(u) = 2**k q + 2**k - 1."""
-    v = max(u, -708.0)
+    v = max(u, _LOG_TINY64)
     k = np.floor(v * _LOG2E + 0.5)
     r = _fma(-k, _LN2_LO, _fma(-k, _LN2_HI, v))
     p = _F13
@@ -88,7 +97,7 @@ def _expm1_parts64(u):
 def _expm1_parts32(u):
     """As _expm1_parts64, in float32 (degree 7)."""
     T = np.float32
-    v = max(u, T(-87.0))
+    v = max(u, T(_LOG_TINY32))
     k = np.floor(v * T(_LOG2E) + T(0.5))
     r = _fma(-k, T(_LN2_LO32), _fma(-k, T(_LN2_HI32), v))
     p = T(_F7)
@@ -134,3 +143,16 @@ def _exp_overload(u):
 @overload(expm1_nonpositive, jit_options={"fastmath": FASTMATH})
 def _expm1_overload(u):
     return {types.float64: _expm1_64, types.float32: _expm1_32}.get(u)
+
+
+def _underflows64(u):
+    return u < _LOG_TINY64
+
+
+def _underflows32(u):
+    return u < np.float32(_LOG_TINY32)
+
+
+@overload(exp_underflows, jit_options={"fastmath": FASTMATH})
+def _underflows_overload(u):
+    return {types.float64: _underflows64, types.float32: _underflows32}.get(u)

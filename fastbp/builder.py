@@ -10,7 +10,6 @@ processes' builder threads, where nothing but a network's ``prepare()`` waits fo
 """
 
 import contextlib
-import json
 import os
 import queue
 import subprocess
@@ -102,7 +101,7 @@ class _Job:
         try:
             env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(PACKAGE.parent),
                                                                             os.environ.get("PYTHONPATH")])))
-            sig = json.dumps([list(signature[0]), *signature[1:]])
+            sig = build.encode(signature)
             with build_slot() as slot:  # the child holds the slot too: it outlives this process if the script ends
                 child = subprocess.run([sys.executable, "-c", _CHILD, sig, phase], env=env, stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=BUILD_TIMEOUT,

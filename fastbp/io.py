@@ -8,7 +8,9 @@ import numpy as np
 
 from . import optim
 
-FORMAT = 1  # bumped when the file layout changes; a newer file is refused with a clear message
+FORMAT = 2  # bumped when the file layout changes; a newer file is refused with a clear message
+# Format 2: "hidden" may be an array of names, one per hidden layer. Files with one hidden activation keep format 1,
+# which fastbp versions before per-layer activations read too.
 _TMP_SUFFIX = ".fastbp-tmp"
 _KEYS = {"format", "fastbp_version", "sizes", "hidden", "output", "loss", "dtype", "seed", "hyper", "flat"}
 
@@ -32,8 +34,8 @@ def save(net, path):
     from . import __version__
 
     arrays = {
-        "format": np.int64(FORMAT), "fastbp_version": np.str_(__version__), "sizes": np.array(net.sizes, np.int64),
-        "hidden": np.str_(net.hidden), "output": np.str_(net.output), "loss": np.str_(net.loss),
+        "format": np.int64(1 if isinstance(net.hidden, str) else 2), "fastbp_version": np.str_(__version__), "sizes": np.array(net.sizes, np.int64),
+        "hidden": np.array(net.hidden), "output": np.str_(net.output), "loss": np.str_(net.loss),
         "dtype": np.str_(net.dtype.name), "seed": np.int64(-1 if net.seed is None else net.seed),
         "hyper": net.hyper, "flat": net.flat,
     }
@@ -183,7 +185,9 @@ def load(cls, path):
         raise ValueError(f"{path!s} is not a fastbp model file of format {FORMAT} (entries {sorted(data)})")
     try:
         seed = int(data["seed"])
-        net = cls([int(s) for s in data["sizes"]], hidden=str(data["hidden"]), output=str(data["output"]),
+        hidden = data["hidden"]
+        net = cls([int(s) for s in data["sizes"]], hidden=[str(h) for h in hidden] if hidden.ndim else str(hidden),
+                  output=str(data["output"]),
                   loss=str(data["loss"]), optimizer=optim.from_hyper(data["hyper"]), dtype=str(data["dtype"]),
                   seed=None if seed == -1 else seed)
     except (TypeError, ValueError, IndexError) as exc:

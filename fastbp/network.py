@@ -8,9 +8,9 @@ import numpy as np
 
 from . import convert, dispatch, io, kernels, losses, optim, training
 from . import activations as act
-from ._checks import DTYPES, BatchChecks, check_name, check_sizes, is_dtype, nonfinite
+from ._checks import DTYPES, BatchChecks, check_hidden, check_name, check_sizes, is_dtype, nonfinite
 from .kernels import codegen
-from .kernels.layout import aligned_empty
+from .kernels.layout import MIXED, aligned_empty
 from .kernels import compiled as compiled_kernels
 
 COMPILED_DEFAULT = "background"  # Network(compiled=None) without $FASTBP_COMPILE: see fastbp.dispatch
@@ -23,10 +23,13 @@ class Network(BatchChecks):
     ----------
     sizes : sequence of int
         Input width, hidden widths..., output width; at least two entries.
-    hidden : str
-        Hidden activation: ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid`` or ``identity``.
+    hidden : str or sequence of str
+        Hidden activation, of every hidden layer (a name) or of each (one name per hidden layer, ``len(sizes) - 2``):
+        ``relu``, ``leaky_relu`` (slope 0.01), ``tanh``, ``sigmoid``, ``identity``, ``elu`` (alpha 1), ``silu``
+        (``z * sigmoid(z)``), ``gelu`` (``z * Phi(z)``, PyTorch's exact form), ``gelu_tanh`` (PyTorch's
+        ``approximate="tanh"``) or ``softplus`` (beta 1, and ``z`` above 20 as PyTorch).
     output : str
-        Output activation: any hidden one, or ``softmax``.
+        Output activation: ``relu``, ``leaky_relu``, ``tanh``, ``sigmoid``, ``identity`` or ``softmax``.
     loss : str
         ``bce`` (sigmoid output), ``cross_entropy`` (softmax output; one-hot targets or integer labels of shape
         (n,)), ``mse`` or ``huber`` (any output).
@@ -36,8 +39,8 @@ class Network(BatchChecks):
     dtype : numpy.dtype or type, float32 or float64
         The dtype of the parameters, the buffers and the arithmetic; input is converted to it.
     seed : int or None
-        Seeds the initialisation (Glorot uniform before sigmoid, tanh, identity and softmax; He normal before relu
-        and leaky_relu; zero biases) and ``fit``'s shuffling.
+        Seeds the initialisation (Glorot uniform before sigmoid, tanh, identity and softmax; He normal before the
+        others, which like relu are unbounded above; zero biases) and ``fit``'s shuffling.
     threads : int or None
         Threads for the parallel kernels on large batches (Numba's current count when None).
     compiled : bool, str or None
@@ -57,18 +60,21 @@ class Network(BatchChecks):
     flat : ndarray, shape (2 + n_slots, n_params), the network's dtype
         Parameters (row 0), gradient (row 1) and optimizer state (rows 2..: SGD's velocity, Adam's moments);
         :attr:`params` and :attr:`grad` are its rows. Replaced by a new array when the optimizer's kind changes.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
+    spec : ndarray, shape (2 * n_layers + 4,), int64
         The architecture as :mod:`fastbp.kernels` takes it: ``[n_layers, hidden code, output code, loss code,
-        sizes...]``.
+        sizes..., hidden codes...]``, one code per hidden layer (``hidden code`` is theirs if they share one, else
+        -1).
     hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
         The optimizer's hyperparameters, schedule, clipping norm and step count, as :mod:`fastbp.kernels` takes
         them.
     sizes : list of int
         The layer widths, as given.
-    hidden : str
-        The hidden activation.
+    hidden : str or tuple of str
+        The hidden activation: a name if every hidden layer has it, else one name per hidden layer.
     output : str
         The output activation.
+    activations : tuple of str
+        The activation after each layer, the last the output's.
     loss : str
         The loss.
     dtype : numpy.dtype
@@ -91,7 +97,7 @@ class Network(BatchChecks):
     def __init__(self, sizes, hidden="relu", output="identity", loss="mse", optimizer=None, dtype=np.float64,
                  seed=None, threads=None, compiled=None):
         sizes = check_sizes(sizes)
-        hidden = check_name("hidden", hidden, act.HIDDEN)
+        hidden = check_hidden(hidden, len(sizes) - 2, act.HIDDEN)
         output = check_name("output", output, act.OUTPUT)
         loss = check_name("loss", loss, tuple(losses.CODES))
         if output not in losses.PAIRS[loss]:
@@ -113,9 +119,11 @@ class Network(BatchChecks):
             raise TypeError(f"optimizer must be fastbp.SGD or fastbp.Adam, got {type(optimizer).__name__}")
 
         self.sizes, self.hidden, self.output, self.loss = sizes, hidden, output, loss
+        self.activations = (*((hidden,) * (len(sizes) - 2) if isinstance(hidden, str) else hidden), output)
         self.dtype, self.seed, self.threads = np.dtype(dtype), seed, threads
-        self.spec = np.array([len(sizes) - 1, act.CODES[hidden], act.CODES[output], losses.CODES[loss], *sizes],
-                             np.int64)
+        self.spec = np.array([len(sizes) - 1, act.CODES[hidden] if isinstance(hidden, str) else MIXED,
+                              act.CODES[output], losses.CODES[loss], *sizes,
+                              *(act.CODES[name] for name in self.activations[:-1])], np.int64)
         self._rng = np.random.default_rng(seed)
         self._optimizer = optimizer
         self.hyper = optimizer.hyper()
@@ -149,8 +157,7 @@ class Network(BatchChecks):
     def _init_params(self):
         for l, (W, _) in enumerate(self.layers()):
             fan_out, fan_in = W.shape
-            following = self.output if l == len(self.sizes) - 2 else self.hidden
-            if following in ("relu", "leaky_relu"):
+            if self.activations[l] not in ("sigmoid", "tanh", "identity", "softmax"):
                 W[:] = self._rng.normal(0.0, np.sqrt(2.0 / fan_in), W.shape)
             else:
                 limit = np.sqrt(6.0 / (fan_in + fan_out))
@@ -722,8 +729,10 @@ class Network(BatchChecks):
         ----------
         module : torch.nn.Sequential
             ``Linear`` layers (with or without bias), each followed by at most one of ``ReLU``, ``LeakyReLU``
-            (slope 0.01), ``Tanh``, ``Sigmoid`` or ``Softmax`` (over the features, after the last layer only), the
-            same after every hidden layer; ``Identity`` anywhere. Its parameters are copied, float32 or float64.
+            (slope 0.01), ``Tanh``, ``Sigmoid``, ``ELU`` (alpha 1), ``SiLU``, ``GELU`` (either ``approximate``),
+            ``Softplus`` (beta 1, threshold 20; these four after hidden layers only) or ``Softmax`` (over the
+            features, after the last layer only), any of them after each layer; ``Identity`` anywhere. Its
+            parameters are copied, float32 or float64.
         **kwargs
             Passed to the constructor: ``loss`` (default: ``cross_entropy`` after a softmax, ``bce`` after a
             sigmoid, ``mse`` otherwise), ``optimizer``, ``dtype`` (default: the module's), ``seed``, ``threads``,
@@ -739,9 +748,9 @@ class Network(BatchChecks):
         TypeError
             If ``module`` is not an ``nn.Sequential``.
         ValueError
-            If it holds another module (the message names it and what fastbp takes), activations that differ
-            between hidden layers, a softmax before the last layer, or parameters that are not float32 or float64
-            or not finite. Nothing is built.
+            If it holds another module (the message names it and what fastbp takes) or one with arguments fastbp
+            does not compute, a softmax before the last layer, or parameters that are not float32 or float64 or
+            not finite. Nothing is built.
         """
         return convert.from_torch(cls, module, **kwargs)
 
@@ -750,6 +759,10 @@ class Network(BatchChecks):
                 if k not in ("_lock", "_dispatch") and not k.startswith(("_work", "_fast_"))}
 
     def __setstate__(self, state):
+        if "activations" not in state:  # pickled before per-layer activations: a spec without the hidden codes
+            hidden = (state["hidden"],) * (len(state["sizes"]) - 2)
+            state.update(activations=(*hidden, state["output"]),
+                         spec=np.concatenate([state["spec"], np.array([act.CODES[h] for h in hidden], np.int64)]))
         self.__dict__.update(state)
         self._forget_batches()
         # Arrays unpickled from a read-only memory map (joblib's) become the network's own, which kernels write.

@@ -32,8 +32,8 @@ class Population:
         The number of members, N.
     sizes : sequence of int
         As for :class:`Network`: input width, hidden widths..., output width.
-    hidden : str
-        As for :class:`Network`.
+    hidden : str or sequence of str
+        As for :class:`Network`: one name for every hidden layer, or one per hidden layer.
     output : str
         As for :class:`Network`.
     loss : str
@@ -60,12 +60,12 @@ class Population:
         Each member's optimizer hyperparameters, schedule and step count (members do not clip gradients).
     member_seeds : ndarray, shape (n,), int64
         The seed each member was initialised from.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
+    spec : ndarray, shape (2 * n_layers + 4,), int64
         The architecture, as :mod:`fastbp.kernels` takes it.
     sizes : list of int
         The layer widths.
-    hidden : str
-        The hidden activation.
+    hidden : str or tuple of str
+        The hidden activation, as :attr:`Network.hidden`.
     output : str
         The output activation.
     loss : str

@@ -39,7 +39,7 @@ TOL = {np.float32: dict(rtol=2e-4, atol=2e-5), np.float64: dict(rtol=1e-10, atol
 # Every (output, loss) pairing fastbp accepts.
 PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy")] + [
     (out, loss) for loss in ("mse", "huber") for out in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")]
-HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
+HIDDEN = list(fastbp.activations.HIDDEN)
 
 
 def make_data(sizes, n, output, loss, dtype, seed=0, labels=False):

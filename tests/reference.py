@@ -6,8 +6,14 @@ the loss, then the activation's Jacobian in terms of z.
 """
 
 import numpy as np
+from scipy.special import erfc
 
 LEAKY_SLOPE = 0.01
+GELU_C, GELU_K = np.sqrt(2 / np.pi), 0.044715  # PyTorch's tanh approximation of gelu
+
+
+def _sigmoid(z):
+    return 1 / (1 + np.exp(-z))
 
 
 def activation(name, z):
@@ -24,7 +30,38 @@ def activation(name, z):
     if name == "softmax":
         e = np.exp(z - z.max(axis=1, keepdims=True))
         return e / e.sum(axis=1, keepdims=True)
+    if name == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0)))
+    if name == "softplus":  # PyTorch's: z itself above 20
+        return np.where(z > 20, z, np.log1p(np.exp(np.minimum(z, 20))))
+    if name == "silu":
+        return z * _sigmoid(z)
+    if name == "gelu":
+        # z Phi(z) by erfc (PyTorch's 1 + erf is 0 below z = -8), its argument z * sqrt(1/2) as PyTorch rounds it:
+        # erfc's relative error grows as 2 z**2 times the argument's.
+        return 0.5 * z * erfc(-z * np.sqrt(0.5))
+    if name == "gelu_tanh":
+        return 0.5 * z * (1 + np.tanh(GELU_C * (z + GELU_K * z**3)))
     raise ValueError(name)
+
+
+def derivative(name, z):
+    """phi'(z), by the textbook (not softmax)."""
+    a, s = activation(name, z), _sigmoid(z)
+    if name == "gelu_tanh":
+        t = np.tanh(GELU_C * (z + GELU_K * z**3))
+        saturated = t**2 == 1  # where z**2 may overflow: the second term is 0
+        return 0.5 * (1 + t) + np.where(saturated, 0, 0.5 * z * (1 - t**2) * GELU_C * (1 + 3 * GELU_K * z**2))
+    return {"identity": np.ones_like(z), "sigmoid": a * (1 - a), "tanh": 1 - a**2,
+            "relu": (z > 0).astype(z.dtype), "leaky_relu": np.where(z > 0, 1, LEAKY_SLOPE).astype(z.dtype),
+            "elu": np.where(z > 0, 1, np.exp(np.minimum(z, 0))), "softplus": np.where(z > 20, 1, s),
+            "silu": s + z * s * (1 - s),
+            "gelu": 0.5 * erfc(-z * np.sqrt(0.5)) + z * np.exp(-z**2 / 2) / np.sqrt(2 * np.pi)}[name]
+
+
+def hidden_at(hidden, l):
+    """The activation of hidden layer l (0-based): ``hidden`` is one name for all, or one per layer."""
+    return hidden if isinstance(hidden, str) else hidden[l]
 
 
 def activation_backward(name, z, g):
@@ -32,9 +69,7 @@ def activation_backward(name, z, g):
     a = activation(name, z)
     if name == "softmax":  # Jacobian diag(a) - a a^T, applied row by row
         return np.einsum("nij,nj->ni", a[:, :, None] * np.eye(a.shape[1]) - a[:, :, None] * a[:, None, :], g)
-    deriv = {"identity": np.ones_like(z), "sigmoid": a * (1 - a), "tanh": 1 - a**2,
-             "relu": (z > 0).astype(z.dtype), "leaky_relu": np.where(z > 0, 1, LEAKY_SLOPE).astype(z.dtype)}[name]
-    return g * deriv
+    return g * derivative(name, z)
 
 
 def one_hot(Y, n_out, dtype):
@@ -69,7 +104,7 @@ def forward(Ws, bs, hidden, output, X):
     for l, (W, b) in enumerate(zip(Ws, bs)):
         z = As[-1] @ W.T + b
         zs.append(z)
-        As.append(activation(output if l == len(Ws) - 1 else hidden, z))
+        As.append(activation(output if l == len(Ws) - 1 else hidden_at(hidden, l), z))
     return zs, As
 
 
@@ -100,7 +135,7 @@ def backpropagate(Ws, hidden, output, zs, As, g):
         dWs[l] = delta.T @ As[l]
         dbs[l] = delta.sum(axis=0)
         if l:
-            delta = activation_backward(hidden, zs[l - 1], delta @ Ws[l])
+            delta = activation_backward(hidden_at(hidden, l - 1), zs[l - 1], delta @ Ws[l])
     return dWs, dbs
 
 

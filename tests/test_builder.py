@@ -107,3 +107,12 @@ def test_the_number_of_builds_at_once_is_a_positive_integer(monkeypatch):
         monkeypatch.setenv("FASTBP_BUILDS", bad)
         with pytest.raises(ValueError, match="FASTBP_BUILDS must be a positive integer"):
             builder.build_processes()
+
+
+@pytest.mark.parametrize("hidden", ["tanh", ("silu", "tanh")])
+def test_a_signature_reaches_the_build_child_unchanged(hidden):
+    """The child names what it builds by the signature's repr: a tuple of hidden activations must come back a tuple
+    (as a list, the child would build kernels under a key the network never looks up)."""
+    sig = codegen.signature([3, 4, 5, 2], hidden, "identity", "mse", np.float32)
+    back = build.decode(build.encode(sig))
+    assert back == sig and compiled_kernels.key(back) == compiled_kernels.key(sig)

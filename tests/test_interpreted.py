@@ -15,12 +15,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 # schedules, in float64 (about 30 s; float32 too, and more, in make coverage).
 INTERPRETED_SLICE = ["test_kernels.py", "test_objectives.py", "test_schedules.py"]
 SLICE_FILTER = "not float32"
-# What make coverage runs so (about 8 minutes): the slice, populations, the property tests, PyTorch's stored numbers,
-# the compiled kernels and populations (their generated modules run as Python too) and the Network class. Left out:
-# the files that test the compiler's work (dispatch, plans, observers, caches, builds), the subprocess-heavy ones
-# (examples, docs, MPI, estimators' checks) and the fuzzing (7 minutes as Python).
+# What make coverage runs so (about 9 minutes): the slice, populations, the property tests, PyTorch's stored numbers,
+# the compiled kernels and populations (their generated modules run as Python too), the Network class, and of the
+# estimators the step-for-step comparison with scikit-learn (its L2 term, SGD and Adam kernels: about a minute).
+# Left out: the files that test the compiler's work (dispatch, plans, observers, caches, builds), the subprocess-heavy
+# ones (examples, docs, MPI, the estimators' other checks) and the fuzzing (7 minutes as Python).
 COVERAGE_SLICE = INTERPRETED_SLICE + ["test_population.py", "test_properties.py", "test_golden.py", "test_compiled.py",
-                                      "test_population_compiled.py", "test_network.py"]
+                                      "test_population_compiled.py", "test_network.py",
+                                      "test_sklearn.py::test_training_matches_sklearn_step_for_step"]
 
 # Every public path a user's debugging session meets, the results printed as JSON: networks in each mode, a user's
 # own loop over net.compiled's and fastbp.kernels' train steps, populations, the estimators, fit, distributed. The

@@ -2,6 +2,7 @@
 
 import io
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -55,6 +56,23 @@ def test_corrupted_files_are_refused(tmp_path):
     assert refused >= len(corrupted) * 0.8
 
 
+def test_per_layer_activations_saved_pickled_and_loaded(tmp_path):
+    """A network with an activation per hidden layer: format 2, its names as an array, loaded and unpickled the same;
+    one activation for all keeps format 1 (what fastbp read before per-layer activations)."""
+    net = fastbp.Network([4, 6, 5, 3], hidden=["gelu", "elu"], output="softmax", loss="cross_entropy",
+                         optimizer=fastbp.Adam(lr=0.01), seed=0)
+    net.train_step(np.ones((2, 4)), np.array([0, 2]))
+    net.save(tmp_path / "mixed.npz")
+    model().save(tmp_path / "one.npz")
+    with np.load(tmp_path / "mixed.npz") as mixed, np.load(tmp_path / "one.npz") as one:
+        assert (int(mixed["format"]), mixed["hidden"].tolist()) == (2, ["gelu", "elu"])
+        assert (int(one["format"]), one["hidden"].shape, str(one["hidden"])) == (1, (), "tanh")
+    for back in (fastbp.Network.load(tmp_path / "mixed.npz"), pickle.loads(pickle.dumps(net))):
+        assert_same(back, net)
+        assert back.hidden == ("gelu", "elu") and back.activations == ("gelu", "elu", "softmax")
+        np.testing.assert_array_equal(back.spec, net.spec)
+
+
 def rewrite(path, **changes):
     """The saved file with some entries changed, added (value given) or removed (value None)."""
     with np.load(path, allow_pickle=False) as f:
@@ -68,20 +86,23 @@ def rewrite(path, **changes):
 
 
 @pytest.mark.parametrize("changes, match", [
-    ({"format": np.int64(2)}, "newer fastbp .* upgrade"),
+    ({"format": np.int64(3)}, "newer fastbp .* upgrade"),
     ({"format": None}, "not a fastbp model file"),
-    ({"format": np.int64(0)}, "not a fastbp model file of format 1"),  # below the first format
-    ({"format": np.array([1])}, "not a fastbp model file of format 1"),  # not a scalar
-    ({"format": np.float64(1.0)}, "not a fastbp model file of format 1"),  # not an integer
+    ({"format": np.int64(0)}, "not a fastbp model file of format 2"),  # below the first format
+    ({"format": np.array([1])}, "not a fastbp model file of format 2"),  # not a scalar
+    ({"format": np.float64(1.0)}, "not a fastbp model file of format 2"),  # not an integer
     # hyper is float64, whatever the network's dtype
     ({"hyper": fastbp.Adam(lr=0.01).hyper().astype(np.float32)}, "do not fit"),
     ({"hyper": fastbp.Adam(lr=0.01).hyper().astype(np.longdouble)}, "do not fit"),
     ({"sizes": np.array([4, 7, 3])}, "do not fit"),
     ({"hidden": np.str_("swish")}, "describes no valid network"),
+    ({"hidden": np.array(["swish"])}, "describes no valid network"),
+    ({"hidden": np.array(["relu", "tanh"])}, "describes no valid network"),  # one name per hidden layer: 1 here
+    ({"hidden": np.array([["relu", "tanh"]])}, "describes no valid network"),
     ({"flat": np.full((4, 51), np.nan)}, "NaN or infinity"),
     ({"flat": np.zeros((4, 51), np.float32)}, "do not fit"),
-    ({"extra": np.zeros(3)}, "not a fastbp model file of format 1"),
-    ({"hyper": None}, "not a fastbp model file of format 1"),
+    ({"extra": np.zeros(3)}, "not a fastbp model file of format 2"),
+    ({"hyper": None}, "not a fastbp model file of format 2"),
 ])
 def test_hand_edited_files_are_refused(tmp_path, changes, match):
     path = tmp_path / "m.npz"

@@ -291,6 +291,13 @@ def test_bad_labels_raise_and_change_nothing():
     ({"sizes": 3}, TypeError, "sequence"),
     ({"hidden": "softmax"}, ValueError, "unknown hidden 'softmax'"),
     ({"output": "swish"}, ValueError, "unknown output"),
+    ({"output": "silu"}, ValueError, "unknown output 'silu'; expected one of relu, leaky_relu, tanh, sigmoid, identi"),
+    ({"sizes": [3, 4, 5, 2], "hidden": ["relu", "swish"]}, ValueError, "unknown hidden\\[1\\] 'swish'; expected one of "
+     "relu, leaky_relu, tanh, sigmoid, identity, elu, silu, gelu, gelu_tanh, softplus"),
+    ({"sizes": [3, 4, 5, 2], "hidden": ["relu"]}, ValueError, "hidden has 1 names for 2 hidden layers"),
+    ({"sizes": [3, 4, 2], "hidden": ["relu", "tanh"]}, ValueError, "hidden has 2 names for 1 hidden layers"),
+    ({"sizes": [3, 4, 2], "hidden": {"relu"}}, TypeError, "hidden must be an activation name or a list"),
+    ({"sizes": [3, 4, 2], "hidden": [None]}, ValueError, "unknown hidden\\[0\\] None"),
     ({"loss": "hinge"}, ValueError, "unknown loss"),
     ({"loss": "bce", "output": "identity"}, ValueError, "sigmoid \\+ bce, softmax \\+ cross_entropy"),
     ({"loss": "cross_entropy", "output": "sigmoid"}, ValueError, "does not work with"),
@@ -305,6 +312,36 @@ def test_bad_construction(kwargs, exc, match):
     kwargs = {"sizes": [3, 2], **kwargs}
     with pytest.raises(exc, match=match):
         fastbp.Network(**kwargs)
+
+
+def test_hidden_per_layer():
+    """One name per hidden layer: kept as given, or as the one name when they agree (one spelling everywhere); the
+    spec carries each layer's code, and He initialisation before the activations unbounded above."""
+    mixed = fastbp.Network([3, 4, 5, 6, 2], hidden=("tanh", "silu", "relu"), output="sigmoid", seed=0)
+    assert mixed.hidden == ("tanh", "silu", "relu") and mixed.activations == ("tanh", "silu", "relu", "sigmoid")
+    codes = fastbp.activations.CODES
+    assert mixed.spec.tolist() == [4, -1, codes["sigmoid"], fastbp.losses.CODES["mse"], 3, 4, 5, 6, 2,
+                                   codes["tanh"], codes["silu"], codes["relu"]]
+    same = fastbp.Network([3, 4, 5, 2], hidden=["elu", "elu"], seed=0)
+    assert same.hidden == "elu" and same.spec.tolist() == fastbp.Network([3, 4, 5, 2], hidden="elu", seed=0).spec.tolist()
+    assert repr(mixed).startswith("Network([3, 4, 5, 6, 2], hidden=('tanh', 'silu', 'relu'), output='sigmoid'")
+    # Glorot uniform before tanh (|W| <= its limit), He normal before silu and relu (a normal's tails pass it)
+    limits = [np.sqrt(6 / (n_in + n_out)) for n_in, n_out in [(3, 4), (4, 5), (5, 6)]]
+    beyond = [np.abs(W).max() > limit for (W, _), limit in zip(mixed.layers(), limits)]
+    assert beyond == [False, True, True]
+
+
+def test_pickle_from_before_per_layer_activations():
+    """A network pickled by a fastbp with one hidden code in its spec and no ``activations`` unpickles whole."""
+    net = fastbp.Network([3, 4, 5, 2], hidden="tanh", seed=0, compiled=False)
+    state = net.__getstate__()
+    del state["activations"]
+    state["spec"] = state["spec"][:-2]  # the spec of those versions: no hidden codes after the sizes
+    old = fastbp.Network.__new__(fastbp.Network)
+    old.__setstate__(state)
+    assert old.activations == net.activations and old.spec.tolist() == net.spec.tolist()
+    X, Y = np.ones((2, 3)), np.zeros((2, 2))
+    assert old.train_step(X, Y) == net.train_step(X, Y)
 
 
 @pytest.mark.parametrize("make, exc, match", [

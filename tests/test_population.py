@@ -39,13 +39,20 @@ def test_population_equals_separate_networks(dtype, n, rows):
         assert pop.hypers[m, 7] == nets[m].hyper[7] == 4
 
 
-ARCHITECTURES = [  # (sizes, hidden, output, loss, targets): every activation and loss, two and three layers
-    ([3, 8, 1], "relu", "sigmoid", "bce", "binary"),
+ARCHITECTURES = [  # (sizes, hidden, output, loss, targets): every activation and loss, 2-4 layers, one per layer
+    ([3, 8, 4, 1], ["relu", "softplus"], "sigmoid", "bce", "binary"),
     ([3, 8, 3], "leaky_relu", "softmax", "cross_entropy", "labels"),
     ([3, 8, 3], "sigmoid", "softmax", "cross_entropy", "one-hot"),
-    ([3, 6, 5, 2], "tanh", "identity", "huber", "real"),
-    ([3, 6, 2], "identity", "tanh", "mse", "real"),
+    ([3, 6, 5, 4, 2], ["tanh", "silu", "gelu"], "identity", "huber", "real"),
+    ([3, 6, 5, 4, 2], ["elu", "identity", "gelu_tanh"], "tanh", "mse", "real"),
 ]
+
+
+def arch_id(arch):
+    hidden = arch[1] if isinstance(arch[1], str) else ",".join(arch[1])
+    return "-".join([hidden, *arch[2:4]])
+
+
 OPTIMIZERS = [fastbp.SGD(lr=0.1), fastbp.SGD(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
               fastbp.Adam(lr=0.01, weight_decay=0.1)]
 
@@ -60,7 +67,7 @@ def targets(kind, rng, shape):
     return 3 * rng.normal(size=shape)  # large enough for huber's linear part
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: "-".join(a[1:4]))
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=arch_id)
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=["sgd", "nesterov", "adamw"])
 def test_every_architecture_and_optimizer_equals_separate_networks(arch, opt):
     sizes, hidden, output, loss, kind = arch

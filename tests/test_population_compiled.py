@@ -14,7 +14,7 @@ from fastbp import kernels
 from fastbp.kernels import codegen_population
 
 from .conftest import TOL, needs_jit
-from .test_population import ARCHITECTURES, OPTIMIZERS, targets
+from .test_population import ARCHITECTURES, OPTIMIZERS, arch_id, targets
 
 
 def twins(n, sizes, hidden="tanh", output="identity", loss="mse", optimizer=None, dtype=np.float64, seed=5):
@@ -28,7 +28,7 @@ def assert_same_state(generic, compiled, tol):
     np.testing.assert_array_equal(compiled.hypers, generic.hypers)
 
 
-@pytest.mark.parametrize("arch", ARCHITECTURES, ids=lambda a: "-".join(a[1:4]))
+@pytest.mark.parametrize("arch", ARCHITECTURES, ids=arch_id)
 def test_compiled_population_equals_generic(arch):
     """Every activation and loss (labels too), every optimizer, several rows per member, a partial block."""
     sizes, hidden, output, loss, kind = arch

@@ -32,7 +32,10 @@ def cases(draw, max_width=64, dtypes=(np.float32, np.float64)):
     output, loss = draw(st.sampled_from(PAIRINGS))
     if output == "softmax":
         sizes[-1] = max(sizes[-1], 2)
-    return dict(sizes=sizes, hidden=draw(st.sampled_from(HIDDEN)), output=output, loss=loss,
+    # One activation for every hidden layer, or one drawn per hidden layer.
+    per_layer = st.lists(st.sampled_from(HIDDEN), min_size=n_layers - 1, max_size=n_layers - 1)
+    hidden = draw(st.one_of(st.sampled_from(HIDDEN), per_layer))
+    return dict(sizes=sizes, hidden=hidden, output=output, loss=loss,
                 dtype=draw(st.sampled_from(dtypes)), batch=draw(st.integers(1, 16)), seed=draw(st.integers(0, 2**16)),
                 optimizer=draw(st.sampled_from(sorted(OPTIMIZERS))))
 

@@ -20,9 +20,15 @@ class Case:
     sizes: tuple
     batch: int
     dtype: type
-    hidden: str
+    hidden: str  # or a tuple: one per hidden layer
     output: str
     loss: str
+
+    @property
+    def hidden_layers(self):
+        """The activation of each hidden layer."""
+        n = len(self.sizes) - 2
+        return (self.hidden,) * n if isinstance(self.hidden, str) else tuple(self.hidden)
 
     def grad_output(self, seed=1):
         """A fixed dL/dP for the output activations, as a user's own loss would give (``backward_step``)."""
@@ -63,6 +69,8 @@ CASES = {c.name: c for c in [
     Case("wide", (1024, 1024, 1024, 1024), 256, np.float32, "relu", "identity", "mse"),
     # SimpleChains.jl's documentation example: a small network on a large full batch.
     Case("simplechains", (4, 32, 16, 4), 10_000, np.float32, "tanh", "identity", "mse"),
+    # policy-batch with silu first (its derivative reads z, kept beside a): an activation per layer.
+    Case("policy-mixed", (8, 64, 64, 2), 32, np.float32, ("silu", "tanh"), "identity", "mse"),
 ]}
 OPS = ("train_step", "forward", "gradients", "backward_step")  # backward_step: backward from a given dL/dP, then SGD
 
@@ -123,10 +131,10 @@ class TorchImpl:
             raise NotImplementedError("PyTorch is not installed") from None
         self.torch = torch
         nn = torch.nn
-        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity}[case.hidden]
+        act = {"relu": nn.ReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid, "identity": nn.Identity, "silu": nn.SiLU}
         layers = []
-        for a, b in zip(case.sizes[:-1], case.sizes[1:]):
-            layers += [nn.Linear(a, b), act()]
+        for a, b, name in zip(case.sizes[:-1], case.sizes[1:], case.hidden_layers + ("identity",)):
+            layers += [nn.Linear(a, b), act[name]()]
         layers.pop()
         if case.output == "sigmoid":
             layers.append(nn.Sigmoid())
@@ -185,11 +193,13 @@ class JaxImpl:
         self.params = [(jnp.asarray(W.T), jnp.asarray(b)) for W, b in case.network().layers()]
         X, Y = case.data()
         self.X, self.Y = jnp.asarray(X), jnp.asarray(Y)
-        phi = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z}[case.hidden]
+        act = {"relu": jax.nn.relu, "tanh": jnp.tanh, "sigmoid": jax.nn.sigmoid, "identity": lambda z: z,
+               "silu": jax.nn.silu}
+        phis = [act[name] for name in case.hidden_layers]
 
         def forward(params, X):
             a = X
-            for W, b in params[:-1]:
+            for (W, b), phi in zip(params[:-1], phis):
                 a = phi(a @ W + b)
             W, b = params[-1]
             return a @ W + b  # the output's pre-activation

@@ -25,7 +25,7 @@ flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
     Row 0 the parameters, row 1 the gradient, rows 2.. the optimizer state. Layer l's weight ``W`` (shape
     (n_out, n_in), PyTorch's ``Linear.weight``) and then its bias ``b`` (n_out,) follow layer l-1's in each row.
 spec : ndarray of int64
-    The architecture, read only: ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    The architecture, read only: ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``.
 hyper : ndarray of float64, shape (fastbp.optim.HYPER_SIZE,)
     The optimizer's hyperparameters, schedule, clipping norm and step count (:mod:`fastbp.optim`); the step count is
     written.

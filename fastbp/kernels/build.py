@@ -18,7 +18,7 @@ from numba import types
 
 from .. import plan
 from .._jit import cache_dir
-from . import compiled
+from . import codegen, compiled
 
 def argument_types(sig):
     """Per kernel name, the argument types a network calls it with (one signature each): C-contiguous, writeable
@@ -65,10 +65,19 @@ def ensure_plan(sig, phase, namespace):
         plan.store(sig, plan.measure(sig, (serial, parallel)))
 
 
+def encode(sig):
+    """A signature as the build child's command line carries it (JSON)."""
+    return json.dumps([list(sig[0]), *sig[1:]])
+
+
+def decode(text):
+    """The signature :func:`encode` wrote: equal to it, tuples and all (a cache key is its repr)."""
+    return codegen.signature(*json.loads(text))
+
+
 def main(argv):
     """Build ``argv[2]``'s kernels of the signature ``argv[1]`` (JSON) into the disk cache; 0 when done."""
-    sig, phase = json.loads(argv[1]), argv[2]
-    sig = (tuple(sig[0]), *sig[1:])
+    sig, phase = decode(argv[1]), argv[2]
     try:
         os.nice(10)  # the user's own work comes first
     except (AttributeError, OSError):

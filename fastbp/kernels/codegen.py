@@ -53,7 +53,8 @@ class _Network(Signature):
 
     @staticmethod
     def backprop(name, a, d, count, pad):
-        """Lines for d[i] *= phi'(z[i]) from a = phi(z), i < count (not softmax)."""
+        """Lines for d[i] *= phi'(z[i]) from a = phi(z) (or from z, act.from_input) at ``a``, i < count (not
+        softmax)."""
         if name == "identity":
             return []
         return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= act.{name}_derivative(buf[U({a} + i)])"]
@@ -117,8 +118,8 @@ class _Network(Signature):
                 continue
             lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
             lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda k, l=l, a=a: f"{self.W[l]} + u + {k} * {a}",
-                                      a, "", self.delta_finish("r", "a"),
-                                      setup=[f"a = {self.off(f'A{l}', T)} + u * {T}"])
+                                      a, "", self.delta_finish(l, "r", "a"),
+                                      setup=[f"a = {self.off(self.derivative_source(l), T)} + u * {T}"])
         return lines
 
     # ---- the single-row path -----------------------------------------------------------------------------------
@@ -127,7 +128,7 @@ class _Network(Signature):
         lines = []
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
-            out = "Z" if l == self.L - 1 else f"A{l + 1}"
+            out = self.sums(l)
             lines += [f"    # layer {l + 1}: {a} -> {b}",
                       f"    for j in range({b}):",
                       f"        w = {self.W[l]} + j * {a}",
@@ -164,7 +165,7 @@ class _Network(Signature):
                       f"        w = {self.W[l]} + j * {a}",
                       f"        for k in range({a}):",
                       f"            buf[U({dl} + k)] += p[U(w + k)] * d"]
-            lines += self.backprop(self.hidden, al, dl, a, "    ")
+            lines += self.backprop(self.name(l - 1), self.off(self.derivative_source(l), 1), dl, a, "    ")
         return lines
 
     # ---- the module ----------------------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ class _Population(Signature):
                 continue
             lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
             lines += self.matvec(a, b, f"D{l}", f"D{l + 1}", lambda k, l=l, a=a: f"{self.W[l]} + u + ({k}) * {a}",
-                                 a, "", self.delta_finish("i", "h"), setup=[f"h = {self.at(f'A{l}', 'u')}"])
+                                 a, "", self.delta_finish(l, "i", "h"),
+                                 setup=[f"h = {self.at(self.derivative_source(l), 'u')}"])
         return lines
 
     def load_row(self, targets):

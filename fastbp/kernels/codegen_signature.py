@@ -4,13 +4,16 @@ generators write alike (the sums over a unit's inputs in chunks, and what comple
 
 import numpy as np
 
+from .. import activations as act
 from ..config import CHUNK, GROUPS, TILE_BYTES  # noqa: F401 (the generators' tunables)
 
 GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
 
 
 def signature(sizes, hidden, output, loss, dtype):
-    """The tuple that shapes the generated code (and names its cache entry)."""
+    """The tuple that shapes the generated code (and names its cache entry): ``hidden`` a name, or a tuple of names
+    (a list, as JSON gives it back, becomes one)."""
+    hidden = hidden if isinstance(hidden, str) else tuple(hidden)
     return (tuple(int(s) for s in sizes), hidden, output, loss, np.dtype(dtype).name)
 
 
@@ -25,6 +28,7 @@ class Signature:
     def __init__(self, sizes, hidden, output, loss, dtype):
         self.sizes, self.hidden, self.output, self.loss, self.dtype = sizes, hidden, output, loss, dtype
         self.L = len(sizes) - 1
+        self.names = ((hidden,) * (self.L - 1) if isinstance(hidden, str) else tuple(hidden)) + (output,)
         self.tile = tile_rows(dtype)
         # Parameter offsets: layer l's weight (n_out, n_in) at W[l], its bias at B[l].
         self.W, self.B, off = [], [], 0
@@ -45,11 +49,23 @@ class Signature:
         for l in range(1, self.L + 1):
             self.units[f"D{l}"] = u
             u += sizes[l]
+        for l in range(1, self.L):  # Z_l: the pre-activations of A_l, where its derivative is computed from them
+            if act.from_input(act.CODES[self.names[l - 1]]):
+                self.units[f"Z{l}"] = u
+                u += sizes[l]
         self.width = u
 
     def name(self, l):
         """The activation after layer l (0-based)."""
-        return self.output if l == self.L - 1 else self.hidden
+        return self.names[l]
+
+    def sums(self, l):
+        """The block layer l's sums z go to: A_{l+1}, activated in place, or Z (the output's) or Z_{l+1} (kept)."""
+        return "Z" if l == self.L - 1 else f"Z{l + 1}" if f"Z{l + 1}" in self.units else f"A{l + 1}"
+
+    def derivative_source(self, l):
+        """The block the derivative of the hidden A_l reads: Z_l where kept, else A_l."""
+        return f"Z{l}" if f"Z{l}" in self.units else f"A{l}"
 
     def chunks(self, n_in, emit):
         """Lines for the inputs 0 .. n_in in passes of CHUNK: the first pass, a loop over the middle ones, the last
@@ -68,8 +84,7 @@ class Signature:
         layer keeps z beside a. The activation is applied as the sum completes, never by a pass of its own over the
         row (in place, LLVM turns relu's store into a masked store, microcoded and slow on AMD)."""
         name = self.name(l)
-        out = "Z" if l == self.L - 1 else f"A{l + 1}"
-        shift = (self.units[f"A{l + 1}"] - self.units[out]) * stride  # from z to a: 0 for the hidden layers
+        shift = (self.units[f"A{l + 1}"] - self.units[self.sums(l)]) * stride  # from z to a: 0 if in place
 
         def finish(v):
             if name == "softmax" or (name == "identity" and shift == 0):
@@ -79,12 +94,15 @@ class Signature:
             return [f"z = {v}", f"buf[U(o + {lane})] = z", f"buf[U(o - {-shift} + {lane})] = act.{name}(z)"]
         return finish
 
-    def delta_finish(self, lane, a):
-        """finish(value) for a hidden unit's delta at ``lane``: times phi'(z), from a = phi(z) at offset ``a``."""
+    def delta_finish(self, l, lane, a):
+        """finish(value) for a delta of the hidden A_l at ``lane``: times phi'(z), from the block
+        :meth:`derivative_source` (a = phi(z), or z) at offset ``a``."""
+        name = self.name(l - 1)
+
         def finish(v):
-            if self.hidden == "identity":
+            if name == "identity":
                 return [f"buf[U(o + {lane})] = {v}"]
-            return [f"buf[U(o + {lane})] = ({v}) * act.{self.hidden}_derivative(buf[U({a} + {lane})])"]
+            return [f"buf[U(o + {lane})] = ({v}) * act.{name}_derivative(buf[U({a} + {lane})])"]
         return finish
 
     def forward_layers(self, matvec, bias, stride, lane, count, at):
@@ -94,9 +112,8 @@ class Signature:
         lines = []
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
-            out = "Z" if l == self.L - 1 else f"A{l + 1}"
             lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
-            lines += matvec(b, a, out, f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1, bias(l),
+            lines += matvec(b, a, self.sums(l), f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1, bias(l),
                             self.forward_finish(l, stride, lane))
             if self.name(l) == "softmax":
                 z, p = f"{at('Z')} + {lane}", f"{at(f'A{self.L}')} + {lane}"

@@ -15,8 +15,9 @@ from .. import losses
 from .._jit import helper, inline, kernel, kernel_pair
 from ..config import BLAS_MIN_WIDTH, BLAS_MIN_WORK, CHUNK_ROWS, PARALLEL_MIN_WORK  # noqa: F401 (re-exported)
 from ..optim import update
-from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _load_input, _load_targets,
-                     _matrix, _param_offset, _target_offset, _z_offset)
+from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_z_offset,
+                     _load_input, _load_targets, _matrix, _param_offset, _target_offset, _z_offset, hidden_code,
+                     layer_code)
 
 
 @kernel  # also called from Python (fastbp.dispatch)
@@ -56,8 +57,10 @@ def _forward(flat, spec, work, n):
     for l in range(L):
         n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
         b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
-        z_off = _z_offset(spec, n) if l == L - 1 else out_off  # hidden layers activate in place
-        code = spec[OUTPUT] if l == L - 1 else spec[HIDDEN]
+        code = layer_code(spec, l)
+        # Hidden layers activate in place, but for the activations whose derivative needs z.
+        z_off = _z_offset(spec, n) if l == L - 1 else _kept_z_offset(spec, n, l + 1) if act.from_input(code) \
+            else out_off
         blas = uses_blas(n, n_in, n_out)
         if blas:
             np.dot(_matrix(work, a_off, n, n_in), _matrix(p, w_off, n_out, n_in).T, _matrix(work, z_off, n, n_out))
@@ -182,7 +185,8 @@ def _backward(flat, spec, work, n):
                     d, w = work[U(d_off + i * n_out + j)], w_off + j * n_in
                     for k in range(n_in):
                         work[U(dp + k)] += d * p[U(w + k)]
-            act.backprop_span(spec[HIDDEN], work, a_off + lo * n_in, dp_off + lo * n_in, (hi - lo) * n_in)
+            act.backprop_span(hidden_code(spec, l), work, _derivative_source(spec, n, l) + lo * n_in, dp_off + lo * n_in,
+                              (hi - lo) * n_in)
 
 
 def _predict(flat, spec, work, X, out):
@@ -192,8 +196,8 @@ def _predict(flat, spec, work, X, out):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read only: the parameters ``flat[0]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer
@@ -266,8 +270,8 @@ def _loss(flat, spec, work, X, Y):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read only: the parameters ``flat[0]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer
@@ -291,8 +295,8 @@ def _weighted_loss(flat, spec, work, X, Y, sample_weight):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read only: the parameters ``flat[0]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer
@@ -319,8 +323,8 @@ def _gradient(flat, spec, work, X, Y):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer
@@ -344,8 +348,8 @@ def _weighted_gradient(flat, spec, work, X, Y, sample_weight):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer
@@ -374,8 +378,8 @@ def _train_step(flat, spec, hyper, work, X, Y):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read and written: the parameters ``flat[0]``, the gradient ``flat[1]`` and the optimizer state ``flat[2:]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
         The optimizer's hyperparameters, schedule and clipping norm (:mod:`fastbp.optim`). Written: the step count
         ``hyper[fastbp.optim.STEP]``, incremented when the update is applied.
@@ -405,8 +409,8 @@ def _weighted_train_step(flat, spec, hyper, work, X, Y, sample_weight):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read and written: the parameters ``flat[0]``, the gradient ``flat[1]`` and the optimizer state ``flat[2:]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     hyper : ndarray, shape (fastbp.optim.HYPER_SIZE,), float64
         The optimizer's hyperparameters, schedule and clipping norm (:mod:`fastbp.optim`). Written: the step count
         ``hyper[fastbp.optim.STEP]``, incremented when the update is applied.
@@ -436,8 +440,8 @@ def _backward_output(flat, spec, work, X, grad_output):
     ----------
     flat : ndarray, shape (2 + n_slots, n_params), float32 or float64
         Read: the parameters ``flat[0]``. Written: the gradient ``flat[1]``.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``; read only.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read only.
     work : ndarray, shape (>= work_size(spec, n),), flat's dtype
         Scratch, overwritten; its length is not checked.
     X : ndarray, shape (n, n_in), float or integer

@@ -4,9 +4,13 @@ of a batch into ``work`` (converted once, checked for finiteness on the way)."""
 import numpy as np
 from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
 
+from .. import activations as act
 from .._jit import helper, kernel
 
-N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)  # spec layout
+# spec layout: [n_layers, hidden code, output code, loss code, sizes (n_layers + 1)..., hidden codes (n_layers - 1)...]
+# The hidden codes give each hidden layer's activation; spec[HIDDEN] is their common code, or MIXED if they differ.
+N_LAYERS, HIDDEN, OUTPUT, LOSS, SIZES = range(5)
+MIXED = -1
 ALIGNMENT = 64  # bytes: a cache line, and one AVX-512 vector
 
 
@@ -29,8 +33,8 @@ def n_params(spec):
 
     Parameters
     ----------
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``.
 
     Returns
     -------
@@ -49,8 +53,8 @@ def work_size(spec, n):
 
     Parameters
     ----------
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``.
     n : int
         The batch's rows.
 
@@ -64,12 +68,28 @@ def work_size(spec, n):
     width = spec[SIZES] + 3 * spec[SIZES + L]  # input copy, output pre-activation, output delta, target copy
     for l in range(1, L + 1):
         width += 2 * spec[SIZES + l] if l < L else spec[SIZES + l]  # activations and deltas
+    for l in range(1, L):
+        if act.from_input(hidden_code(spec, l)):
+            width += spec[SIZES + l]  # the pre-activations kept for the derivative
     return n * width
 
 
 # Offsets into the flat arrays. Layer l's weight W (n_out, n_in) and bias b (n_out) follow layer l-1's in every row
 # of ``flat``. ``work`` holds, for a batch of n rows, the blocks A_0 (the input copy), A_1 .. A_L (activations),
-# Z_L (the output pre-activation), D_1 .. D_L (the deltas) and Y (the target copy), each (n, width) row-major.
+# Z_L (the output pre-activation), D_1 .. D_L (the deltas), Y (the target copy) and, for each hidden A_l whose
+# activation's derivative is computed from z (act.from_input), its pre-activation Z_l; each (n, width) row-major.
+
+@helper
+def hidden_code(spec, l):
+    """The activation code of the hidden activations A_l, 1 <= l < n_layers."""
+    return spec[SIZES + spec[N_LAYERS] + l]
+
+
+@helper
+def layer_code(spec, l):
+    """The activation code after layer l, 0 <= l < n_layers (the output's after the last)."""
+    return spec[OUTPUT] if l == spec[N_LAYERS] - 1 else hidden_code(spec, l + 1)
+
 
 @helper
 def _param_offset(spec, l):
@@ -103,6 +123,22 @@ def _delta_offset(spec, n, l):
 @helper
 def _target_offset(spec, n):
     return _delta_offset(spec, n, spec[N_LAYERS]) + n * spec[SIZES + spec[N_LAYERS]]
+
+
+@helper
+def _kept_z_offset(spec, n, l):
+    """Z_l, the pre-activations of the hidden A_l (kept only where act.from_input)."""
+    off = _target_offset(spec, n) + n * spec[SIZES + spec[N_LAYERS]]
+    for k in range(1, l):
+        if act.from_input(hidden_code(spec, k)):
+            off += n * spec[SIZES + k]
+    return off
+
+
+@helper
+def _derivative_source(spec, n, l):
+    """Where the hidden layer A_l's derivative reads from: Z_l for the activations from_input, else A_l."""
+    return _kept_z_offset(spec, n, l) if act.from_input(hidden_code(spec, l)) else _act_offset(spec, n, l)
 
 
 @helper

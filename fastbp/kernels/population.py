@@ -10,8 +10,8 @@ from .. import losses, optim
 from .._jit import helper, kernel, kernel_pair
 from ..config import LANES
 from ..optim import update
-from .layout import (HIDDEN, LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _param_offset,
-                     _target_offset, _z_offset, work_size)
+from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_z_offset,
+                     _param_offset, _target_offset, _z_offset, hidden_code, layer_code, work_size)
 
 # A population interleaves its N members: flats (2 + n_slots, n_params, N), so member m's flat array is the column
 # flats[:, :, m], and works (population_work_size(spec, n), N) holds every member's work the same way. Each scalar of
@@ -28,8 +28,8 @@ def population_work_size(spec, n):
 
     Parameters
     ----------
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture, ``[n_layers, hidden code, output code, loss code, sizes...]``.
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``.
     n : int
         The rows of each member's batch.
 
@@ -76,8 +76,9 @@ def _forward_lanes(flats, spec, buf, N, n, lo, hi):
     for l in range(L):
         n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
         b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
-        z_off = _z_offset(spec, n) if l == L - 1 else out_off
-        code = spec[OUTPUT] if l == L - 1 else spec[HIDDEN]
+        code = layer_code(spec, l)
+        z_off = _z_offset(spec, n) if l == L - 1 else _kept_z_offset(spec, n, l + 1) if act.from_input(code) \
+            else out_off
         for i in range(n):
             a, z = a_off + i * n_in, z_off + i * n_out
             for j in range(n_out):
@@ -152,7 +153,7 @@ def _backward_lanes(flats, spec, buf, N, n, lo, hi):
                         flats[1, w, U(m)] = g + buf[U(d + m)] * buf[U(a + m)]
         if l == 0:
             break
-        dp_off = _delta_offset(spec, n, l)
+        dp_off, s_off = _delta_offset(spec, n, l), _derivative_source(spec, n, l)
         for i in range(n):
             for k in range(n_in):
                 dp = (dp_off + i * n_in + k) * N
@@ -162,7 +163,7 @@ def _backward_lanes(flats, spec, buf, N, n, lo, hi):
                     d, w = (d_off + i * n_out + j) * N, w_off + j * n_in + k
                     for m in range(lo, hi):
                         buf[U(dp + m)] += buf[U(d + m)] * flats[0, w, U(m)]
-                act.backprop_span(spec[HIDDEN], buf, (a_off + i * n_in + k) * N + lo, dp + lo, hi - lo)
+                act.backprop_span(hidden_code(spec, l), buf, (s_off + i * n_in + k) * N + lo, dp + lo, hi - lo)
 
 
 @helper
@@ -236,8 +237,8 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
     flats : ndarray, shape (2 + n_slots, n_params, N), float32 or float64, C-contiguous
         Member m's ``flat`` is the column ``flats[:, :, m]``. Read and written: the parameters, the gradients and
         the optimizer states.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes...]``; read
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read
         only.
     hypers : ndarray, shape (N, fastbp.optim.HYPER_SIZE), float64
         Each member's ``hyper`` (:mod:`fastbp.optim`), one optimizer kind for all; schedules apply per member, and
@@ -328,8 +329,8 @@ def _population_predict(flats, spec, works, X, out):
     ----------
     flats : ndarray, shape (2 + n_slots, n_params, N), float32 or float64, C-contiguous
         Read only: the parameters ``flats[0]``, member m's in column m.
-    spec : ndarray, shape (4 + n_layers + 1,), int64
-        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes...]``; read
+    spec : ndarray, shape (2 * n_layers + 4,), int64
+        The architecture all members share, ``[n_layers, hidden code, output code, loss code, sizes..., hidden codes...]``; read
         only.
     works : ndarray, shape (>= population_work_size(spec, n), N), flats' dtype, C-contiguous
         Scratch, overwritten; its size is not checked.
