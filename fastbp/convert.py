@@ -13,10 +13,15 @@ import numpy as np
 from . import activations as act
 from ._checks import DTYPES
 
-# PyTorch's activation modules, by fastbp's name (Identity: no activation).
-TORCH_ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "sigmoid": "Sigmoid",
-                     "softmax": "Softmax", "identity": "Identity"}
-SUPPORTED_TORCH = "Linear, " + ", ".join(TORCH_ACTIVATIONS.values())
+# PyTorch's activation modules, by fastbp's name (Identity: no activation), and the arguments fastbp computes with:
+# to_torch passes them, from_torch refuses a module with others (softmax: any dim over the features).
+TORCH_ACTIVATIONS = {"relu": "ReLU", "leaky_relu": "LeakyReLU", "tanh": "Tanh", "sigmoid": "Sigmoid", "elu": "ELU",
+                     "silu": "SiLU", "gelu": "GELU", "gelu_tanh": "GELU", "softplus": "Softplus", "softmax": "Softmax",
+                     "identity": "Identity"}
+TORCH_ARGUMENTS = {"leaky_relu": dict(negative_slope=act.LEAKY_SLOPE), "elu": dict(alpha=1.0),
+                   "gelu": dict(approximate="none"), "gelu_tanh": dict(approximate="tanh"),
+                   "softplus": dict(beta=1.0, threshold=act.SOFTPLUS_THRESHOLD), "softmax": dict(dim=-1)}
+SUPPORTED_TORCH = "Linear, " + ", ".join(dict.fromkeys(TORCH_ACTIVATIONS.values()))
 
 
 def stack(net):
@@ -24,7 +29,7 @@ def stack(net):
     leaves half a step in them), and the activation after each layer."""
     with net._lock:
         layers = [(W.copy(), b.copy()) for W, b in net.layers()]
-    return layers, [net.hidden] * (len(layers) - 1) + [net.output]
+    return layers, list(net.activations)
 
 
 def network(cls, layers, activations, default_dtype, source, **kwargs):
@@ -49,12 +54,11 @@ def network(cls, layers, activations, default_dtype, source, **kwargs):
     """
     if not layers:
         raise ValueError(f"{source} has no dense layer")
-    hidden = sorted(set(activations[:-1]))
-    if "softmax" in hidden:
+    if "softmax" in activations[:-1]:
         raise ValueError(f"{source}: softmax comes before the last layer; fastbp has softmax only as the output")
-    if len(hidden) > 1:
-        raise ValueError(f"{source}: the hidden layers use {' and '.join(hidden)}; a fastbp network has one hidden "
-                         f"activation for all of them (activations after each layer: {activations})")
+    if activations[-1] not in act.OUTPUT:
+        raise ValueError(f"{source}: {activations[-1]} after the last layer; fastbp's output activation is one of "
+                         f"{', '.join(act.OUTPUT)} ({activations[-1]} is for hidden layers)")
     sizes = [layers[0][0].shape[1]]
     for l, (W, b) in enumerate(layers):
         if W.ndim != 2 or W.shape[1] != sizes[-1] or b.shape != (W.shape[0],):
@@ -66,7 +70,7 @@ def network(cls, layers, activations, default_dtype, source, **kwargs):
     output = activations[-1]
     kwargs.setdefault("loss", {"softmax": "cross_entropy", "sigmoid": "bce"}.get(output, "mse"))
     kwargs.setdefault("dtype", default_dtype)
-    net = cls(sizes, hidden=hidden[0] if hidden else "identity", output=output, **kwargs)
+    net = cls(sizes, hidden=list(activations[:-1]), output=output, **kwargs)
     for (W, b), (W_in, b_in) in zip(net.layers(), layers):
         W[:], b[:] = W_in, b_in
     return net
@@ -93,7 +97,6 @@ def to_torch(net):
     """:meth:`fastbp.Network.to_torch`."""
     torch = _torch()
 
-    arguments = {"leaky_relu": (act.LEAKY_SLOPE,), "softmax": (-1,)}  # the slope; the features' dim
     layers, activations = stack(net)
     sequence = []
     for l, ((W, b), name) in enumerate(zip(layers, activations)):
@@ -104,7 +107,7 @@ def to_torch(net):
         sequence.append(linear)
         # An Identity between Linears keeps the indices of state_dict's keys: 0, 2, 4, ...
         if l < len(layers) - 1 or name != "identity":
-            sequence.append(getattr(torch.nn, TORCH_ACTIVATIONS[name])(*arguments.get(name, ())))
+            sequence.append(getattr(torch.nn, TORCH_ACTIVATIONS[name])(**TORCH_ARGUMENTS.get(name, {})))
     return torch.nn.Sequential(*sequence)
 
 
@@ -134,11 +137,19 @@ def from_torch(cls, module, **kwargs):
             raise ValueError(f"{where}: fastbp takes an nn.Sequential of {SUPPORTED_TORCH}, got {kind}")
         if name == "identity":
             continue
-        if name == "leaky_relu" and child.negative_slope != act.LEAKY_SLOPE:
-            raise ValueError(f"{where}: fastbp's leaky_relu has slope {act.LEAKY_SLOPE}, got {child.negative_slope}")
         if name == "softmax" and child.dim not in (-1, 1, None):
             raise ValueError(f"{where}: fastbp's softmax is over the features (dim=-1 or 1), got dim={child.dim}")
+        if name.startswith("gelu"):  # one module, two fastbp activations
+            name = "gelu_tanh" if child.approximate == "tanh" else "gelu"
+        fixed = {k: v for k, v in TORCH_ARGUMENTS.get(name, {}).items() if k != "dim"}
+        got = {k: getattr(child, k) for k in fixed}
+        if got != fixed:
+            raise ValueError(f"{where}: fastbp's {name} has {_listed(fixed)}, got {_listed(got)}")
         if not layers or activations[-1] != "identity":
             raise ValueError(f"{where}: an activation must follow a Linear, and only one")
         activations[-1] = name
     return network(cls, layers, activations, dtype, "the module", **kwargs)
+
+
+def _listed(arguments):
+    return ", ".join(f"{k}={v!r}" for k, v in arguments.items())

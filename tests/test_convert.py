@@ -23,7 +23,7 @@ def stack_of(key):
     inputs = CASES[key]["in"]
     n = len(inputs["sizes"]) - 1
     layers = [(inputs[f"{2 * l}.weight"], inputs[f"{2 * l}.bias"]) for l in range(n)]
-    return layers, [hidden] * (n - 1) + [output], inputs
+    return layers, make_golden.hidden_names(hidden, n - 1) + [output], inputs
 
 
 def network_of(key, **kwargs):
@@ -43,11 +43,12 @@ def torch_forward(request):
 
 @pytest.mark.parametrize("key", MODULES)
 def test_a_stack_computes_what_the_sequential_does(key, torch_forward):
-    """Every hidden activation x last module x dtype: the network built from the module's parameters and
-    activations (the path from_torch and fastbp.onnx.load share) computes PyTorch's outputs."""
+    """Every hidden activation and mixed network x last module x dtype: the network built from the module's
+    parameters and activations (the path from_torch and fastbp.onnx.load share) computes PyTorch's outputs."""
     _, activations, inputs = stack_of(key)
     net = network_of(key)
-    assert (net.hidden, net.output, net.dtype) == (activations[0], activations[-1], inputs["X"].dtype)
+    assert (net.activations, net.dtype) == (tuple(activations), inputs["X"].dtype)
+    assert net.hidden == (activations[0] if len(set(activations[:-1])) == 1 else tuple(activations[:-1]))
     assert net.loss == {"softmax": "cross_entropy", "sigmoid": "bce"}.get(activations[-1], "mse")
     close(net.forward(inputs["X"]), torch_forward(key), inputs["X"].dtype, rtol=1e-12)
 
@@ -57,14 +58,20 @@ def test_the_stack_checks_what_a_network_can_hold():
     W1, b1, W2, b2 = rng.normal(size=(4, 3)), np.zeros(4), rng.normal(size=(2, 4)), np.zeros(2)
     for layers, activations, words in [
             ([], [], "no dense layer"),
-            ([(W1, b1), (W2, b2), (W2[:, :2], b2)], ["relu", "tanh", "identity"], "relu and tanh"),
             ([(W1, b1), (W2, b2)], ["softmax", "identity"], "softmax comes before the last layer"),
+            ([(W1, b1), (W2, b2)], ["relu", "silu"], "silu after the last layer; fastbp's output activation is one of"),
             ([(W1, b1), (W2, b2), (W2, b2)], ["relu", "relu", "identity"], "expected (n_out, 2)"),
             ([(W1, b1), (W2, b1)], ["relu", "identity"], "bias (4,)"),
             ([(W1, b1), (W2, b2[:1])], ["relu", "identity"], "bias (1,)"),
             ([(W1, b1), (W2 * np.nan, b2)], ["relu", "identity"], "NaN")]:
-        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
             convert.network(fastbp.Network, layers, activations, np.float64, "stack")
+    # An activation per hidden layer, and none (a single layer).
+    net = convert.network(fastbp.Network, [(W1, b1), (np.eye(4), b1), (W2, b2)], ["relu", "tanh", "sigmoid"],
+                          np.float32, "stack")
+    assert (net.hidden, net.activations, net.loss, net.dtype) == (("relu", "tanh"), ("relu", "tanh", "sigmoid"), "bce",
+                                                                  np.float32)
+    assert convert.network(fastbp.Network, [(W1, b1)], ["identity"], np.float64, "stack").activations == ("identity",)
 
 
 def test_without_the_optional_packages_the_methods_say_what_to_install(monkeypatch):
@@ -88,10 +95,11 @@ def torch():
 
 @pytest.mark.parametrize("key", MODULES)
 def test_from_torch_copies_every_module_kind_exactly(key, torch):
+    _, hidden, output, _ = key.split("/")
     _, activations, inputs = stack_of(key)
-    module = make_golden.sequential(torch, inputs, activations[0], None if activations[-1] == "identity"
-                                    else activations[-1])
+    module = make_golden.sequential(torch, inputs, hidden, None if output == "identity" else output)
     net = fastbp.Network.from_torch(module)
+    assert net.activations == tuple(activations)
     assert np.array_equal(net.params, network_of(key).params)
     close(net.forward(inputs["X"]), CASES[key]["out"]["forward"], inputs["X"].dtype, rtol=1e-12)
 
@@ -107,11 +115,28 @@ def test_to_torch_round_trips_exactly(key, torch):
     assert net.output != "softmax" or module[-1].dim == -1
     with torch.no_grad():
         close(module(torch.from_numpy(inputs["X"])).numpy(), net.forward(inputs["X"]), inputs["X"].dtype, rtol=1e-12)
+    # Each activation as its module, with the arguments fastbp computes with.
+    for module_, name in zip(module[1::2], net.activations):
+        assert type(module_).__name__ == convert.TORCH_ACTIVATIONS[name]
+        assert all(getattr(module_, k) == v for k, v in convert.TORCH_ARGUMENTS.get(name, {}).items())
     back = fastbp.Network.from_torch(module)
-    assert np.array_equal(back.params, net.params) and (back.sizes, back.hidden, back.output, back.dtype) == (
-        net.sizes, net.hidden, net.output, net.dtype)
+    assert np.array_equal(back.params, net.params) and (back.sizes, back.activations, back.dtype) == (
+        net.sizes, net.activations, net.dtype)
     module.state_dict()["0.weight"][0, 0] += 1  # a copy: the network is not the module
     assert np.array_equal(back.params, net.params)
+
+
+def test_from_torch_takes_an_activation_per_layer(torch):
+    """The issue's module: ReLU after one hidden layer, Tanh after the next; GELU's two forms are two activations."""
+    nn = torch.nn
+    module = nn.Sequential(nn.Linear(6, 10), nn.ReLU(), nn.Linear(10, 10), nn.Tanh(), nn.Linear(10, 8),
+                           nn.GELU(approximate="tanh"), nn.Linear(8, 5), nn.GELU(), nn.Linear(5, 3)).double()
+    net = fastbp.Network.from_torch(module)
+    assert net.hidden == ("relu", "tanh", "gelu_tanh", "gelu") and net.output == "identity"
+    X = np.random.default_rng(0).normal(size=(5, 6))
+    with torch.no_grad():
+        close(net.forward(X), module(torch.from_numpy(X)).numpy(), rtol=1e-12)
+    assert [type(m).__name__ for m in net.to_torch()] == [type(m).__name__ for m in module]
 
 
 def test_from_torch_takes_biasless_layers_identities_and_network_arguments(torch):
@@ -133,10 +158,16 @@ def test_from_torch_refuses_what_fastbp_cannot_hold(torch):
         (nn.Sequential(nn.Linear(3, 4), nn.Dropout(0.1), nn.Linear(4, 2)), "module 1 (Dropout(p=0.1"),
         (nn.Sequential(nn.Conv1d(3, 4, 1)), "got Conv1d"),
         (nn.Sequential(nn.Sequential(nn.Linear(3, 4))), "got Sequential"),
-        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 2)), "slope 0.01"),
-        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.001), nn.Linear(4, 2)), "slope 0.01"),
+        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.2), nn.Linear(4, 2)),
+         "leaky_relu has negative_slope=0.01, got negative_slope=0.2"),
+        (nn.Sequential(nn.Linear(3, 4), nn.LeakyReLU(0.001), nn.Linear(4, 2)), "negative_slope=0.01"),
+        (nn.Sequential(nn.Linear(3, 4), nn.ELU(alpha=0.5), nn.Linear(4, 2)), "elu has alpha=1.0, got alpha=0.5"),
+        (nn.Sequential(nn.Linear(3, 4), nn.Softplus(beta=2), nn.Linear(4, 2)),
+         "softplus has beta=1.0, threshold=20.0, got beta=2, threshold=20.0"),
+        (nn.Sequential(nn.Linear(3, 4), nn.Softplus(threshold=10), nn.Linear(4, 2)), "got beta=1.0, threshold=10"),
+        (nn.Sequential(nn.Linear(3, 4), nn.CELU(), nn.Linear(4, 2)), "GELU, Softplus, Softmax, Identity, got CELU"),
+        (nn.Sequential(nn.Linear(3, 4), nn.SiLU()), "silu after the last layer"),
         (nn.Sequential(nn.Linear(3, 4), nn.Softmax(dim=0)), "dim=0"),
-        (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2)), "relu and tanh"),
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Tanh(), nn.Linear(4, 2)), "and only one"),
         (nn.Sequential(nn.ReLU(), nn.Linear(3, 4)), "must follow a Linear"),
         (nn.Sequential(nn.Linear(3, 4).half()), "float16"),
@@ -146,7 +177,7 @@ def test_from_torch_refuses_what_fastbp_cannot_hold(torch):
         (nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(5, 2)), "expected (n_out, 4)"),
     ]
     for module, words in cases:
-        with pytest.raises(ValueError, match=words.replace("(", r"\(").replace(")", r"\)")):
+        with pytest.raises(ValueError, match=re.escape(words)):
             fastbp.Network.from_torch(module)
     with torch.no_grad():
         module = nn.Sequential(nn.Linear(3, 4))

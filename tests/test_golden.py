@@ -1,6 +1,8 @@
-"""fastbp against PyTorch's numbers on every run: gradients of every activation x output/loss x dtype, the trajectories
-of every optimizer, of every schedule with and without clipping, ReduceLROnPlateau's rates, vector-Jacobian products
-of objectives fastbp does not know, and a state_dict in an nn.Sequential.
+"""fastbp against PyTorch's numbers on every run: gradients of every activation x output/loss x dtype (the activations
+added later and networks with an activation per hidden layer with three of the pairings), the trajectories of every
+optimizer, of every schedule with and without clipping, a few Adam steps of those later activations and of the mixed
+networks, ReduceLROnPlateau's rates, vector-Jacobian products of objectives fastbp does not know, and a state_dict in
+an nn.Sequential.
 
 The numbers come from ``tests/golden/torch.npz`` (written by ``tests/golden/make_golden.py``, inputs included), so
 the tests run without PyTorch; where PyTorch is installed, each runs a second time against what it computes now
@@ -42,10 +44,12 @@ def numbers(request):
 
 
 def network(key, hidden, output="identity", loss="mse", optimizer=None):
-    """A network holding the case's parameters, in the dtype of its X."""
+    """A network holding the case's parameters, in the dtype of its X; ``hidden`` as in the case keys (names joined
+    by commas: one per hidden layer)."""
     inputs = CASES[key]["in"]
-    net = fastbp.Network(list(inputs["sizes"]), hidden=hidden, output=output, loss=loss, dtype=inputs["X"].dtype,
-                         optimizer=optimizer or fastbp.SGD(0.1), seed=0)
+    sizes = list(inputs["sizes"])
+    net = fastbp.Network(sizes, hidden=make_golden.hidden_names(hidden, len(sizes) - 2), output=output, loss=loss,
+                         dtype=inputs["X"].dtype, optimizer=optimizer or fastbp.SGD(0.1), seed=0)
     net.load_state_dict({name: value for name, value in inputs.items() if "." in name})
     return net, inputs
 
@@ -76,6 +80,19 @@ def test_optimizer_trajectories_match_torch(numbers, key):
         net.train_step(inputs["X"], inputs["Y"])
         close(net.params, want)
     assert step == 9
+
+
+@pytest.mark.parametrize("key", keys("train"))
+def test_training_steps_match_torch(numbers, key):
+    """The activations added after the first five and the mixed networks: Adam's steps on softmax + cross-entropy,
+    each step's parameters (float32 to 1e-4: both sides round, and Adam's step divides by the gradient's size)."""
+    _, hidden, _ = key.split("/")
+    net, inputs = network(key, hidden, "softmax", "cross_entropy", fastbp.Adam(0.01))
+    assert net.activations == (*make_golden.hidden_names(hidden, len(net.sizes) - 2), "softmax")
+    for want in numbers(key)["params"]:
+        net.train_step(inputs["X"], inputs["Y"])
+        close(net.params, want, net.dtype, rtol=1e-9)
+    assert net.hyper[optim.STEP] == make_golden.TRAIN_STEPS
 
 
 @pytest.mark.parametrize("key", keys("schedule"))
@@ -129,7 +146,10 @@ def test_the_file_is_what_torch_computes_today():
 def test_the_file_covers_every_case():
     """Every activation x pairing x dtype, optimizer, schedule x optimizer x clipping and objective is in the file
     (a case dropped from make_golden.py, or a file written by an older one, fails here)."""
-    assert len(keys("autograd")) == len(make_golden.HIDDEN) * len(make_golden.PAIRINGS) * 2
+    hidden = make_golden.HIDDEN + make_golden.MIXED
+    assert set(fastbp.activations.HIDDEN) == set(make_golden.HIDDEN)  # every activation fastbp has
+    assert len(keys("autograd")) == 2 * sum(len(make_golden.PAIRINGS) if h in make_golden.PAIRED else 3 for h in hidden)
+    assert sorted(k.split("/")[1] for k in keys("train")) == sorted(make_golden.TRAINED * 2)
     assert sorted(k.split("/")[1] for k in keys("optim")) == sorted(OPTIMIZERS)
     assert len(keys("schedule")) == len(SCHEDULES) * 2 * 2 and set(make_golden.SCHEDULES) == set(SCHEDULES)
     assert set(CASES) == set(make_golden.cases())

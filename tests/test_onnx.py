@@ -2,6 +2,7 @@
 graphs of the family load back from whoever wrote them (fastbp, PyTorch's two exporters from committed files,
 skl2onnx, hand-written MatMul + Add); anything else is a ValueError naming the node, and nothing is built."""
 
+import math
 import re
 import warnings
 
@@ -9,23 +10,48 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp import activations as act
 from fastbp import onnx as fonnx
 
-from .conftest import HIDDEN
 from .golden import make_golden
 
 onnx = pytest.importorskip("onnx", reason="the onnx extra is not installed")
 ort = pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+reference = pytest.importorskip("onnx.reference")  # part of onnx: its evaluator, for what ONNX Runtime does not run
 helper, numpy_helper, TP = onnx.helper, onnx.numpy_helper, onnx.TensorProto
 
-OUTPUTS = HIDDEN + ["softmax"]
 TOL = {np.float32: dict(rtol=1e-6, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-12)}
+MIXED = [["relu", "tanh", "silu"], ["gelu", "elu", "softplus"], ["gelu_tanh", "sigmoid", "leaky_relu"]]
 
 
 def run(model, **feeds):
     session = ort.InferenceSession(model.SerializeToString() if hasattr(model, "SerializeToString") else model,
                                    providers=["CPUExecutionProvider"])
     return session.run(None, feeds)
+
+
+class Erf(reference.op_run.OpRun):
+    """erf in the input's dtype (onnx's reference evaluator's own computes in float32)."""
+
+    op_domain = ""
+
+    def _run(self, x):
+        return (np.vectorize(math.erf, otypes=[x.dtype])(x),)
+
+
+def computed(model, **feeds):
+    """The graph's outputs: ONNX Runtime's, or for a float64 graph with Erf (gelu), for which ONNX Runtime has no
+    kernel, onnx's reference evaluator's."""
+    if "Erf" in {n.op_type for n in model.graph.node} and model.graph.input[0].type.tensor_type.elem_type == TP.DOUBLE:
+        return reference.ReferenceEvaluator(model, new_ops=[Erf]).run(None, feeds)
+    return run(model, **feeds)
+
+
+def close(got, want):
+    """Equal to rounding: TOL's, atol taken relative to the largest output (a float32 network's outputs of 10 to 100
+    round to 1e-5)."""
+    tol = TOL[want.dtype.type]
+    np.testing.assert_allclose(got, want, rtol=tol["rtol"], atol=tol["atol"] * max(1.0, np.abs(want).max()))
 
 
 def inputs(n_in, dtype, rows=7, seed=0):
@@ -35,11 +61,12 @@ def inputs(n_in, dtype, rows=7, seed=0):
 # ---- export ----------------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("output", OUTPUTS)
-@pytest.mark.parametrize("hidden", HIDDEN)
+@pytest.mark.parametrize("output", act.OUTPUT)
+@pytest.mark.parametrize("hidden", act.HIDDEN)
 def test_onnx_runtime_computes_forward(hidden, output, dtype):
     """Every activation x output x dtype: the graph checks in full, runs any batch size, equals forward to 1e-6
-    (float32) or 1e-12 (float64), and loads back to the same parameters, bitwise."""
+    (float32) or 1e-12 (float64), and loads back to the same parameters, bitwise. (A float64 gelu's graph runs in
+    onnx's reference evaluator: ONNX Runtime has no float64 Erf.)"""
     net = fastbp.Network([5, 8, 7, 3], hidden=hidden, output=output, dtype=dtype, seed=3)
     model = net.to_onnx()
     onnx.checker.check_model(model, full_check=True)
@@ -52,12 +79,36 @@ def test_onnx_runtime_computes_forward(hidden, output, dtype):
     assert len(gemms) == 3 and all(helper.get_attribute_value(a) == 1 for n in gemms for a in n.attribute)
     for rows in (1, 7, 64):
         X = inputs(5, dtype, rows, seed=rows)
-        (got,) = run(model, input=X)
+        (got,) = computed(model, input=X)
         assert got.dtype == dtype and got.shape == (rows, 3)
         np.testing.assert_allclose(got, net.forward(X), **TOL[dtype])
     back = fonnx.load(model)
     assert (back.sizes, back.hidden, back.output, back.dtype) == (net.sizes, hidden, output, net.dtype)
     assert np.array_equal(back.params, net.params)
+
+
+@pytest.mark.parametrize("opset", [fonnx.MIN_OPSET, 17, 20])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("hidden", [[h] * 3 for h in act.HIDDEN[5:]] + MIXED, ids=",".join)
+def test_every_activation_exports_at_every_opset(hidden, dtype, opset):
+    """The activations added after the first five, and mixed networks, at opsets below and from Gelu's (20): the
+    standard operator where ONNX Runtime has a kernel for the dtype (Gelu for float32 from opset 20, Elu and Softplus
+    for float32), else the formula; over a range that reaches softplus's threshold and elu's saturation, the graph
+    equals forward and loads back to the same network."""
+    net = fastbp.Network([4, 9, 8, 7, 3], hidden=hidden, dtype=dtype, seed=2)
+    model = net.to_onnx(opset=opset)
+    onnx.checker.check_model(model, full_check=True)
+    ops = {n.op_type for n in model.graph.node}
+    float32 = dtype == np.float32
+    assert ("Gelu" in ops) == (float32 and opset >= 20 and any(h.startswith("gelu") for h in hidden))
+    assert ("Erf" in ops) == ("gelu" in hidden and not (float32 and opset >= 20))
+    assert ("Elu" in ops) == ("elu" in hidden and float32) and ("Softplus" in ops) == ("softplus" in hidden and float32)
+    assert ("Where" in ops) == (not float32 and bool({"elu", "softplus"} & set(hidden)))
+    X = inputs(4, dtype, rows=64) * np.linspace(0.1, 12, 64, dtype=dtype)[:, None]
+    (got,) = computed(model, input=X)
+    close(got, net.forward(X))
+    back = fonnx.load(model)
+    assert back.activations == net.activations and np.array_equal(back.params, net.params)
 
 
 @pytest.mark.parametrize("opset", [9, 12, 13, 17, "newest"])  # 9: MIN_OPSET, as documented
@@ -207,18 +258,24 @@ TORCH_NUMBERS = np.load(make_golden.PATH)
 
 @pytest.mark.parametrize("key", [k for k in TORCH_GRAPHS.files if k != "torch_version"])
 def test_graphs_pytorch_exported_load(key):
-    """PyTorch's graphs of nn.Sequential (both exporters, every hidden activation x last module x dtype, committed
-    with its outputs): the network computes PyTorch's numbers, as ONNX Runtime does."""
-    case = key.split("/", 1)[1]
+    """PyTorch's graphs of nn.Sequential (both exporters, every hidden activation and mixed network x last module x
+    dtype, committed with its outputs; those with gelu at opset 17 too, as formulas): the network computes PyTorch's
+    numbers, as ONNX Runtime does."""
+    exporter, case = key.split("/", 1)
     X, want = TORCH_NUMBERS[f"{case}/in/X"], TORCH_NUMBERS[f"{case}/out/forward"]
     _, hidden, output, dtype = case.split("/")
-    net = fonnx.load(TORCH_GRAPHS[key].tobytes())
-    assert (net.hidden, net.output, net.dtype.name) == (hidden, output, dtype)
-    tol = TOL[np.dtype(dtype).type]
-    np.testing.assert_allclose(net.forward(X), want, **tol)
-    # ONNX Runtime has no float64 LeakyRelu (the graph's alpha is a float32 attribute: fastbp takes it as 0.01).
-    if not (dtype == "float64" and "leaky_relu" in (hidden, output)):
-        np.testing.assert_allclose(run(TORCH_GRAPHS[key].tobytes(), x=X)[0], want, **tol)
+    model = TORCH_GRAPHS[key].tobytes()
+    ops = {n.op_type for n in onnx.load_from_string(model).graph.node}
+    net = fonnx.load(model)
+    assert (net.activations, net.dtype.name) == (
+        (*make_golden.hidden_names(hidden, len(net.sizes) - 2), output), dtype)
+    if "gelu" in hidden:  # Gelu from opset 20, its formulas before
+        assert ("Gelu" in ops) != exporter.endswith("-17")
+    close(net.forward(X), want)
+    # ONNX Runtime has no float64 kernel for LeakyRelu (its alpha is a float32 attribute: fastbp takes it as 0.01), Elu,
+    # Softplus or Erf (gelu's), and its float64 Gelu computes with float32 constants (1e-9 off).
+    if not (dtype == "float64" and ({"leaky_relu", "elu", "softplus", "gelu"} & set(net.activations) or "Gelu" in ops)):
+        close(run(model, x=X)[0], want)
 
 
 @pytest.mark.parametrize("kind, zipmap", [(kind, zipmap) for kind in ("binary", "multiclass", "multilabel")
@@ -277,6 +334,37 @@ def test_a_keras_style_matmul_add_graph_loads():
     np.testing.assert_allclose(net.forward(X), numpy_forward(X), **TOL[np.float64])
 
 
+def test_a_graph_with_an_activation_per_layer_loads():
+    model = graph([("Gemm", ["x", "W1", "B1"], "z1", {}), ("Relu", ["z1"], "a1", {}),
+                   ("Gemm", ["a1", "W3", "B3"], "z2", {}), ("Tanh", ["z2"], "a2", {}), ("Gemm", ["a2", "W2", "B2"], "y", {})],
+                  dict(W1=W1, B1=B1, W3=RNG.normal(size=(4, 4)), B3=np.zeros(4), W2=W2, B2=B2))
+    net = fonnx.load(model)
+    assert (net.sizes, net.hidden, net.activations) == ([3, 4, 4, 2], ("relu", "tanh"), ("relu", "tanh", "identity"))
+    X = inputs(3, np.float64)
+    np.testing.assert_allclose(net.forward(X), run(model, x=X)[0], **TOL[np.float64])
+
+
+@pytest.mark.parametrize("name, nodes, constants", [
+    ("silu", [("Sigmoid", ["z1"], "s", {}), ("Mul", ["s", "z1"], "a1", {})], {}),
+    ("gelu_tanh", [("Pow", ["z1", "three"], "z3", {}), ("Mul", ["z3", "k"], "kz3", {}), ("Add", ["kz3", "z1"], "in", {}),
+                   ("Mul", ["in", "c"], "cin", {}), ("Tanh", ["cin"], "t", {}), ("Add", ["one", "t"], "p", {}),
+                   ("Mul", ["half", "z1"], "hz", {}), ("Mul", ["hz", "p"], "a1", {})],
+     dict(three=3.0, k=0.044715, c=math.sqrt(2 / math.pi), one=1.0, half=0.5)),
+    ("softplus", [("Exp", ["z1"], "e", {}), ("Add", ["one", "e"], "p", {}), ("Log", ["p"], "l", {}),
+                  ("Less", ["twenty", "z1"], "big", {}), ("Where", ["big", "z1", "l"], "a1", {})],
+     dict(one=1.0, twenty=20.0)),
+    ("elu", [("Greater", ["z1", "zero"], "pos", {}), ("Exp", ["z1"], "e", {}), ("Sub", ["e", "one"], "em1", {}),
+             ("Where", ["pos", "z1", "em1"], "a1", {})], dict(zero=0.0, one=1.0))], ids=lambda v: v if isinstance(v, str) else "")
+def test_activation_formulas_load_in_any_order(name, nodes, constants):
+    """Formulas as another writer may order them (products and sums in any order and grouping, Pow for a cube, after
+    MatMul + Add): the activation is read and the network computes the graph."""
+    model = graph(activation(nodes), KERAS["initializers"] | constants)
+    X = inputs(3, np.float64) * 3
+    net = fonnx.load(model)
+    assert net.activations == (name, "identity")
+    np.testing.assert_allclose(net.forward(X), run(model, x=X)[0], **TOL[np.float64])
+
+
 @pytest.mark.parametrize("variant", ["transB=0", "alpha-beta", "no-bias", "identities", "matmul-no-add",
                                      "bias-(1,n)", "prelu"])
 def test_gemm_variants_load_to_the_same_function(variant):
@@ -319,6 +407,15 @@ def swap(nodes, i, new):
 
 
 K = KERAS["nodes"]
+GELU = [("Div", ["z1", "sqrt2"], "u", {}), ("Erf", ["u"], "e", {}), ("Add", ["e", "one"], "p", {}),
+        ("Mul", ["z1", "p"], "q", {}), ("Mul", ["q", "half"], "a1", {})]  # z (1 + erf(z / sqrt2)) / 2
+
+
+def activation(nodes):
+    """KERAS's nodes with these computing its first layer's activation (z1 to a1) in place of its Relu."""
+    return K[:2] + nodes + K[3:]
+
+
 UNSUPPORTED = {  # name: (model, a piece of the message)
     "conv": (graph(swap(K, 0, ("Conv", ["x", "W1"], "h1", {})), KERAS["initializers"]), "'n0' (Conv)"),
     "second input": (graph(swap(K, 1, ("Add", ["h1", "x2"], "z1", {})), KERAS["initializers"],
@@ -328,11 +425,25 @@ UNSUPPORTED = {  # name: (model, a piece of the message)
     "weight from a node": (graph([("Constant", [], "W1c", dict(value=numpy_helper.from_array(W1)))]
                                  + swap(K, 0, ("MatMul", ["x", "W1c"], "h1", {})), KERAS["initializers"]),
                            "(MatMul) takes 2 computed tensors"),
-    "two hidden activations": (graph([("Gemm", ["x", "W1", "B1"], "z1", {}), ("Relu", ["z1"], "a1", {}),
-                                      ("Gemm", ["a1", "W3", "B3"], "z2", {}), ("Tanh", ["z2"], "a2", {}),
-                                      ("Gemm", ["a2", "W2", "B2"], "y", {})],
-                                     dict(W1=W1, B1=B1, W3=np.eye(4), B3=np.zeros(4), W2=W2, B2=B2)),
-                               "relu and tanh"),
+    "elu's alpha": (graph(swap(K, 2, ("Elu", ["z1"], "a1", dict(alpha=0.5))), KERAS["initializers"]),
+                    "fastbp's elu has alpha 1.0, the graph's is 0.5"),
+    "softplus of beta 2": (graph(activation([("Mul", ["z1", "two"], "bz", {}), ("Softplus", ["bz"], "s", {}),
+                                             ("Div", ["s", "two"], "a1", {})]), KERAS["initializers"] | dict(two=2.0)),
+                           "'n2' (Mul): it ends no formula of an activation"),
+    "softplus of another threshold": (graph(activation([
+        ("Softplus", ["z1"], "s", {}), ("Greater", ["z1", "ten"], "big", {}), ("Where", ["big", "z1", "s"], "a1", {})]),
+        KERAS["initializers"] | dict(ten=10.0)), "(Where): it ends no formula of an activation"),
+    "a Sigmoid times another tensor": (graph(activation([
+        ("Relu", ["z1"], "r", {}), ("Sigmoid", ["z1"], "s", {}), ("Mul", ["r", "s"], "a1", {})]), KERAS["initializers"]),
+        "'n4' (Mul) takes 2 computed tensors"),
+    "gelu of another constant": (graph(activation(GELU), KERAS["initializers"] | dict(sqrt2=1.5, one=1.0, half=0.5)),
+                                 "(Mul): it ends no formula of an activation"),
+    "gelu's float32 constants in a float64 graph": (graph(  # Constant nodes, as PyTorch's TorchScript exporter writes
+        [("Constant", [], k, dict(value=numpy_helper.from_array(np.array(v, np.float32))))
+         for k, v in dict(sqrt2=math.sqrt(2), one=1, half=0.5).items()] + activation(GELU), KERAS["initializers"]),
+        "it ends no formula of an activation fastbp computes (in float64)"),
+    "an unknown operator": (graph(swap(K, 2, ("Selu", ["z1"], "a1", {})), KERAS["initializers"]),
+                            "fastbp does not read node 'n2' (Selu); it reads Gemm"),
     "two activations in a row": (graph(K[:3] + [("Tanh", ["a1"], "t1", {})] + swap(K[3:], 0, (
         "MatMul", ["t1", "W2"], "h2", {})), KERAS["initializers"]), "'n3' (Tanh) does not follow a dense layer"),
     "leaky slope": (graph(swap(K, 2, ("LeakyRelu", ["z1"], "a1", dict(alpha=0.2))), KERAS["initializers"]),

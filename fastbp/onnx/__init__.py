@@ -5,7 +5,8 @@
 scikit-learn pipelines that hold fastbp's estimators.
 
 The graphs use the default ONNX domain only: one ``Gemm`` per layer (``transB=1``: the weights in PyTorch's
-(n_out, n_in) layout, named like :meth:`fastbp.Network.state_dict`) and one activation node after it, the batch
+(n_out, n_in) layout, named like :meth:`fastbp.Network.state_dict`) and its activation after it, one standard operator
+or the formula PyTorch's exporters write where ONNX has none (:mod:`fastbp.onnx.writer` lists them), the batch
 dimension dynamic. :mod:`fastbp.onnx.writer` writes them and :mod:`fastbp.onnx.reader` reads them, into the checked
 stack of layers of :mod:`fastbp.convert`; both sit below the classes, and this module, the public face, above them.
 """
@@ -33,6 +34,10 @@ def export(model, path=None, opset=DEFAULT_OPSET):
         (batch,), or (batch, n_labels) of int64 for multilabel targets; the dtype of ``classes_``, as ``predict``'s:
         int64, float64, bool or string, where skl2onnx gives int64 for bool and float classes) and
         ``"probabilities"`` (``predict_proba``); for the regressor ``"variable"``, shape (batch, n_outputs).
+        Each activation is its standard operator (``Relu``, ``LeakyRelu``, ``Tanh``, ``Sigmoid``, ``Softmax``,
+        ``Elu``, ``Softplus``, ``Gelu`` from opset 20) or a formula (silu ``z * Sigmoid(z)``; gelu and gelu_tanh
+        below opset 20; in float64, the forms ONNX Runtime has kernels for: see :mod:`fastbp.onnx.writer`). ONNX
+        Runtime has no float64 ``Erf``: it does not run the float64 graph of a network with gelu.
     path : str, os.PathLike or None
         Where to write the model (atomically: a crash leaves the previous file); None writes nothing.
     opset : int
@@ -66,10 +71,16 @@ def load(source, **kwargs):
 
     The graph must be one chain from its one input, of shape (batch, features), to its one float output: per
     layer a ``Gemm`` (``transA=0``, any ``transB``, ``alpha`` and ``beta``, the bias optional) or a ``MatMul``
-    with an optional ``Add`` of the bias, each followed by at most one activation: ``Relu``, ``LeakyRelu``,
-    ``PRelu`` or ``Max(z, Mul(z, c))`` (fastbp's float64 form; slope 0.01, a single value), ``Tanh``, ``Sigmoid``,
-    ``Softmax`` (over the features, after the last layer only), the same after every hidden layer. ``Identity`` nodes, a ``Cast`` of the input, and a final
-    ``Reshape`` to (batch, n_out) change nothing and are passed over; every weight and bias is an initializer.
+    with an optional ``Add`` of the bias, each followed by at most one activation, its own after each layer:
+    ``Relu``, ``LeakyRelu``, ``PRelu`` or ``Max(z, Mul(z, c))`` (fastbp's float64 form; slope 0.01, a single
+    value), ``Tanh``, ``Sigmoid``, ``Elu`` (alpha 1) or ``Where(z > 0, z, Exp(z) - 1)``, ``Softplus``,
+    ``Where(z > 20, z, Softplus(z))`` or ``Where(z > 20, z, Log(Exp(z) + 1))``, ``Gelu`` (either ``approximate``)
+    or its formulas ``z * (1 + Erf(z / sqrt(2))) * 0.5`` and ``0.5 * z * (1 + Tanh(sqrt(2 / pi) * (z + 0.044715 *
+    z^3)))``, silu ``z * Sigmoid(z)``, ``Softmax`` (over the features, after the last layer only). A formula may
+    order and group its products and sums in any way (``z^3`` as ``Pow`` or products), its constants initializers
+    or ``Constant`` nodes of exactly the graph dtype's values; any other is refused. ``Identity`` nodes, a ``Cast``
+    of the input, and a final ``Reshape`` to (batch, n_out) change nothing and are passed over; every weight and
+    bias is an initializer.
     Outputs that are not float tensors (skl2onnx's ``label``, its ZipMap's probabilities) are left out: the network
     computes the float output. skl2onnx's binary classifier, whose probabilities are ``[1 - p, p]``, becomes a
     network with a 2-unit softmax output computing them.
@@ -88,7 +99,8 @@ def load(source, **kwargs):
     net : fastbp.Network
         Its ``forward`` equals the graph's float output to rounding, but for a float64 graph's ``LeakyRelu``:
         fastbp takes its float32 ``alpha`` as 0.01 (PyTorch's slope), where ONNX Runtime would compute with the
-        float32 value (0.01 to 2e-8).
+        float32 value (0.01 to 2e-8); and its ``Softplus`` node: fastbp's softplus is z above 20, as PyTorch's,
+        where ``Softplus`` adds log(1 + exp(-z)), 2e-9 at most (float32 rounds that away).
 
     Raises
     ------

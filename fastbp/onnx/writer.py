@@ -1,5 +1,21 @@
 """Writing ONNX graphs of networks and of the :mod:`fastbp.sklearn` estimators: below the classes whose ``to_onnx``
-calls it (it does not import them), under :func:`fastbp.onnx.export`."""
+calls it (it does not import them), under :func:`fastbp.onnx.export`.
+
+Each activation is one standard operator where ONNX has one that computes it: ``Relu``, ``LeakyRelu``, ``Tanh``,
+``Sigmoid``, ``Softmax``, ``Elu`` (alpha 1), ``Softplus``, ``Gelu`` (float32 from opset 20; ``approximate="tanh"``
+for gelu_tanh). The others are written as their formulas, as PyTorch's exporters write them: silu
+``z * Sigmoid(z)``; gelu ``z * (1 + Erf(z / sqrt(2))) * 0.5`` and gelu_tanh ``0.5 * z * (1 + Tanh(sqrt(2 / pi) * (z
++ 0.044715 * z * z * z)))`` below opset 20, and in float64 at every opset (``Gelu``'s definition has float32
+constants: ONNX Runtime's float64 ``Gelu(approximate="tanh")`` differs from gelu_tanh by 1e-9).
+
+Where ONNX Runtime (to 1.32 at least) has no float64 kernel, a float64 graph uses an equivalent form it runs:
+leaky_relu ``Max(z, Mul(z, 0.01))``, elu ``Where(z > 0, z, Exp(z) - 1)``, softplus ``Where(z > 20, z, Log(Exp(z) +
+1))`` (PyTorch's threshold: ``Softplus`` has none, and differs from it by up to 2e-9 above 20, which float32 rounds
+away). It has no float64 ``Erf`` either, and gelu has no form without one: the float64 graph of a network with gelu is
+standard ONNX that ONNX Runtime does not run (a float32 network's it does).
+"""
+
+import math
 
 import numpy as np
 
@@ -8,8 +24,9 @@ from .. import convert, io
 
 DEFAULT_OPSET = 17  # run by every ONNX Runtime since 1.13 (2022)
 MIN_OPSET = 9  # from opset 9 (IR 4) the weights are initializers that need not be listed among the graph's inputs
+GELU_OPSET = 20  # the first with Gelu
 ACTIVATION_OPS = {"relu": "Relu", "leaky_relu": "LeakyRelu", "tanh": "Tanh", "sigmoid": "Sigmoid",
-                  "softmax": "Softmax"}
+                  "softmax": "Softmax", "elu": "Elu", "softplus": "Softplus"}  # the activations that are one operator
 
 
 def onnx_package():
@@ -76,15 +93,42 @@ class _Graph:
         return out
 
     def activation(self, name, z, a, dtype):
+        """The nodes computing activation ``name`` of tensor z into tensor a (the module's docstring says which)."""
+        def c(suffix, value):  # a constant in the graph's dtype
+            return self.constant(f"{a}.{suffix}", np.array(value, dtype))
+
+        def where_above(threshold, below):  # z above the threshold, else the tensor below
+            above = self.node("Greater", [z, c("threshold", threshold)], f"{a}.above")
+            return self.node("Where", [above, z, below], a)
+
         if name == "softmax":  # before opset 13, axis 1 of a 2-D input is its last
             return self.node("Softmax", [z], a, axis=-1 if self.opset >= 13 else 1)
         if name == "leaky_relu" and dtype == np.float64:
             # LeakyRelu's alpha is a float32 attribute, 0.01 only to 2e-8; max(z, 0.01 z) is the same function with
             # a float64 slope (ONNX Runtime has no float64 PRelu at most opsets).
-            slope = self.constant(f"{a}.slope", np.array(act.LEAKY_SLOPE))
-            return self.node("Max", [z, self.node("Mul", [z, slope], f"{a}.slope_z")], a)
-        attributes = {"alpha": act.LEAKY_SLOPE} if name == "leaky_relu" else {}
-        return self.node(ACTIVATION_OPS[name], [z], a, **attributes)
+            return self.node("Max", [z, self.node("Mul", [z, c("slope", act.LEAKY_SLOPE)], f"{a}.slope_z")], a)
+        if name == "elu" and dtype == np.float64:
+            return where_above(0, self.node("Sub", [self.node("Exp", [z], f"{a}.exp"), c("one", 1)], f"{a}.expm1"))
+        if name == "softplus" and dtype == np.float64:
+            exp_plus_1 = self.node("Add", [self.node("Exp", [z], f"{a}.exp"), c("one", 1)], f"{a}.exp_plus_1")
+            return where_above(act.SOFTPLUS_THRESHOLD, self.node("Log", [exp_plus_1], f"{a}.log"))
+        if name == "silu":
+            return self.node("Mul", [z, self.node("Sigmoid", [z], f"{a}.sigmoid")], a)
+        if name in ("gelu", "gelu_tanh") and self.opset >= GELU_OPSET and dtype == np.float32:
+            return self.node("Gelu", [z], a, approximate="none" if name == "gelu" else "tanh")
+        if name == "gelu":  # z Phi(z) = z (1 + erf(z / sqrt 2)) / 2
+            u = self.node("Erf", [self.node("Div", [z, c("sqrt2", math.sqrt(2))], f"{a}.scaled")], f"{a}.erf")
+        elif name == "gelu_tanh":  # z (1 + tanh(c (z + k z^3))) / 2
+            cube = self.node("Mul", [z, self.node("Mul", [z, z], f"{a}.square")], f"{a}.cube")
+            inner = self.node("Add", [z, self.node("Mul", [c("cubic", act.GELU_TANH_CUBIC), cube], f"{a}.kcube")],
+                              f"{a}.inner")
+            u = self.node("Tanh", [self.node("Mul", [c("scale", act.GELU_TANH_SCALE), inner], f"{a}.scaled")],
+                          f"{a}.tanh")
+        else:
+            alpha = {"leaky_relu": act.LEAKY_SLOPE, "elu": 1.0}.get(name)
+            return self.node(ACTIVATION_OPS[name], [z], a, **({} if alpha is None else {"alpha": alpha}))
+        one_plus_u = self.node("Add", [u, c("one", 1)], f"{a}.one_plus")
+        return self.node("Mul", [self.node("Mul", [z, one_plus_u], f"{a}.product"), c("half", 0.5)], a)
 
     def estimator(self, est):
         """skl2onnx's graph for scikit-learn's MLP (``zipmap=False``), from the estimator's network."""

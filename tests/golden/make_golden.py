@@ -7,9 +7,16 @@ seeds, and kept in the file, so nothing depends on a random generator's version)
 them: losses and gradients (``torch.autograd``), parameters after each step of ``torch.optim`` (with
 ``clip_grad_norm_`` and ``lr_scheduler``), rates of ``ReduceLROnPlateau``, vector-Jacobian products of objectives
 fastbp does not know, and an ``nn.Sequential``'s forward (every hidden activation x last module x dtype, for
-``tests/test_convert.py``). ``tests/test_golden.py`` compares fastbp with the file (and, where PyTorch is installed, the
-file with what PyTorch computes today). It also writes ``tests/golden/torch_onnx.npz``: ``torch.onnx.export`` of each
-of those modules by both exporters (needs onnx and onnxscript), which ``tests/test_onnx.py`` loads.
+``tests/test_convert.py``). Networks with an activation per hidden layer (:data:`MIXED`) have gradients, a few Adam
+steps and modules of their own. ``tests/test_golden.py`` compares fastbp with the file (and, where PyTorch is
+installed, the file with what PyTorch computes today). It also writes ``tests/golden/torch_onnx.npz``:
+``torch.onnx.export`` of each of those modules by both exporters (needs onnx and onnxscript), and of the modules with
+gelu at opset 17 too (the formulas that stand for ``Gelu`` before opset 20), which ``tests/test_onnx.py`` loads.
+
+A case already in the files with the same inputs keeps its numbers and graphs: the files record what the tests were
+written against, and another PyTorch build rounds a few of them differently; ``torch_version`` names every version
+whose numbers are in the file. New seeds for new cases leave the old cases' inputs as they were. To compute everything
+again, delete the files first.
 """
 
 import pathlib
@@ -18,7 +25,13 @@ import warnings
 import numpy as np
 
 PATH = pathlib.Path(__file__).with_name("torch.npz")
-HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity"]
+# A case's seed holds its activation's index here: new activations are appended, so older cases keep their inputs.
+HIDDEN = ["relu", "leaky_relu", "tanh", "sigmoid", "identity", "elu", "silu", "gelu", "gelu_tanh", "softplus"]
+MIXED = ["relu,tanh,silu", "gelu,elu,softplus", "gelu_tanh,sigmoid,leaky_relu"]  # an activation per hidden layer
+MIXED_SIZES = [6, 10, 10, 8, 3]
+PAIRED = HIDDEN[:5]  # with every output and loss; the others with the first three pairings, a gradient check each
+TRAINED = HIDDEN[5:] + MIXED  # a few optimizer steps of these: the others' are the optimizer and schedule cases
+TRAIN_STEPS = 5
 PAIRINGS = [("sigmoid", "bce"), ("softmax", "cross_entropy")] + [
     (out, loss) for loss in ("mse", "huber") for out in ("identity", "sigmoid", "tanh", "relu", "leaky_relu", "softmax")]
 OPTIMIZERS = {  # name: (torch.optim class, its arguments); fastbp's equivalents are in tests/test_golden.py
@@ -52,16 +65,23 @@ def targets(rng, n, n_out, loss, dtype):
     return rng.normal(size=(n, n_out)).astype(dtype)
 
 
+def hidden_names(hidden, n_hidden):
+    """The activation after each hidden layer, from a case key's: one name for every layer, or one per layer joined
+    by commas (:data:`MIXED`)."""
+    return hidden.split(",") if "," in hidden else [hidden] * n_hidden
+
+
 def cases():
     """{key: inputs}: every case's inputs, from fixed seeds."""
     out = {}
     for d, dtype in enumerate((np.float32, np.float64)):
-        for h, hidden in enumerate(HIDDEN):
-            for p, (output, loss) in enumerate(PAIRINGS):
+        for h, hidden in enumerate(HIDDEN + MIXED):
+            sizes = MIXED_SIZES if hidden in MIXED else [6, 8, 5, 3]
+            for p, (output, loss) in enumerate(PAIRINGS if hidden in PAIRED else PAIRINGS[:3]):
                 rng = np.random.default_rng([d, h, p])
                 out[f"autograd/{hidden}/{output}/{loss}/{np.dtype(dtype).name}"] = dict(
-                    sizes=np.array([6, 8, 5, 3]), **layers(rng, [6, 8, 5, 3], dtype),
-                    X=rng.normal(size=(7, 6)).astype(dtype), Y=targets(rng, 7, 3, loss, dtype))
+                    sizes=np.array(sizes), **layers(rng, sizes, dtype),
+                    X=rng.normal(size=(7, sizes[0])).astype(dtype), Y=targets(rng, 7, 3, loss, dtype))
     for o, name in enumerate(OPTIMIZERS):
         rng = np.random.default_rng([10, o])
         out[f"optim/{name}"] = dict(sizes=np.array([4, 8, 2]), **layers(rng, [4, 8, 2], np.float64),
@@ -84,25 +104,34 @@ def cases():
     out["sequential"] = dict(sizes=np.array([3, 5, 2]), **layers(rng, [3, 5, 2], np.float64),
                              X=rng.normal(size=(4, 3)))
     for d, dtype in enumerate((np.float32, np.float64)):
-        for h, hidden in enumerate(HIDDEN):
+        for h, hidden in enumerate(HIDDEN + MIXED):
+            sizes = MIXED_SIZES if hidden in MIXED else [4, 6, 5, 3]
             for o, output in enumerate(MODULE_OUTPUTS):
                 rng = np.random.default_rng([60, d, h, o])
                 out[f"module/{hidden}/{output}/{np.dtype(dtype).name}"] = dict(
-                    sizes=np.array([4, 6, 5, 3]), **layers(rng, [4, 6, 5, 3], dtype),
-                    X=rng.normal(0, 2, size=(9, 4)).astype(dtype))
+                    sizes=np.array(sizes), **layers(rng, sizes, dtype),
+                    X=rng.normal(0, 2, size=(9, sizes[0])).astype(dtype))
+    for d, dtype in enumerate((np.float32, np.float64)):
+        for h, hidden in enumerate(TRAINED):
+            sizes = MIXED_SIZES if hidden in MIXED else [6, 8, 5, 3]
+            rng = np.random.default_rng([70, d, h])
+            out[f"train/{hidden}/{np.dtype(dtype).name}"] = dict(
+                sizes=np.array(sizes), **layers(rng, sizes, dtype), X=rng.normal(size=(12, sizes[0])).astype(dtype),
+                Y=rng.integers(0, sizes[-1], 12))
     return out
 
 
 def sequential(torch, inputs, hidden, output=None):
-    """An nn.Sequential of Linear layers with ``hidden`` between them (and ``output`` after the last), holding the
-    inputs' parameters, in their dtype."""
-    acts = {"relu": torch.nn.ReLU, "leaky_relu": torch.nn.LeakyReLU, "tanh": torch.nn.Tanh,
-            "sigmoid": torch.nn.Sigmoid, "identity": torch.nn.Identity, "softmax": lambda: torch.nn.Softmax(1)}
+    """An nn.Sequential of Linear layers with ``hidden`` between them (a name, or names joined by commas: one per
+    hidden layer) and ``output`` after the last, holding the inputs' parameters, in their dtype."""
+    nn = torch.nn
+    acts = {"relu": nn.ReLU, "leaky_relu": nn.LeakyReLU, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+            "identity": nn.Identity, "elu": nn.ELU, "silu": nn.SiLU, "gelu": nn.GELU,
+            "gelu_tanh": lambda: nn.GELU(approximate="tanh"), "softplus": nn.Softplus, "softmax": lambda: nn.Softmax(1)}
     sizes = [int(n) for n in inputs["sizes"]]
     modules = []
-    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
-        modules += [torch.nn.Linear(n_in, n_out), acts[hidden]()]
-    modules = modules[:-1] + ([acts[output]()] if output else [])
+    for n_in, n_out, name in zip(sizes[:-1], sizes[1:], hidden_names(hidden, len(sizes) - 2) + [output]):
+        modules += [nn.Linear(n_in, n_out)] + ([acts[name]()] if name else [])
     model = torch.nn.Sequential(*modules).to(torch.from_numpy(inputs["X"]).dtype)
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in inputs.items() if "." in k})
     return model
@@ -206,27 +235,68 @@ def compute(torch, key, inputs):
         hidden, output, _ = rest
         with torch.no_grad():
             return {"forward": sequential(torch, inputs, hidden, None if output == "identity" else output)(X).numpy()}
+    if kind == "train":  # softmax and cross-entropy (the loss's), Adam
+        model = sequential(torch, inputs, rest[0])
+        opt = torch.optim.Adam(model.parameters(), lr=0.01)
+        steps = []
+        for _ in range(TRAIN_STEPS):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), torch.from_numpy(inputs["Y"])).backward()
+            opt.step()
+            steps.append(flat(model))
+        return {"params": np.stack(steps)}
     raise ValueError(key)
+
+
+def stored(path):
+    """{name: array} of a file written before, or {} if there is none."""
+    if not path.exists():
+        return {}
+    with np.load(path) as f:
+        return {name: f[name] for name in f.files}
+
+
+def unchanged(old, key, inputs):
+    """Whether the old file holds the case with these very inputs (names, dtypes and values)."""
+    names = {name for name in old if name.startswith(f"{key}/in/")}
+    return names == {f"{key}/in/{name}" for name in inputs} and all(
+        old[f"{key}/in/{name}"].dtype == np.asarray(value).dtype and np.array_equal(old[f"{key}/in/{name}"], value)
+        for name, value in inputs.items())
+
+
+def versions(old, torch, computed):
+    """The PyTorch versions whose numbers are in a file: the old file's and, if it computed any, this one's."""
+    names = str(old["torch_version"]).split(", ") if "torch_version" in old else []
+    return np.array(", ".join(dict.fromkeys(names + [torch.__version__] * bool(computed))))
 
 
 def main():
     import torch
 
-    arrays = {"torch_version": np.array(torch.__version__)}
+    old, arrays, kept = stored(PATH), {}, set()
     for key, inputs in cases().items():
         arrays.update({f"{key}/in/{name}": value for name, value in inputs.items()})
-        arrays.update({f"{key}/out/{name}": value for name, value in compute(torch, key, inputs).items()})
-    np.savez_compressed(PATH, **arrays)
-    print(f"{PATH}: {len(cases())} cases, {PATH.stat().st_size / 1e6:.2f} MB, torch {torch.__version__}")
-    graphs = onnx_exports(torch)
-    np.savez_compressed(ONNX_PATH, torch_version=np.array(torch.__version__), **graphs)
-    print(f"{ONNX_PATH}: {len(graphs)} graphs, {ONNX_PATH.stat().st_size / 1e6:.2f} MB")
+        if unchanged(old, key, inputs):
+            kept.add(key)
+            arrays.update({name: value for name, value in old.items() if name.startswith(f"{key}/out/")})
+        else:
+            arrays.update({f"{key}/out/{name}": value for name, value in compute(torch, key, inputs).items()})
+    n = len(cases())
+    np.savez_compressed(PATH, torch_version=versions(old, torch, n - len(kept)), **arrays)
+    print(f"{PATH}: {n} cases ({len(kept)} kept, {n - len(kept)} computed by torch {torch.__version__}), "
+          f"{PATH.stat().st_size / 1e6:.2f} MB")
+    old = stored(ONNX_PATH)
+    graphs = onnx_exports(torch, {name: value for name, value in old.items() if name.split("/", 1)[-1] in kept})
+    np.savez_compressed(ONNX_PATH, torch_version=versions(old, torch, set(graphs) - set(old)), **graphs)
+    print(f"{ONNX_PATH}: {len(graphs)} graphs ({len(set(graphs) & set(old))} kept), "
+          f"{ONNX_PATH.stat().st_size / 1e6:.2f} MB")
 
 
-def onnx_exports(torch):
+def onnx_exports(torch, kept):
     """``torch.onnx.export`` of every module case, by both of its exporters (TorchScript's, ``dynamo=False``, and
-    torch.export's, the default since PyTorch 2.9; the latter needs onnxscript), batch dimension dynamic: the bytes of
-    each graph as a uint8 array keyed ``"{exporter}/{case key}"``. Read by tests/test_onnx.py."""
+    torch.export's, the default since PyTorch 2.9; the latter needs onnxscript) at their default opset, and at opset 17
+    those with gelu (``"torchscript-17"``, ``"dynamo-17"``), batch dimension dynamic: the bytes of each graph as a uint8
+    array keyed ``"{exporter}/{case key}"``, those in ``kept`` as they were. Read by tests/test_onnx.py."""
     import io
 
     graphs = {}
@@ -236,8 +306,14 @@ def onnx_exports(torch):
         _, hidden, output, _ = key.split("/")
         model = sequential(torch, inputs, hidden, None if output == "identity" else output).eval()
         X = torch.from_numpy(inputs["X"])
-        for exporter, options in (("torchscript", dict(dynamo=False, dynamic_axes={"x": {0: "batch"}})),
-                                  ("dynamo", dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},)))):
+        exporters = {"torchscript": dict(dynamo=False, dynamic_axes={"x": {0: "batch"}}),
+                     "dynamo": dict(dynamo=True, dynamic_shapes=({0: torch.export.Dim("batch")},))}
+        if "gelu" in hidden and output == "identity":
+            exporters |= {f"{name}-17": dict(options, opset_version=17) for name, options in exporters.items()}
+        for exporter, options in exporters.items():
+            if f"{exporter}/{key}" in kept:
+                graphs[f"{exporter}/{key}"] = kept[f"{exporter}/{key}"]
+                continue
             f = io.BytesIO()
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation note
