@@ -3,8 +3,9 @@
 Activations are chosen by small integer codes (a function passed as an argument would defeat ``cache=True``).
 Where it can be, the derivative is written in terms of the activation's *output* ``a = phi(z)``, so the backward
 pass needs no stored pre-activation: ``sigmoid' = a (1 - a)``, ``tanh' = 1 - a**2``, ``relu' = [a > 0]``,
-``elu' = a + 1`` below 0, ``softplus' = 1 - exp(-a)``. silu and gelu are not monotonic (two inputs share an output),
-so theirs is written in terms of ``z``: the kernels keep z beside a for those layers (:func:`from_input`).
+``elu' = a + 1`` below 0. silu and gelu are not monotonic (two inputs share an output), so a alone does not give
+theirs; theirs and softplus's are computed with the activation, from z, sharing its exponential (or erfc), and the
+kernels keep them beside a for the backward pass (:func:`keeps_derivative`), which then only multiplies.
 Exponentials go through :mod:`fastbp._math` (vectorisable, within an ulp of libm's); erfc and log1p are libm's.
 """
 
@@ -27,9 +28,10 @@ GELU_TANH_SCALE, GELU_TANH_CUBIC = math.sqrt(2 / math.pi), 0.044715  # tanh(c (z
 
 
 @inline
-def from_input(code):
-    """Whether the derivative of activation ``code`` is computed from z (silu, gelu, gelu_tanh) rather than a."""
-    return code >= SILU
+def keeps_derivative(code):
+    """Whether activation ``code``'s derivative is computed with it in the forward pass and kept (softplus, silu,
+    gelu, gelu_tanh), rather than computed from a in the backward pass."""
+    return code >= SOFTPLUS
 
 
 # Each activation and its derivative, the derivative from the output a = phi(z). Small and branch-free (selects, not
@@ -100,67 +102,51 @@ def elu_derivative(a):
     return type(a)(1) if a > 0 else a + type(a)(1)
 
 
+# softplus, silu, gelu and gelu_tanh: (a, phi'(z)) from z, in one pass that shares the exponential (or erfc).
+
 @inline
-def softplus(z):
-    # max(z, 0) + log1p(exp(-|z|)): log(1 + exp(z)) without overflow; z itself above the threshold, as PyTorch.
+def softplus_and_derivative(z):
+    """relu(z) + log1p(exp(-|z|)), log(1 + exp(z)) without overflow, and sigmoid(z); above the threshold z and 1, as
+    PyTorch."""
     T = type(z)
-    s = max(z, T(0)) + T(math.log1p(exp_nonpositive(-abs(z))))
-    return z if z > T(SOFTPLUS_THRESHOLD) else s
-
-
-@inline
-def softplus_derivative(a):
-    # sigmoid(z) = 1 - exp(-a) = -expm1(-a), accurate where a is tiny (z very negative) too.
-    T = type(a)
-    return T(1) if a > T(SOFTPLUS_THRESHOLD) else -expm1_nonpositive(-a)
+    e = exp_nonpositive(-abs(z))
+    s = T(1) / (T(1) + e)
+    above = z > T(SOFTPLUS_THRESHOLD)
+    return z if above else relu(z) + T(math.log1p(e)), T(1) if above else (s if z >= 0 else e * s)
 
 
 # silu and gelu multiply a tail exp(-|u|) by z: where that exp would underflow (and exp_nonpositive returns the
 # smallest normal number instead), the product is taken as 0.
 
 @inline
-def silu(z):
-    return type(z)(0) if exp_underflows(z) else z * sigmoid(z)
-
-
-@inline
-def silu_derivative(z):
-    """From z: s (1 + z (1 - s)), s = sigmoid(z)."""
+def silu_and_derivative(z):
+    """z s and s (1 + z (1 - s)), s = sigmoid(z)."""
     T = type(z)
     s = sigmoid(z)
-    return T(0) if exp_underflows(z) else s * (T(1) + z * (T(1) - s))
+    tail = exp_underflows(z)
+    return T(0) if tail else z * s, T(0) if tail else s * (T(1) + z * (T(1) - s))
 
 
 @inline
-def gelu(z):
-    # z Phi(z) with Phi(z) = erfc(-z / sqrt 2) / 2: erfc keeps Phi's relative accuracy in the lower tail.
+def gelu_and_derivative(z):
+    """z Phi(z) and Phi(z) + z phi(z), phi the standard normal density; Phi(z) = erfc(-z / sqrt 2) / 2 keeps its
+    relative accuracy in the lower tail."""
     T = type(z)
-    return T(0.5) * z * T(math.erfc(-z * T(math.sqrt(0.5))))
-
-
-@inline
-def gelu_derivative(z):
-    """From z: Phi(z) + z phi(z), phi the standard normal density."""
-    T = type(z)
+    cdf = T(0.5) * T(math.erfc(-z * T(math.sqrt(0.5))))
     u = T(-0.5) * z * z
     density = T(0) if exp_underflows(u) else z * T(1 / math.sqrt(2 * math.pi)) * exp_nonpositive(u)
-    return T(0.5) * T(math.erfc(-z * T(math.sqrt(0.5)))) + density
+    return z * cdf, cdf + density
 
 
 @inline
-def gelu_tanh(z):
-    T = type(z)
-    return T(0.5) * z * (T(1) + tanh(T(GELU_TANH_SCALE) * (z + T(GELU_TANH_CUBIC) * z * z * z)))
-
-
-@inline
-def gelu_tanh_derivative(z):
-    """From z: (1 + t) / 2 + z (1 - t^2) c (1 + 3 k z^2) / 2 with t = tanh(c (z + k z^3))."""
+def gelu_tanh_and_derivative(z):
+    """z (1 + t) / 2 and (1 + t) / 2 + z (1 - t^2) c (1 + 3 k z^2) / 2, t = tanh(c (z + k z^3))."""
     T = type(z)
     t = tanh(T(GELU_TANH_SCALE) * (z + T(GELU_TANH_CUBIC) * z * z * z))
+    half = T(0.5) * (T(1) + t)
     q = T(1) - t * t  # exactly 0 from |z| ~ 10, before z^2 can overflow: the second term is then 0, not 0 * inf
     slope = T(0.5 * GELU_TANH_SCALE) * z * q * (T(1) + T(3 * GELU_TANH_CUBIC) * z * z)
-    return T(0.5) * (T(1) + t) + (slope if q != 0 else T(0))
+    return z * half, half + (slope if q != 0 else T(0))
 
 
 @inline
@@ -180,58 +166,69 @@ def derivative(code, a):
 # The span functions take one flat buffer and offsets rather than slices: a slice made inside a loop costs an atomic
 # reference-count increment and decrement, which for small networks outweighed the arithmetic.
 
+
+# The span functions take one flat buffer and offsets rather than slices: a slice made inside a loop costs an atomic
+# reference-count increment and decrement, which for small networks outweighed the arithmetic.
+
 @helper
 def activate_span(code, buf, z0, a0, count, width):
-    """buf[a0 + k] = phi(buf[z0 + k]) for k < count, over rows of ``width``.
+    """buf[a0 + k] = phi(buf[z0 + k]) for k < count, over rows of ``width``; an activation that keeps its derivative
+    (:func:`keeps_derivative`) writes phi'(z) over z.
 
     Softmax goes row by row, computed stably (the row maximum is subtracted first); every other activation is one
     flat loop, which LLVM can vectorise.
     """
     # In place, the loop must index with one offset: given two, LLVM's overlap test fails and it runs them scalar
-    # (measured: tanh 20x slower). So _activate_span is inlined, the first copy reading z0 alone.
-    if a0 == z0:
-        _activate_span(code, buf, z0, z0, count, width)
-    else:
-        _activate_span(code, buf, z0, a0, count, width)
+    # (measured: tanh 20x slower). So apart (the output layer, whose z stays) z is copied first, and one copy of each
+    # loop runs in place: every loop is compile time (the generic kernels' first compile), the copy a pass over the
+    # narrow output.
+    if keeps_derivative(code):
+        _activate_kept(code, buf, z0, a0, count)
+        return
+    if a0 != z0:
+        for k in range(count):
+            buf[U(a0 + k)] = buf[U(z0 + k)]
+    _activate_in_place(code, buf, a0, count, width)
+
+
+# One loop per activation, each with a constant code: branch-free bodies that LLVM vectorises.
+
+@inline
+def _activate_in_place(code, buf, a0, count, width):
+    if code == SIGMOID:
+        for k in range(count):
+            buf[U(a0 + k)] = sigmoid(buf[U(a0 + k)])
+    elif code == TANH:
+        for k in range(count):
+            buf[U(a0 + k)] = tanh(buf[U(a0 + k)])
+    elif code == RELU:
+        for k in range(count):
+            buf[U(a0 + k)] = relu(buf[U(a0 + k)])
+    elif code == LEAKY_RELU:
+        for k in range(count):
+            buf[U(a0 + k)] = leaky_relu(buf[U(a0 + k)])
+    elif code == ELU:
+        for k in range(count):
+            buf[U(a0 + k)] = elu(buf[U(a0 + k)])
+    elif code == SOFTMAX:
+        for r in range(0, count, width):
+            softmax(buf, a0 + r, a0 + r, width, 1)
 
 
 @inline
-def _activate_span(code, buf, z0, a0, count, width):
-    # One loop per activation, each with a constant code: branch-free bodies that LLVM vectorises.
-    if code == SIGMOID:
+def _activate_kept(code, buf, z0, a0, count):
+    if code == SOFTPLUS:
         for k in range(count):
-            buf[U(a0 + k)] = sigmoid(buf[U(z0 + k)])
-    elif code == TANH:
-        for k in range(count):
-            buf[U(a0 + k)] = tanh(buf[U(z0 + k)])
-    elif code == RELU:
-        for k in range(count):
-            buf[U(a0 + k)] = relu(buf[U(z0 + k)])
-    elif code == LEAKY_RELU:
-        for k in range(count):
-            buf[U(a0 + k)] = leaky_relu(buf[U(z0 + k)])
-    elif code == IDENTITY:
-        if a0 != z0:
-            for k in range(count):
-                buf[U(a0 + k)] = buf[U(z0 + k)]
-    elif code == ELU:
-        for k in range(count):
-            buf[U(a0 + k)] = elu(buf[U(z0 + k)])
-    elif code == SOFTPLUS:
-        for k in range(count):
-            buf[U(a0 + k)] = softplus(buf[U(z0 + k)])
+            buf[U(a0 + k)], buf[U(z0 + k)] = softplus_and_derivative(buf[U(z0 + k)])
     elif code == SILU:
         for k in range(count):
-            buf[U(a0 + k)] = silu(buf[U(z0 + k)])
+            buf[U(a0 + k)], buf[U(z0 + k)] = silu_and_derivative(buf[U(z0 + k)])
     elif code == GELU:
         for k in range(count):
-            buf[U(a0 + k)] = gelu(buf[U(z0 + k)])
-    elif code == GELU_TANH:
-        for k in range(count):
-            buf[U(a0 + k)] = gelu_tanh(buf[U(z0 + k)])
+            buf[U(a0 + k)], buf[U(z0 + k)] = gelu_and_derivative(buf[U(z0 + k)])
     else:
-        for r in range(0, count, width):
-            softmax(buf, z0 + r, a0 + r, width, 1)
+        for k in range(count):
+            buf[U(a0 + k)], buf[U(z0 + k)] = gelu_tanh_and_derivative(buf[U(z0 + k)])
 
 
 @helper
@@ -252,7 +249,7 @@ def softmax(buf, z0, a0, width, stride):
 @helper
 def backprop_span(code, buf, a0, d0, count):
     """buf[d0 + k] *= phi'(z) for k < count, from the activations a = phi(z) at buf[a0:] (not softmax); for the
-    activations :func:`from_input`, from the pre-activations z at buf[a0:]."""
+    activations that keep their derivative (:func:`keeps_derivative`), phi'(z) itself is at buf[a0:]."""
     if code == SIGMOID:
         for k in range(count):
             buf[U(d0 + k)] *= sigmoid_derivative(buf[U(a0 + k)])
@@ -268,18 +265,9 @@ def backprop_span(code, buf, a0, d0, count):
     elif code == ELU:
         for k in range(count):
             buf[U(d0 + k)] *= elu_derivative(buf[U(a0 + k)])
-    elif code == SOFTPLUS:
+    elif keeps_derivative(code):
         for k in range(count):
-            buf[U(d0 + k)] *= softplus_derivative(buf[U(a0 + k)])
-    elif code == SILU:
-        for k in range(count):
-            buf[U(d0 + k)] *= silu_derivative(buf[U(a0 + k)])
-    elif code == GELU:
-        for k in range(count):
-            buf[U(d0 + k)] *= gelu_derivative(buf[U(a0 + k)])
-    elif code == GELU_TANH:
-        for k in range(count):
-            buf[U(d0 + k)] *= gelu_tanh_derivative(buf[U(a0 + k)])
+            buf[U(d0 + k)] *= buf[U(a0 + k)]
 
 
 @helper

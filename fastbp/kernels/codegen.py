@@ -46,18 +46,24 @@ class _Network(Signature):
 
     @staticmethod
     def activate(name, z, a, count, pad):
-        """Lines for a[i] = phi(z[i]), i < count (not softmax): one branch-free loop that vectorises."""
+        """Lines for a[i] = phi(z[i]), i < count (not softmax): one branch-free loop that vectorises; an activation
+        that keeps its derivative writes phi'(z[i]) over z[i]."""
         if name == "identity" and z == a:
             return []
+        if act.keeps_derivative(act.CODES[name]):
+            return [f"{pad}for i in range({count}):",
+                    f"{pad}    buf[U({a} + i)], buf[U({z} + i)] = act.{name}_and_derivative(buf[U({z} + i)])"]
         return [f"{pad}for i in range({count}):", f"{pad}    buf[U({a} + i)] = act.{name}(buf[U({z} + i)])"]
 
     @staticmethod
     def backprop(name, a, d, count, pad):
-        """Lines for d[i] *= phi'(z[i]) from a = phi(z) (or from z, act.from_input) at ``a``, i < count (not
-        softmax)."""
+        """Lines for d[i] *= phi'(z[i]), from a = phi(z) at ``a`` (or phi'(z) itself, where the activation keeps it),
+        i < count (not softmax)."""
         if name == "identity":
             return []
-        return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= act.{name}_derivative(buf[U({a} + i)])"]
+        factor = f"buf[U({a} + i)]" if act.keeps_derivative(act.CODES[name]) else \
+            f"act.{name}_derivative(buf[U({a} + i)])"
+        return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= {factor}"]
 
     # ---- the tile path -------------------------------------------------------------------------------------------
 

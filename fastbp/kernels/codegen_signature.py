@@ -49,9 +49,9 @@ class Signature:
         for l in range(1, self.L + 1):
             self.units[f"D{l}"] = u
             u += sizes[l]
-        for l in range(1, self.L):  # Z_l: the pre-activations of A_l, where its derivative is computed from them
-            if act.from_input(act.CODES[self.names[l - 1]]):
-                self.units[f"Z{l}"] = u
+        for l in range(1, self.L):  # P_l: phi'(z) of A_l, where its activation keeps its derivative
+            if self.keeps(l - 1):
+                self.units[f"P{l}"] = u
                 u += sizes[l]
         self.width = u
 
@@ -59,13 +59,18 @@ class Signature:
         """The activation after layer l (0-based)."""
         return self.names[l]
 
+    def keeps(self, l):
+        """Whether the activation after layer l keeps its derivative (act.keeps_derivative)."""
+        return act.keeps_derivative(act.CODES[self.names[l]])
+
     def sums(self, l):
-        """The block layer l's sums z go to: A_{l+1}, activated in place, or Z (the output's) or Z_{l+1} (kept)."""
-        return "Z" if l == self.L - 1 else f"Z{l + 1}" if f"Z{l + 1}" in self.units else f"A{l + 1}"
+        """The block layer l's sums z go to: A_{l+1}, activated in place, or Z (the output's), or P_{l+1} (which then
+        holds phi'(z))."""
+        return "Z" if l == self.L - 1 else f"P{l + 1}" if self.keeps(l) else f"A{l + 1}"
 
     def derivative_source(self, l):
-        """The block the derivative of the hidden A_l reads: Z_l where kept, else A_l."""
-        return f"Z{l}" if f"Z{l}" in self.units else f"A{l}"
+        """The block the backward pass reads for phi' of the hidden A_l: P_l (phi' itself), or A_l."""
+        return f"P{l}" if self.keeps(l - 1) else f"A{l}"
 
     def chunks(self, n_in, emit):
         """Lines for the inputs 0 .. n_in in passes of CHUNK: the first pass, a loop over the middle ones, the last
@@ -91,17 +96,21 @@ class Signature:
                 return [f"buf[U(o + {lane})] = {v}"]
             if shift == 0:
                 return [f"buf[U(o + {lane})] = act.{name}({v})"]
+            if self.keeps(l):  # a, and phi'(z) where z was
+                return [f"buf[U(o - {-shift} + {lane})], buf[U(o + {lane})] = act.{name}_and_derivative({v})"]
             return [f"z = {v}", f"buf[U(o + {lane})] = z", f"buf[U(o - {-shift} + {lane})] = act.{name}(z)"]
         return finish
 
     def delta_finish(self, l, lane, a):
-        """finish(value) for a delta of the hidden A_l at ``lane``: times phi'(z), from the block
-        :meth:`derivative_source` (a = phi(z), or z) at offset ``a``."""
+        """finish(value) for a delta of the hidden A_l at ``lane``: times phi'(z), read at offset ``a`` of the block
+        :meth:`derivative_source` (from a = phi(z), or phi'(z) itself)."""
         name = self.name(l - 1)
 
         def finish(v):
             if name == "identity":
                 return [f"buf[U(o + {lane})] = {v}"]
+            if self.keeps(l - 1):
+                return [f"buf[U(o + {lane})] = ({v}) * buf[U({a} + {lane})]"]
             return [f"buf[U(o + {lane})] = ({v}) * act.{name}_derivative(buf[U({a} + {lane})])"]
         return finish
 

@@ -15,7 +15,7 @@ from .. import losses
 from .._jit import helper, inline, kernel, kernel_pair
 from ..config import BLAS_MIN_WIDTH, BLAS_MIN_WORK, CHUNK_ROWS, PARALLEL_MIN_WORK  # noqa: F401 (re-exported)
 from ..optim import update
-from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_z_offset,
+from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_offset,
                      _load_input, _load_targets, _matrix, _param_offset, _target_offset, _z_offset, hidden_code,
                      layer_code)
 
@@ -58,8 +58,8 @@ def _forward(flat, spec, work, n):
         n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
         b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
         code = layer_code(spec, l)
-        # Hidden layers activate in place, but for the activations whose derivative needs z.
-        z_off = _z_offset(spec, n) if l == L - 1 else _kept_z_offset(spec, n, l + 1) if act.from_input(code) \
+        # Hidden layers activate in place, but for those that keep their derivative (into P_l, where z goes first).
+        z_off = _z_offset(spec, n) if l == L - 1 else _kept_offset(spec, n, l + 1) if act.keeps_derivative(code) \
             else out_off
         blas = uses_blas(n, n_in, n_out)
         if blas:

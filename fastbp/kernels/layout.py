@@ -5,7 +5,7 @@ import numpy as np
 from numba import uint64 as U  # an unsigned index skips Numba's negative-index wraparound: the loops vectorise
 
 from .. import activations as act
-from .._jit import helper, kernel
+from .._jit import helper, inline, kernel
 
 # spec layout: [n_layers, hidden code, output code, loss code, sizes (n_layers + 1)..., hidden codes (n_layers - 1)...]
 # The hidden codes give each hidden layer's activation; spec[HIDDEN] is their common code, or MIXED if they differ.
@@ -69,23 +69,24 @@ def work_size(spec, n):
     for l in range(1, L + 1):
         width += 2 * spec[SIZES + l] if l < L else spec[SIZES + l]  # activations and deltas
     for l in range(1, L):
-        if act.from_input(hidden_code(spec, l)):
-            width += spec[SIZES + l]  # the pre-activations kept for the derivative
+        if act.keeps_derivative(hidden_code(spec, l)):
+            width += spec[SIZES + l]  # the derivatives kept from the forward pass
     return n * width
 
 
 # Offsets into the flat arrays. Layer l's weight W (n_out, n_in) and bias b (n_out) follow layer l-1's in every row
 # of ``flat``. ``work`` holds, for a batch of n rows, the blocks A_0 (the input copy), A_1 .. A_L (activations),
 # Z_L (the output pre-activation), D_1 .. D_L (the deltas), Y (the target copy) and, for each hidden A_l whose
-# activation's derivative is computed from z (act.from_input), its pre-activation Z_l; each (n, width) row-major.
+# activation keeps its derivative (act.keeps_derivative), P_l: first its pre-activations z, then phi'(z); each
+# (n, width) row-major.
 
-@helper
+@inline  # an index: a call of its own costs a compile
 def hidden_code(spec, l):
     """The activation code of the hidden activations A_l, 1 <= l < n_layers."""
     return spec[SIZES + spec[N_LAYERS] + l]
 
 
-@helper
+@inline
 def layer_code(spec, l):
     """The activation code after layer l, 0 <= l < n_layers (the output's after the last)."""
     return spec[OUTPUT] if l == spec[N_LAYERS] - 1 else hidden_code(spec, l + 1)
@@ -126,19 +127,19 @@ def _target_offset(spec, n):
 
 
 @helper
-def _kept_z_offset(spec, n, l):
-    """Z_l, the pre-activations of the hidden A_l (kept only where act.from_input)."""
+def _kept_offset(spec, n, l):
+    """P_l, the pre-activations of the hidden A_l and then their derivatives (only where act.keeps_derivative)."""
     off = _target_offset(spec, n) + n * spec[SIZES + spec[N_LAYERS]]
     for k in range(1, l):
-        if act.from_input(hidden_code(spec, k)):
+        if act.keeps_derivative(hidden_code(spec, k)):
             off += n * spec[SIZES + k]
     return off
 
 
-@helper
+@inline
 def _derivative_source(spec, n, l):
-    """Where the hidden layer A_l's derivative reads from: Z_l for the activations from_input, else A_l."""
-    return _kept_z_offset(spec, n, l) if act.from_input(hidden_code(spec, l)) else _act_offset(spec, n, l)
+    """Where the backward pass finds phi' of the hidden A_l: P_l for the activations that keep it, else A_l."""
+    return _kept_offset(spec, n, l) if act.keeps_derivative(hidden_code(spec, l)) else _act_offset(spec, n, l)
 
 
 @helper

@@ -10,7 +10,7 @@ from .. import losses, optim
 from .._jit import helper, kernel, kernel_pair
 from ..config import LANES
 from ..optim import update
-from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_z_offset,
+from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_offset,
                      _param_offset, _target_offset, _z_offset, hidden_code, layer_code, work_size)
 
 # A population interleaves its N members: flats (2 + n_slots, n_params, N), so member m's flat array is the column
@@ -77,7 +77,7 @@ def _forward_lanes(flats, spec, buf, N, n, lo, hi):
         n_in, n_out = spec[SIZES + l], spec[SIZES + l + 1]
         b_off, out_off = w_off + n_out * n_in, a_off + n * n_in
         code = layer_code(spec, l)
-        z_off = _z_offset(spec, n) if l == L - 1 else _kept_z_offset(spec, n, l + 1) if act.from_input(code) \
+        z_off = _z_offset(spec, n) if l == L - 1 else _kept_offset(spec, n, l + 1) if act.keeps_derivative(code) \
             else out_off
         for i in range(n):
             a, z = a_off + i * n_in, z_off + i * n_out
