@@ -140,6 +140,7 @@ def test_every_range_ends_where_documented(name):
 
 @pytest.mark.parametrize("optimizer", [
     fastbp.SGD(schedules.StepDecay(0.1, step_size=2, gamma=0.5, warmup=1), clip_norm=1.5),
+    fastbp.SGD(schedules.Constant(0.1, warmup=3, warmup_start=0.5)),  # a constant rate keeps its warm-up
     fastbp.Adam(schedules.Cosine(0.01, steps=100, lr_min=0.001, warmup=5, warmup_start=0.2), clip_norm=0.5),
     fastbp.Adam(schedules.Exponential(0.01, gamma=0.9)),
 ])
@@ -207,3 +208,10 @@ def test_population_schedules_and_no_clipping():
         np.testing.assert_allclose(pop.params[m], net.params, rtol=1e-12, atol=1e-14)
     with pytest.raises(ValueError, match="does not clip"):
         fastbp.Population(2, SIZES, optimizer=fastbp.SGD(0.1, clip_norm=1.0))
+
+
+def test_reduce_on_plateau_defaults_are_pytorchs():
+    """ReduceLROnPlateau(mode="min")'s defaults: factor 0.1, patience 10, threshold 1e-4 (relative), cooldown 0,
+    min_lr 0."""
+    defaults = {name: field.default for name, field in schedules.ReduceOnPlateau.__dataclass_fields__.items()}
+    assert defaults == dict(factor=0.1, patience=10, threshold=1e-4, cooldown=0, min_lr=0.0)
