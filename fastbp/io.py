@@ -1,6 +1,7 @@
 """Saving and loading networks: one ``.npz`` file, no pickle, written atomically; parameters in from a state dict
 (PyTorch's names)."""
 
+import contextlib
 import os
 import tempfile
 
@@ -63,7 +64,8 @@ def write_atomically(path, write, prefix, suffix):
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp)
+        with contextlib.suppress(FileNotFoundError):  # removed already (the folder cleared meanwhile)
+            os.unlink(tmp)
         raise
 
 

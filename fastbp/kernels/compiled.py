@@ -54,8 +54,11 @@ def load(sig, family="net"):
         except (OSError, UnicodeDecodeError):
             current = None
         if current != text:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            io.write_atomically(path, lambda f: f.write(text.encode()), prefix=f".{path.name}.", suffix=".tmp")
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                io.write_atomically(path, lambda f: f.write(text.encode()), prefix=f".{path.name}.", suffix=".tmp")
+            except FileNotFoundError:  # `fastbp cache --clear` removed the folder meanwhile: the text runs all the same
+                pass
         # Run the text itself, not the file read again: `fastbp cache --clear` may remove it meanwhile.
         module = types.ModuleType(name)
         module.__file__ = str(path)
