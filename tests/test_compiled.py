@@ -29,14 +29,14 @@ from .test_properties import close
 # (sizes, hidden, output, loss, dtype): each hidden activation and each output/loss pairing at least once; hidden
 # activations one per layer too, those whose derivative reads z (kept beside a) beside those that read a.
 CASES = [
-    ([5, 7, 6, 4], ["tanh", "silu"], "identity", "mse", np.float32),
+    ([5, 7, 6, 4], ["softplus", "silu"], "identity", "mse", np.float32),
     ([5, 9, 3], "relu", "softmax", "cross_entropy", np.float64),
     ([3, 11, 2], "sigmoid", "sigmoid", "bce", np.float32),
     ([6, 10, 10, 3], ["gelu", "leaky_relu"], "tanh", "huber", np.float64),
     ([4, 13, 5], "identity", "softmax", "mse", np.float64),
-    ([2, 9, 7, 3], ["relu", "gelu_tanh"], "relu", "huber", np.float32),
+    ([2, 9, 3], "gelu_tanh", "relu", "huber", np.float32),
     ([3, 17, 2], "tanh", "leaky_relu", "mse", np.float64),
-    ([4, 6, 5, 3], ["elu", "softplus"], "sigmoid", "mse", np.float64),
+    ([4, 6, 3], "elu", "sigmoid", "mse", np.float64),
 ]
 
 
