@@ -19,6 +19,7 @@ OPERATORS_EXCLUDED).
 """
 
 import argparse
+import fnmatch
 import hashlib
 import os
 import pathlib
@@ -177,6 +178,24 @@ def wilson(killed, n, z=1.96):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def equivalents():
+    """The equivalent mutants' patterns, tests/MUTANTS.md's ```equivalent block: (module, function, source line,
+    mutated line[, a context line])."""
+    text = (ROOT / "tests" / "MUTANTS.md").read_text()
+    block = text.split("```equivalent\n", 1)[1].split("```", 1)[0]
+    return [tuple(field.strip() for field in line.split(" | ")) for line in block.splitlines() if line.strip()]
+
+
+def is_equivalent(module, function, diff, patterns):
+    lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
+    removed = next((line[1:].strip() for line in lines if line.startswith("-")), "")
+    added = next((line[1:].strip() for line in lines if line.startswith("+")), "")
+    context = {line[1:].strip() for line in lines if line.startswith(" ")}
+    return any(fnmatch.fnmatchcase(module, p[0]) and fnmatch.fnmatchcase(function or "", p[1])
+               and fnmatch.fnmatchcase(removed, p[2]) and fnmatch.fnmatchcase(added, p[3])
+               and (len(p) < 5 or p[4] in context) for p in patterns)
+
+
 def tally(module):
     _, db, _, survivors_txt = paths(module)
     with sqlite3.connect(db) as con:
@@ -187,11 +206,26 @@ def tally(module):
         survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff "
                                 "FROM work_results r JOIN mutation_specs s USING (job_id) "
                                 "WHERE r.test_outcome = 'SURVIVED' ORDER BY s.start_pos_row").fetchall()
+    patterns, equivalent = equivalents(), 0
     with open(survivors_txt, "w") as f:
         for name, row, operator, diff in survivors:
-            f.write(f"# {module}:{row} {name} {operator}\n{diff}\n")
+            listed = is_equivalent(module, name, diff, patterns)
+            equivalent += listed
+            f.write(f"# {module}:{row} {name} {operator}{' (equivalent: tests/MUTANTS.md)' if listed else ''}\n"
+                    f"{diff}\n")
     killed, survived, incompetent = (done.get(o, 0) for o in ("KILLED", "SURVIVED", "INCOMPETENT"))
-    return total - skipped, killed + survived + incompetent, killed, survived, incompetent
+    return total - skipped, killed + survived + incompetent, killed, survived - equivalent, equivalent, incompetent
+
+
+def report(modules):
+    """The table: a module's score is killed / (killed + survived), its equivalent mutants left out."""
+    print(f"{'module':38} {'mutants':>8} {'tested':>7} {'killed':>7} {'survived':>9} {'equivalent':>11} "
+          f"{'incompetent':>12}  score %  95% interval")
+    for module in modules:
+        total, tested, killed, survived, equivalent, incompetent = tally(module)
+        low, high = wilson(killed, killed + survived)
+        print(f"{module:38} {total:8} {tested:7} {killed:7} {survived:9} {equivalent:11} {incompetent:12}  "
+              f"{100 * killed / max(killed + survived, 1):7.1f}  {100 * low:.1f}-{100 * high:.1f}")
 
 
 def main(argv):
@@ -199,7 +233,10 @@ def main(argv):
     parser.add_argument("modules", nargs="*", default=list(MODULES))
     parser.add_argument("--minutes", type=float, help="stop after this long (default: when every mutant is tested)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--report", action="store_true", help="print the last runs' table, run nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        return report(args.modules)
     start = resource.getrusage(resource.RUSAGE_CHILDREN)
     OUT.mkdir(exist_ok=True)
     clones = [clone(k) for k in range(args.workers)]
@@ -227,13 +264,7 @@ def main(argv):
         worker.start()
     for worker in workers:
         worker.join()
-    print(f"{'module':38} {'mutants':>8} {'tested':>7} {'killed':>7} {'survived':>9} {'incompetent':>12}  "
-          f"score %  95% interval")
-    for module in args.modules:
-        total, tested, killed, survived, incompetent = tally(module)
-        low, high = wilson(killed, killed + survived)  # survivors count against it, tests/MUTANTS.md's equivalent too
-        print(f"{module:38} {total:8} {tested:7} {killed:7} {survived:9} {incompetent:12}  "
-              f"{100 * killed / max(killed + survived, 1):7.1f}  {100 * low:.1f}-{100 * high:.1f}")
+    report(args.modules)
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = float(CPU_FILE.read_text()) if CPU_FILE.exists() else 0.0
     spent += used.ru_utime + used.ru_stime - (start.ru_utime + start.ru_stime)

@@ -167,6 +167,24 @@ def test_file_with_a_negative_warmup_is_refused():
     assert fastbp.optim.from_hyper(hyper) == fastbp.SGD(0.1)
 
 
+@pytest.mark.parametrize("code", [-1, schedules.COSINE + 1])
+def test_file_with_an_unknown_schedule_code_is_refused(code):
+    """A schedule code outside the four (a corrupt file's hyper) is refused, not read as the nearest schedule."""
+    hyper = fastbp.SGD(schedules.Cosine(0.1, steps=4)).hyper()
+    hyper[fastbp.optim.SCHEDULE] = code
+    with pytest.raises(ValueError, match="unknown schedule code"):
+        fastbp.optim.from_hyper(hyper)
+
+
+def test_schedules_are_immutable():
+    """Schedules and ReduceOnPlateau are frozen values (hashable, equal by their fields), as the optimizers that
+    hold them compare them."""
+    for value in (schedules.Constant(0.1, warmup=2), schedules.Cosine(0.1, steps=4), schedules.ReduceOnPlateau()):
+        with pytest.raises(AttributeError):
+            value.warmup = 3
+        assert hash(value) == hash(type(value)(**vars(value)))
+
+
 def test_file_without_schedule_fields_loads(tmp_path):
     """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping."""
     net = fastbp.Network(SIZES, optimizer=fastbp.Adam(0.01), seed=3)
