@@ -205,6 +205,22 @@ def update(flat, hyper):
 
 
 @helper
+def plain_sgd(flat, hyper):
+    """Whether the coming step is SGD with no momentum and no clipping: each new parameter then depends on its own
+    gradient alone, so a kernel may apply the step as it computes the gradient (the compiled one-row step,
+    :mod:`fastbp.kernels.codegen`), with the rate and decay of :func:`sgd_coefficients`."""
+    return hyper[KIND] == SGD_KIND and flat.shape[0] == 2 and hyper[CLIP_NORM] <= 0
+
+
+@helper
+def sgd_coefficients(flat, hyper):
+    """(learning rate, weight decay) of the coming SGD step in the parameters' dtype, as :func:`update` uses them."""
+    c = coefficients(flat.dtype.type, hyper[KIND], learning_rate(hyper), hyper[BETA1], hyper[BETA2], hyper[EPS],
+                     hyper[WEIGHT_DECAY], hyper[NESTEROV], hyper[STEP])
+    return c[0], c[1]
+
+
+@helper
 def clip_scale(flat, clip_norm):
     """The factor the gradient ``flat[1]`` is multiplied by in this step: ``clip_norm / (norm + CLIP_EPS)`` when
     that is below 1, else 1 (and 1 with no clipping, ``clip_norm == 0``). The norm is summed in float64."""

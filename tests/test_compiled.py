@@ -91,11 +91,13 @@ def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype
                 out = np.empty((n, sizes[-1]), dtype)
                 assert parallel.predict(net.flat, net.spec, work, X, out)
                 np.testing.assert_allclose(out, generic.forward(X), **TOL[dtype])
-    # A few full train steps stay with the generic network.
-    X, Y = make_data(sizes, 3 * tile, output, loss, dtype)
-    for _ in range(3):
-        np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
-    np.testing.assert_allclose(net.params, generic.params, **TOL[dtype])
+    # A few full train steps stay with the generic network: of one row (plain SGD, applied in the backward pass:
+    # _row_sgd), class labels too, and of several tiles.
+    for n, labels in ((1, False), (1, loss == "cross_entropy"), (3 * tile, False)):
+        X, Y = make_data(sizes, n, output, loss, dtype, seed=n, labels=labels)
+        for _ in range(3):
+            np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
+        np.testing.assert_allclose(net.params, generic.params, **TOL[dtype])
 
 
 @pytest.mark.slow
@@ -109,6 +111,46 @@ def test_compiled_train_steps_match_generic(dtype, opt, ref_opt):
             np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
         np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
         assert net.hyper.tobytes() == generic.hyper.tobytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_one_row_sgd_step_is_bounded(dtype):
+    """The one-row step applies plain SGD (here with weight decay and a schedule) in the backward pass, and only
+    where a bound shows no new value can overflow: with first-layer weights near the dtype's largest (tanh
+    saturates, the step is finite) the two-pass update takes over, with the generic kernels' numbers; where the
+    step is not finite, nothing changes."""
+    sizes = [3, 17, 2]  # CASES' architecture: its kernels are compiled already
+    opt = fastbp.SGD(fastbp.schedules.Cosine(0.1, steps=4, warmup=1), weight_decay=0.01)
+    net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
+    module = sys.modules[net.dispatch.compiled_pair[0].train_step.py_func.__module__]
+    X, Y = make_data(sizes, 1, "leaky_relu", "mse", dtype)
+    lr, decay = dtype(0.1), dtype(0.01)
+    work = net.workspace(1)
+    before = net.flat.copy()
+    fused = module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay)
+    assert np.isfinite(fused) and not np.array_equal(net.params, before[0])  # taken, and applied
+    net.flat[:] = before
+    for _ in range(3):
+        np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
+    np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
+    assert net.hyper.tobytes() == generic.hyper.tobytes()
+    huge = np.finfo(dtype).max / 4
+    for n in (net, generic):
+        n.flat[0, :sizes[0] * sizes[1]] = huge * np.sign(n.flat[0, :sizes[0] * sizes[1]])
+    before = net.flat.copy()
+    assert np.isnan(module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay))  # refused by the bound
+    assert net.flat.tobytes() == before.tobytes()
+    np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])  # the two-pass update
+    np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
+    for n in (net, generic):
+        n.flat[0, -1] = huge  # an output bias near the largest: the loss is not finite, nothing changes
+    before = net.flat.copy()
+    assert np.isnan(module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay))
+    assert net.flat.tobytes() == before.tobytes()
+    with pytest.raises(FloatingPointError):
+        net.train_step(X, Y)
+    assert net.flat[0].tobytes() == before[0].tobytes()  # the parameters (the two-pass path leaves its gradient)
 
 
 @pytest.mark.slow
@@ -228,6 +270,11 @@ USER_SCRIPT = textwrap.dedent("""
         user = lambda steps: loop(net.flat, net.spec, net.hyper, work, X, Y, out, steps)
         user(2)
         print("alloc", n, allocations(user, 1), allocations(user, 1000))
+    net.optimizer = fastbp.SGD(lr=0.05)  # plain SGD: one row's step applies it in the backward pass
+    X = np.ones((1, 4)); Y = np.zeros((1, 2)); out = np.empty((1, 2)); work = net.workspace(1)
+    user = lambda steps: loop(net.flat, net.spec, net.hyper, work, X, Y, out, steps)
+    user(2)
+    print("alloc", "1-plain", allocations(user, 1), allocations(user, 1000))
     X = np.random.default_rng(0).normal(size=(6, 4)); Y = np.zeros((6, 2))
     flats = np.stack([net.flat.copy() for _ in range(4)]); hypers = np.stack([net.hyper.copy() for _ in range(4)])
     works = np.stack([net.workspace(6).copy() for _ in range(4)])
@@ -251,7 +298,7 @@ def test_user_njit_loops_allocate_nothing_and_cache(tmp_path):
         assert out.returncode == 0, out.stderr
         lines = [line.split() for line in out.stdout.strip().splitlines()]
         allocs = [line for line in lines if line[0] == "alloc"]
-        assert len(allocs) == 3 and all(one == thousand for _, _, one, thousand in allocs), out.stdout
+        assert len(allocs) == 4 and all(one == thousand for _, _, one, thousand in allocs), out.stdout
         assert ["prange", "True"] in lines, out.stdout
 
 

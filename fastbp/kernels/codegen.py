@@ -130,17 +130,20 @@ class _Network(Signature):
 
     # ---- the single-row path -----------------------------------------------------------------------------------
 
-    def forward_row(self):
+    def forward_row(self, norms=False):
+        """The forward pass of one row; with ``norms``, each layer's sum of |parameters| into ``norm{l}`` as they
+        are read (for :meth:`sgd_row`'s bound)."""
         lines = []
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
             out = self.sums(l)
-            lines += [f"    # layer {l + 1}: {a} -> {b}",
+            lines += [f"    # layer {l + 1}: {a} -> {b}"] + ([f"    norm{l} = T(0)"] if norms else []) + [
                       f"    for j in range({b}):",
                       f"        w = {self.W[l]} + j * {a}",
-                      f"        s = p[U({self.B[l]} + j)]",
+                      f"        s = p[U({self.B[l]} + j)]"] + ([f"        norm{l} += abs(s)"] if norms else []) + [
                       f"        for k in range({a}):",
-                      f"            s += p[U(w + k)] * buf[U({self.off(f'A{l}', 1)} + k)]",
+                      f"            s += p[U(w + k)] * buf[U({self.off(f'A{l}', 1)} + k)]"] + (
+                     [f"            norm{l} += abs(p[U(w + k)])"] if norms else []) + [
                       f"        buf[U({self.off(out, 1)} + j)] = s"]
             if self.name(l) == "softmax":
                 lines.append(f"    act.softmax(buf, {self.off(out, 1)}, {self.off(f'A{l + 1}', 1)}, {b}, 1)")
@@ -172,6 +175,51 @@ class _Network(Signature):
                       f"        for k in range({a}):",
                       f"            buf[U({dl} + k)] += p[U(w + k)] * d"]
             lines += self.backprop(self.name(l - 1), self.off(self.derivative_source(l), 1), dl, a, "    ")
+        return lines
+
+    def sgd_row(self):
+        """One row's backward pass with plain SGD applied as it goes (``lr``, ``decay``): each layer's parameters
+        are read once, for the deltas below, the gradient (still written to g) and the new value. Nothing is written
+        before a bound shows that no new value can overflow; where it does not (or is NaN), the kernel returns NaN
+        and the caller takes the two-pass update, which refuses a step that is not finite."""
+        L, nL = self.L, self.sizes[-1]
+        lines = ["    # The bound: a new parameter of layer l is at most S (1 + |lr decay|) + |lr| D A, with S the sum of",
+                 "    # its |parameters|, D a bound on its |deltas| and A the sum of its |inputs| and 1 (the bias's); a",
+                 "    # delta of the layer below is at most 2 D S (every hidden |phi'| is below 2). Sums, not maxima, so",
+                 "    # a NaN carries through to the comparison and fails it.",
+                 "    bound = T(0)",
+                 f"    for j in range({nL}):",
+                 f"        bound += abs(buf[U({self.units[f'D{L}']} + j)])"]
+        for l in range(L - 1, -1, -1):
+            lines += ["    inputs = T(1)",
+                      f"    for k in range({self.sizes[l]}):",
+                      f"        inputs += abs(buf[U({self.units[f'A{l}']} + k)])",
+                      f"    if not norm{l} * (T(1) + abs(lr * decay)) + abs(lr) * bound * inputs < LIMIT:",
+                      "        return np.nan"]
+            if l:
+                lines.append(f"    bound = T(2) * bound * norm{l}")
+        for l in range(L - 1, -1, -1):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            d, al, dl = self.units[f"D{l + 1}"], self.units[f"A{l}"], self.units.get(f"D{l}")
+            lines.append(f"    # layer {l + 1}: the gradient and the update" + (f", and the deltas of layer {l}" if l else ""))
+            if l:
+                lines += [f"    for k in range({a}):", f"        buf[U({dl} + k)] = 0"]
+            lines += [f"    for j in range({b}):",
+                      f"        d = buf[U({d} + j)]",
+                      f"        e = {self.B[l]} + j",
+                      "        old = p[U(e)]",
+                      "        g[U(e)] = d",
+                      "        p[U(e)] = old - lr * (d + decay * old)",
+                      f"        w = {self.W[l]} + j * {a}",
+                      f"        for k in range({a}):",
+                      "            old = p[U(w + k)]"]
+            if l:
+                lines.append(f"            buf[U({dl} + k)] += old * d")
+            lines += [f"            v = d * buf[U({al} + k)]",
+                      "            g[U(w + k)] = v",
+                      "            p[U(w + k)] = old - lr * (v + decay * old)"]
+            if l:
+                lines += self.backprop(self.name(l - 1), self.units[self.derivative_source(l)], dl, a, "    ")
         return lines
 
     # ---- the module ----------------------------------------------------------------------------------------------
@@ -247,11 +295,12 @@ class _Network(Signature):
             "from fastbp import losses",
             "from fastbp._jit import kernel",
             "from fastbp.kernels.layout import inputs_ok",
-            "from fastbp.optim import update",
+            "from fastbp.optim import STEP, plain_sgd, sgd_coefficients, update",
             "",
             f"T = np.{self.dtype}",
             f"N_PARAMS = {self.n_params}",
             f"TILE = {T}  # rows per tile",
+            f"LIMIT = T({'1e300' if self.dtype == 'float64' else '1e36'})  # a bound below which a step cannot overflow",
             f"GROUPS = {GROUPS}  # groups of tiles, each with its own gradient partial",
             "# One tile's blocks, each (units, TILE): " + ", ".join(f"{k} at {v * T}" for k, v in self.units.items()),
             f"TILE_SIZE = {self.width * T}",
@@ -308,6 +357,25 @@ class _Network(Signature):
             "    if backward:",
             *indent(dedent(self.backward_row()), 8),
             "    return total",
+            "",
+            "",
+            "@kernel",
+            "def _row_sgd(p, g, buf, X, Y, labels, lr, decay):",
+            '    """A train step of one row with plain SGD (optim.plain_sgd) fused into the backward pass: the mean loss,',
+            '    or NaN, having written nothing, where the loss is not finite or the step is not bounded (sgd_row)."""',
+            "    t = 0",
+            f"    for k in range({n0}):",
+            "        buf[U(k)] = T(X[0, k])",
+            f"    for j in range(1 if labels else {nL}):",
+            f"        buf[U({self.units['Y']} + j)] = T(Y[0, j])",
+            *self.forward_row(norms=True),
+            f"    scale = T(1) / T({1 if self.loss == 'cross_entropy' else nL})",
+            f"    loss = losses.output_error_call({loss}, {out_code}, buf, {self.units['Z']}, {a_out}, "
+            f"{self.units[f'D{L}']}, {self.units['Y']}, {nL}, 1, labels, scale) * scale",
+            "    if not np.isfinite(loss):",
+            "        return np.nan",
+            *self.sgd_row(),
+            "    return loss",
             "",
             ""]
         for suffix, parallel in (("", False), ("_parallel", True)):
@@ -390,6 +458,12 @@ class _Network(Signature):
                 '    """As fastbp.kernels.train_step."""',
                 f"    if not (_fits(flat, work, X, Y) and inputs_ok(X, Y, {nL})):",
                 "        return np.nan",
+                "    if X.shape[0] == 1 and plain_sgd(flat, hyper):  # one pass over the parameters instead of three",
+                "        lr, decay = sgd_coefficients(flat, hyper)",
+                f"        loss = _row_sgd(flat[0], flat[1], work, X, Y, Y.shape[1] != {nL}, lr, decay)",
+                "        if loss == loss:",
+                "            hyper[STEP] += 1",
+                "            return loss",
                 f"    loss = _run{suffix}(flat, work, X, Y, np.bool_(True), np.bool_(False))  # np.bool_: no literal",
                 "    if not np.isfinite(loss):",
                 "        return np.nan",
