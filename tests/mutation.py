@@ -19,12 +19,12 @@ OPERATORS_EXCLUDED).
 """
 
 import argparse
-import fnmatch
 import hashlib
 import os
 import pathlib
 import queue
 import random
+import re
 import resource
 import signal
 import sqlite3
@@ -186,14 +186,19 @@ def equivalents():
     return [tuple(field.strip() for field in line.split(" | ")) for line in block.splitlines() if line.strip()]
 
 
+def matches(text, pattern):
+    """``pattern`` with ``*`` (any text) and ``?`` (one character) as wildcards, everything else literal."""
+    regex = "".join(".*" if c == "*" else "." if c == "?" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text) is not None
+
+
 def is_equivalent(module, function, diff, patterns):
     lines = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
     removed = next((line[1:].strip() for line in lines if line.startswith("-")), "")
     added = next((line[1:].strip() for line in lines if line.startswith("+")), "")
     context = {line[1:].strip() for line in lines if line.startswith(" ")}
-    return any(fnmatch.fnmatchcase(module, p[0]) and fnmatch.fnmatchcase(function or "", p[1])
-               and fnmatch.fnmatchcase(removed, p[2]) and fnmatch.fnmatchcase(added, p[3])
-               and (len(p) < 5 or p[4] in context) for p in patterns)
+    return any(matches(module, p[0]) and matches(function or "", p[1]) and matches(removed, p[2])
+               and matches(added, p[3]) and (len(p) < 5 or p[4] in context) for p in patterns)
 
 
 def tally(module):

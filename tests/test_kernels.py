@@ -238,3 +238,25 @@ def test_finite_difference_gradients(seed):
         X, Y = make_data(sizes, 5, output, loss, np.float64, seed=seed)
         err = finite_difference_error(net, X, Y)
         assert err < 1e-6, (sizes, hidden, output, loss, err)
+
+
+@pytest.mark.parametrize("output, loss", PAIRINGS)
+def test_output_error_reads_units_a_stride_apart(output, loss):
+    """losses.output_error on a row stored feature-major (units ``stride`` apart, as the compiled tile path stores
+    them) gives the loss and deltas it gives on the same row stored contiguously."""
+    rng = np.random.default_rng(0)
+    n_out, stride = 3, 4
+    z, a = rng.normal(size=n_out), rng.uniform(0.1, 0.9, n_out)
+    y = np.array([2.0]) if loss == "cross_entropy" else rng.uniform(0, 1, n_out)
+    labels = y.size == 1
+    code, out_code = fastbp.losses.CODES[loss], act.CODES[output]
+    rows = {}
+    for s in (1, stride):
+        buf = np.full(4 * n_out * s, np.nan)
+        z0, a0, d0, y0 = 0, n_out * s, 2 * n_out * s, 3 * n_out * s
+        buf[z0:z0 + n_out * s:s], buf[a0:a0 + n_out * s:s], buf[y0:y0 + y.size * s:s] = z, a, y
+        total = fastbp.losses.output_error_call(code, out_code, buf, z0, a0, d0, y0, n_out, s, labels, 0.5)
+        rows[s] = total, buf[d0:d0 + n_out * s:s]
+    assert np.isfinite(rows[1][0]) and np.all(np.isfinite(rows[1][1]))
+    assert rows[stride][0] == rows[1][0]
+    np.testing.assert_array_equal(rows[stride][1], rows[1][1])

@@ -11,6 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import kernels
+from fastbp.config import GROUPS, LANES
 from fastbp.kernels import codegen_population
 
 from .conftest import TOL, needs_jit
@@ -103,6 +104,15 @@ def test_compiled_population_labels_out_of_range():
     assert not pop.compiled.train_step(pop.flats, pop.spec, pop.hypers, pop.workspace(1), np.zeros((2, 1, 2)),
                                        np.array([[[0]], [[3]]]), np.empty(2))
     assert pop.flats.tobytes() == flats
+
+
+def test_work_rows_is_the_generated_work_size():
+    """The rows Population allocates (codegen_population.work_rows) are those the generated kernels ask for, for
+    populations of under one block, whole blocks and more blocks than groups (runs as Python too)."""
+    pop = fastbp.Population(2, [3, 6, 2], seed=0, compiled=True)
+    for N in (5, LANES - 1, LANES, LANES + 1, 2 * LANES, (GROUPS + 2) * LANES):
+        for n in (1, 4):
+            assert pop.compiled.work_size(n, N) == codegen_population.work_rows(pop._signature, n, N), (n, N)
 
 
 @needs_jit
