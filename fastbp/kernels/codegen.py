@@ -183,10 +183,11 @@ class _Network(Signature):
         before a bound shows that no new value can overflow; where it does not (or is NaN), the kernel returns NaN
         and the caller takes the two-pass update, which refuses a step that is not finite."""
         L, nL = self.L, self.sizes[-1]
-        lines = ["    # The bound: a new parameter of layer l is at most S (1 + |lr decay|) + |lr| D A, with S the sum of",
-                 "    # its |parameters|, D a bound on its |deltas| and A the sum of its |inputs| and 1 (the bias's); a",
-                 "    # delta of the layer below is at most 2 D S (every hidden |phi'| is below 2). Sums, not maxima, so",
-                 "    # a NaN carries through to the comparison and fails it.",
+        # The bound: a new parameter of layer l is at most S (1 + |lr decay|) + |lr| D A, with S the sum of its
+        # |parameters| (norm{l}), D a bound on its |deltas| and A the sum of its |inputs| and 1 (the bias's); a delta
+        # of the layer below is at most 2 D S (every hidden |phi'| is below 2). Sums, not maxima: a NaN carries
+        # through to the comparison and fails it.
+        lines = ["    # no new parameter can overflow (the bound of codegen._Network.sgd_row), or nothing is written",
                  "    bound = T(0)",
                  f"    for j in range({nL}):",
                  f"        bound += abs(buf[U({self.units[f'D{L}']} + j)])"]
@@ -201,7 +202,8 @@ class _Network(Signature):
         for l in range(L - 1, -1, -1):
             a, b = self.sizes[l], self.sizes[l + 1]
             d, al, dl = self.units[f"D{l + 1}"], self.units[f"A{l}"], self.units.get(f"D{l}")
-            lines.append(f"    # layer {l + 1}: the gradient and the update" + (f", and the deltas of layer {l}" if l else ""))
+            deltas = f", and the deltas of layer {l}" if l else ""
+            lines.append(f"    # layer {l + 1}: the gradient and the update{deltas}")
             if l:
                 lines += [f"    for k in range({a}):", f"        buf[U({dl} + k)] = 0"]
             lines += [f"    for j in range({b}):",
@@ -300,7 +302,7 @@ class _Network(Signature):
             f"T = np.{self.dtype}",
             f"N_PARAMS = {self.n_params}",
             f"TILE = {T}  # rows per tile",
-            f"LIMIT = T({'1e300' if self.dtype == 'float64' else '1e36'})  # a bound below which a step cannot overflow",
+            f"LIMIT = T({'1e300' if self.dtype == 'float64' else '1e36'})  # below it, a step cannot overflow",
             f"GROUPS = {GROUPS}  # groups of tiles, each with its own gradient partial",
             "# One tile's blocks, each (units, TILE): " + ", ".join(f"{k} at {v * T}" for k, v in self.units.items()),
             f"TILE_SIZE = {self.width * T}",
@@ -361,8 +363,8 @@ class _Network(Signature):
             "",
             "@kernel",
             "def _row_sgd(p, g, buf, X, Y, labels, lr, decay):",
-            '    """A train step of one row with plain SGD (optim.plain_sgd) fused into the backward pass: the mean loss,',
-            '    or NaN, having written nothing, where the loss is not finite or the step is not bounded (sgd_row)."""',
+            '    """A train step of one row with plain SGD (optim.plain_sgd) fused into the backward pass: the mean',
+            '    loss, or NaN, having written nothing, where the loss is not finite or the step is not bounded."""',
             "    t = 0",
             f"    for k in range({n0}):",
             "        buf[U(k)] = T(X[0, k])",
