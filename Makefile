@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test docs bench asv-quick mutation coverage clean
+.PHONY: demo test docs bench asv-quick asv-check mutation coverage clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ asv-quick: $(VENV)/.test
 	$(VENV)/bin/asv machine --yes > /dev/null
 	$(VENV)/bin/asv check --python=same
 	FASTBP_COMPILE=off FASTBP_ASV_SMOKE=1 $(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
+
+# Whether `asv continuous` tells this machine's noise from a real change (benchmarks/check_noise.py: three pairs of
+# commits that change no kernel, then a scratch commit ~15% slower on one case); about half an hour, not in make test.
+asv-check: $(VENV)/.test
+	$(PY) benchmarks/check_noise.py
 
 # The compiled kernels' cache (docs/guide/njit.md, "Compiled kernels") needs no clearing: it is keyed by every source file.
 clean:

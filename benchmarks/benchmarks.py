@@ -4,6 +4,12 @@ The cases and the implementations (fastbp, the plain numpy baseline, PyTorch, JA
 shared with ``python -m fastbp bench``. A peer that is not installed raises NotImplementedError in setup, which asv
 reports as skipped. ``setup`` builds and calls once, so compilation (or the cache load) is outside the timing; the
 learning rate is small enough that repeats of the same step never drift the weights to inf.
+
+What fastbp runs here is what a user's steady state runs: the default mode, the network prepared (its background
+build finished and its plan measured) and no build of any process left running (``fastbp.bench.wait_for_builds``);
+``PopulationTrainStep``'s ``fastbp-compiled`` is the fixed compiled mode (``Population(compiled=True)``).
+The regression check reads ``TrainStep.time_train_step`` and ``PopulationTrainStep.time_train_step``, fastbp's rows,
+compared statistically (:class:`_Timed`; ``make asv-check``, docs/guide/performance.md).
 """
 
 import os
@@ -29,7 +35,20 @@ CASES = grid(bench.CASES)
 IMPLS = ["fastbp", "numpy", "torch", "jax", "onnxruntime"]
 
 
-class _CaseByImpl:
+class _Timed:
+    """asv's timing attributes for a shared, noisy machine: each parameter runs in ``rounds`` processes (alternating
+    between the two commits under ``asv continuous --interleave-rounds``), each taking up to 25 samples after a
+    warm-up, so a comparison weighs ~100 samples a side (asv's Mann-Whitney test, then ``--factor``) and one
+    process's luck (its thread placement, a neighbour's burst) is a quarter of the figure, not all of it."""
+
+    rounds = 4
+    repeat = (10, 25, 10.0)  # at least 10 samples, at most 25, or 10 s
+    timeout = 900  # a commit's first setup may compile its kernels (a background build: up to ~70 s per case)
+    warmup_time = 0.3
+    sample_time = 0.02
+
+
+class _CaseByImpl(_Timed):
     params = (CASES, IMPLS)
     param_names = ["case", "impl"]
     op = None
@@ -77,7 +96,7 @@ class BackwardStep(_CaseByImpl):
         self.impl.backward_step()
 
 
-class _Population:
+class _Population(_Timed):
     """1024 networks of 4-16-2, one row each: fastbp.Population (generic and compiled kernels) against numpy batched
     matmuls, a loop of single-network calls, torch.baddbmm and jax.vmap."""
 

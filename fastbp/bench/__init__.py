@@ -12,7 +12,8 @@ alternating round by round, so drift of a shared machine hits all of them alike,
 """
 
 from . import cold_start, estimators
-from .cases import CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl, njit_train_loop
+from .cases import (CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl,
+                    njit_train_loop, wait_for_builds)
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
 from .runner import (first_step_seconds, floor_seconds, gemm_peak, machine, measure, memory_bandwidth, plot, run,
                      save_json)
@@ -20,4 +21,4 @@ from .runner import (first_step_seconds, floor_seconds, gemm_peak, machine, meas
 __all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
            "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "cold_start", "estimators",
            "first_step_seconds", "floor_seconds", "gemm_peak", "machine", "measure", "memory_bandwidth",
-           "njit_train_loop", "plot", "run", "save_json"]
+           "njit_train_loop", "plot", "run", "save_json", "wait_for_builds"]

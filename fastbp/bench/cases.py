@@ -2,13 +2,15 @@
 plain numpy baseline, PyTorch, JAX and (inference only) ONNX Runtime, each written as its own docs recommend."""
 
 import os
+import time
 from dataclasses import dataclass
 
 import numba
 import numpy as np
 
-from .. import SGD, Network
+from .. import SGD, Network, builder
 from ..baseline import NumpyMLP
+from ..config import BUILD_TIMEOUT
 from .timing import fastest_threads
 
 LR = 1e-3  # small, so weights never drift far over many timed repeats of the same step
@@ -51,7 +53,9 @@ class Case:
         # (the mode from $FASTBP_COMPILE, as for any network: `make asv-quick` checks the suites with "off").
         net = Network(list(self.sizes), hidden=self.hidden, output=self.output, loss=self.loss,
                       optimizer=SGD(lr=LR), dtype=self.dtype, seed=seed, threads=threads)
-        return net.prepare(self.batch) if net.dispatch.mode == "background" else net
+        net = net.prepare(self.batch) if net.dispatch.mode == "background" else net
+        wait_for_builds()
+        return net
 
     def flops(self, op):
         """Floating-point operations of one call: 2 per multiply-add of the forward product, the weight gradient
@@ -59,6 +63,14 @@ class Case:
         macs = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
         forward = 2 * self.batch * sum(macs)
         return forward if op == "forward" else forward + 2 * self.batch * (sum(macs) + sum(macs[1:]))
+
+
+def wait_for_builds(poll=0.1):
+    """Wait until no background build runs on this machine (any process's: one left by an earlier benchmark or
+    script would compile beside the timing), for at most a build's timeout."""
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    while builder.builds_alive() and time.monotonic() < deadline:
+        time.sleep(poll)
 
 
 CASES = {c.name: c for c in [

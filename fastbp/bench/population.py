@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .. import SGD, Population
-from .cases import LR, Case
+from .cases import LR, Case, wait_for_builds
 from .timing import fastest_threads
 
 
@@ -28,8 +28,10 @@ class PopulationCase:
         return X, rng.normal(size=(self.n, self.batch, self.sizes[-1])).astype(self.dtype)
 
     def population(self, compiled=False, threads=None):
-        return Population(self.n, list(self.sizes), hidden=self.hidden, optimizer=SGD(lr=LR), dtype=self.dtype,
-                          seed=0, compiled=compiled, threads=threads)
+        pop = Population(self.n, list(self.sizes), hidden=self.hidden, optimizer=SGD(lr=LR), dtype=self.dtype,
+                         seed=0, compiled=compiled, threads=threads)
+        wait_for_builds()
+        return pop
 
     def flops(self, op):
         return self.n * Case(self.name, self.sizes, self.batch, self.dtype, self.hidden, "identity", "mse").flops(op)

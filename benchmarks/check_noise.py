@@ -1,0 +1,100 @@
+"""``make asv-check``: whether ``asv continuous``, run as docs/guide/performance.md says, tells this machine's noise
+from a real change. Not part of ``make test``: it takes about half an hour on 2 cores (the first run longer, as
+each kernel version compiles once into the shared cache).
+
+1. No false alarm: for the three newest pairs of consecutive commits of main that change no kernel and no choice of
+   kernels (no file the kernels compile from, none of the files that choose or run them, no benchmark), fastbp's
+   rows must show no significant change.
+2. A real slowdown found: in a scratch clone, a commit that adds a redundant pass to the compiled population's train
+   step (about 15% on that case) must be reported as a regression of ``PopulationTrainStep.time_train_step
+   ('fastbp-compiled')`` and of nothing else.
+
+    python benchmarks/check_noise.py [--pairs 3] [--keep]
+
+Prints each comparison's changed rows and a verdict; exits 1 on a false alarm or a missed slowdown.
+"""
+
+import argparse
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# What the performance guide says to read: fastbp's train steps, single networks and populations.
+READ = r"TrainStep\.time_train_step\(.*'fastbp(-compiled)?'\)"
+ASV = [str(pathlib.Path(sys.executable).parent / "asv"), "continuous", "--interleave-rounds", "--factor", "1.10",
+       "--show-stderr", "-b", READ]
+# Files whose change may change what a benchmark times: besides the kernels' own sources (fastbp._jit.
+# compiled_sources), the code that chooses and calls them, and the benchmarks themselves.
+HOT = ("fastbp/dispatch.py", "fastbp/plan.py", "fastbp/observe.py", "fastbp/config.py", "fastbp/builder.py",
+       "fastbp/network.py", "fastbp/population.py", "fastbp/bench/", "benchmarks/", "asv.conf.json")
+SLOWED = "PopulationTrainStep.time_train_step('fastbp-compiled')"
+SLOWDOWN = ("fastbp/kernels/codegen_population.py",  # a second forward pass of every row: the same numbers, more time
+            "self.load_row(True) + dedent(self.forward()) + self.output_error()",
+            "self.load_row(True) + dedent(self.forward()) + dedent(self.forward()) + self.output_error()")
+
+
+def git(*args, cwd=ROOT):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+def quiet_pairs(count):
+    """The newest ``count`` (parent, commit) pairs of main's first-parent history that change no hot file."""
+    sys.path.insert(0, str(ROOT))
+    from fastbp._jit import compiled_sources
+    kernels = {f"fastbp/{path}" for path in compiled_sources()}
+    pairs = []
+    for commit in git("rev-list", "--first-parent", "main").split():
+        changed = git("diff", "--name-only", f"{commit}~1", commit).split()
+        if not any(path in kernels or path.startswith(HOT) for path in changed):
+            pairs.append((git("rev-parse", f"{commit}~1").strip(), commit))
+        if len(pairs) == count:
+            return pairs
+    return pairs
+
+
+def compare(clone, before, after):
+    """``asv continuous`` of two commits: (the rows it marks changed or failed, its seconds)."""
+    start = time.monotonic()
+    out = subprocess.run([*ASV, before, after], cwd=clone, capture_output=True, text=True)
+    changed = [line for line in out.stdout.splitlines() if re.match(r"^[+-] ", line) or "failed" in line]
+    if "BENCHMARKS NOT SIGNIFICANTLY CHANGED" not in out.stdout and not changed:
+        sys.exit(f"asv continuous {before} {after} gave no verdict:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return changed, time.monotonic() - start
+
+
+def main(argv):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pairs", type=int, default=3)
+    parser.add_argument("--keep", action="store_true", help="keep the scratch clone (its .asv holds the results)")
+    args = parser.parse_args(argv)
+    clone = pathlib.Path(tempfile.mkdtemp(prefix="fastbp-asv-check-")) / "fastbp"
+    git("clone", "-q", str(ROOT), str(clone))
+    subprocess.run([ASV[0], "machine", "--yes"], cwd=clone, check=True, capture_output=True)
+    ok = True
+    for before, after in quiet_pairs(args.pairs):
+        changed, seconds = compare(clone, before, after)
+        print(f"{before[:7]}..{after[:7]} (no kernel changed): {len(changed)} changed rows in {seconds:.0f} s")
+        print("".join(f"    {line}\n" for line in changed), end="")
+        ok &= not changed
+    path, old, new = SLOWDOWN
+    source = (clone / path).read_text()
+    assert old in source, f"{path} no longer holds the line the slowdown edits"
+    (clone / path).write_text(source.replace(old, new))
+    git("commit", "-qam", "A redundant forward pass in the compiled population's train step", cwd=clone)
+    changed, seconds = compare(clone, "HEAD~1", "HEAD")
+    print(f"HEAD..slowdown: {len(changed)} changed rows in {seconds:.0f} s")
+    print("".join(f"    {line}\n" for line in changed), end="")
+    found = [line for line in changed if line.startswith("+") and line.rstrip().endswith(SLOWED)]
+    ok &= len(found) == 1 and len(changed) == 1
+    print("asv-check:", "passed" if ok else "FAILED", f"(scratch clone {clone.parent})" if args.keep else "")
+    if not args.keep:
+        subprocess.run(["rm", "-rf", str(clone.parent)])
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
