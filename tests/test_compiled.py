@@ -116,41 +116,49 @@ def test_compiled_train_steps_match_generic(dtype, opt, ref_opt):
 @pytest.mark.slow
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_compiled_one_row_sgd_step_is_bounded(dtype):
-    """The one-row step applies plain SGD (here with weight decay and a schedule) in the backward pass, and only
-    where a bound shows no new value can overflow: with first-layer weights near the dtype's largest (tanh
-    saturates, the step is finite) the two-pass update takes over, with the generic kernels' numbers; where the
-    step is not finite, nothing changes."""
+    """The one-row step applies plain SGD (here with weight decay and a warm-up) in the backward pass, and only where
+    a bound shows that no value the step computes can overflow; else the two-pass update takes over, with the
+    generic kernels' numbers where the step is finite, and nothing changed where it is not."""
     sizes = [3, 17, 2]  # CASES' architecture: its kernels are compiled already
-    opt = fastbp.SGD(fastbp.schedules.Cosine(0.1, steps=4, warmup=1), weight_decay=0.01)
-    net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
-    module = sys.modules[net.dispatch.compiled_pair[0].train_step.py_func.__module__]
+    module = None
+
+    def check(opt, X, Y, bounded, refused=False):
+        """``bounded``: whether _row_sgd applies the step (else it writes nothing); then one-row train steps
+        against the generic network's, or (``refused``) a step refused with nothing changed."""
+        nonlocal module
+        net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
+        module = module or sys.modules[net.dispatch.compiled_pair[0].train_step.py_func.__module__]
+        for n in (net, generic):
+            n.flat[0, :sizes[1] * sizes[0]:sizes[0]] = 1 / X[0, 0]  # input 0's weights: z stays near 1
+        before = net.flat.copy()
+        lr, decay = dtype(opt.lr(0) if callable(opt.lr) else opt.lr), dtype(opt.weight_decay)  # the first step's
+        taken = module._row_sgd(net.flat[0], net.flat[1], net.workspace(1), X, Y, False, lr, decay)
+        assert np.isfinite(taken) == bounded
+        assert (net.flat.tobytes() == before.tobytes()) != bounded  # applied, or nothing written
+        net.flat[:] = before
+        if refused:
+            with pytest.raises(FloatingPointError):
+                net.train_step(X, Y)
+            assert net.flat[0].tobytes() == before[0].tobytes()  # (the two-pass path leaves its gradient)
+            return
+        for _ in range(3):
+            np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
+        np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
+        assert net.hyper.tobytes() == generic.hyper.tobytes()
+
     X, Y = make_data(sizes, 1, "leaky_relu", "mse", dtype)
-    lr, decay = dtype(0.1), dtype(0.01)
-    work = net.workspace(1)
-    before = net.flat.copy()
-    fused = module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay)
-    assert np.isfinite(fused) and not np.array_equal(net.params, before[0])  # taken, and applied
-    net.flat[:] = before
-    for _ in range(3):
-        np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])
-    np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
-    assert net.hyper.tobytes() == generic.hyper.tobytes()
-    huge = np.finfo(dtype).max / 4
-    for n in (net, generic):
-        n.flat[0, :sizes[0] * sizes[1]] = huge * np.sign(n.flat[0, :sizes[0] * sizes[1]])
-    before = net.flat.copy()
-    assert np.isnan(module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay))  # refused by the bound
-    assert net.flat.tobytes() == before.tobytes()
-    np.testing.assert_allclose(net.train_step(X, Y), generic.train_step(X, Y), **TOL[dtype])  # the two-pass update
-    np.testing.assert_allclose(net.flat, generic.flat, **TOL[dtype])
-    for n in (net, generic):
-        n.flat[0, -1] = huge  # an output bias near the largest: the loss is not finite, nothing changes
-    before = net.flat.copy()
-    assert np.isnan(module._row_sgd(net.flat[0], net.flat[1], work, X, Y, False, lr, decay))
-    assert net.flat.tobytes() == before.tobytes()
-    with pytest.raises(FloatingPointError):
-        net.train_step(X, Y)
-    assert net.flat[0].tobytes() == before[0].tobytes()  # the parameters (the two-pass path leaves its gradient)
+    warm = fastbp.schedules.Constant(0.1, warmup=2)  # its first step's rate is 0
+    check(fastbp.SGD(warm, weight_decay=0.01), X, Y, bounded=True)
+    check(fastbp.SGD(0.1, clip_norm=0.01), X, Y, bounded=True)  # clipping: train_step takes the two-pass update
+    huge = X.copy()
+    huge[0, 0] = dtype(module.LIMIT) / 10  # its gradient d x is finite, its bound D A is above LIMIT
+    check(fastbp.SGD(0.1), huge, Y, bounded=False)
+    huge[0, 0] = np.finfo(dtype).max / 10  # d x overflows: the step is refused, at rate 0 too (p - 0 inf is NaN)
+    check(fastbp.SGD(warm), huge, Y * 1e12, bounded=False, refused=True)
+    # an output bias near the largest: the loss is not finite
+    Z = Y.copy()
+    Z[0, 0] = np.finfo(dtype).max / 2
+    check(fastbp.SGD(0.1), X, Z, bounded=False, refused=True)
 
 
 @pytest.mark.slow

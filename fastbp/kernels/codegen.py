@@ -137,14 +137,19 @@ class _Network(Signature):
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
             out = self.sums(l)
-            lines += [f"    # layer {l + 1}: {a} -> {b}"] + ([f"    norm{l} = T(0)"] if norms else []) + [
+            sums = [f"    norm{l} = T(0)", f"        norm{l} += abs(s)", f"            norm{l} += abs(p[U(w + k)])"] \
+                if norms else ["", "", ""]
+            lines += [line for line in [
+                      f"    # layer {l + 1}: {a} -> {b}",
+                      sums[0],
                       f"    for j in range({b}):",
                       f"        w = {self.W[l]} + j * {a}",
-                      f"        s = p[U({self.B[l]} + j)]"] + ([f"        norm{l} += abs(s)"] if norms else []) + [
+                      f"        s = p[U({self.B[l]} + j)]",
+                      sums[1],
                       f"        for k in range({a}):",
-                      f"            s += p[U(w + k)] * buf[U({self.off(f'A{l}', 1)} + k)]"] + (
-                     [f"            norm{l} += abs(p[U(w + k)])"] if norms else []) + [
-                      f"        buf[U({self.off(out, 1)} + j)] = s"]
+                      f"            s += p[U(w + k)] * buf[U({self.off(f'A{l}', 1)} + k)]",
+                      sums[2],
+                      f"        buf[U({self.off(out, 1)} + j)] = s"] if line]
             if self.name(l) == "softmax":
                 lines.append(f"    act.softmax(buf, {self.off(out, 1)}, {self.off(f'A{l + 1}', 1)}, {b}, 1)")
             else:
@@ -183,10 +188,11 @@ class _Network(Signature):
         before a bound shows that no new value can overflow; where it does not (or is NaN), the kernel returns NaN
         and the caller takes the two-pass update, which refuses a step that is not finite."""
         L, nL = self.L, self.sizes[-1]
-        # The bound: a new parameter of layer l is at most S (1 + |lr decay|) + |lr| D A, with S the sum of its
-        # |parameters| (norm{l}), D a bound on its |deltas| and A the sum of its |inputs| and 1 (the bias's); a delta
-        # of the layer below is at most 2 D S (every hidden |phi'| is below 2). Sums, not maxima: a NaN carries
-        # through to the comparison and fails it.
+        # The bound: with S the sum of layer l's |parameters| (norm{l}), D a bound on its |deltas| and A the sum of
+        # its |inputs| and 1 (the bias's), every value the step computes, the gradient d a, d a + decay p, and the
+        # new p - lr (d a + decay p), is at most (S (1 + |decay|) + D A) max(1, |lr|) (lr may be 0, as in a warm-up's
+        # first step, and still d a must not overflow). A delta of the layer below is at most 2 D S (every hidden
+        # |phi'| is below 2). Sums, not maxima: a NaN carries through to the comparison and fails it.
         lines = ["    # no new parameter can overflow (the bound of codegen._Network.sgd_row), or nothing is written",
                  "    bound = T(0)",
                  f"    for j in range({nL}):",
@@ -195,7 +201,7 @@ class _Network(Signature):
             lines += ["    inputs = T(1)",
                       f"    for k in range({self.sizes[l]}):",
                       f"        inputs += abs(buf[U({self.units[f'A{l}']} + k)])",
-                      f"    if not norm{l} * (T(1) + abs(lr * decay)) + abs(lr) * bound * inputs < LIMIT:",
+                      f"    if not (norm{l} * (T(1) + abs(decay)) + bound * inputs) * max(T(1), abs(lr)) < LIMIT:",
                       "        return np.nan"]
             if l:
                 lines.append(f"    bound = T(2) * bound * norm{l}")
