@@ -147,6 +147,10 @@ def test_state_dict_round_trip_and_names():
     other = fastbp.Network([3, 5, 4, 2], seed=1)
     other.load_state_dict({k: v.tolist() for k, v in sd.items()})  # anything np.asarray takes
     assert other.params.tobytes() == net.params.tobytes()
+    for bad in (sd["0.bias"].astype(complex), sd["0.bias"] > 0, sd["0.bias"].astype(str)):  # complex, bool, text
+        with pytest.raises(TypeError, match="must be real numbers"):
+            other.load_state_dict({**sd, "0.bias": bad})
+    assert other.params.tobytes() == net.params.tobytes()
 
 
 def test_state_dict_torch_round_trip(torch):

@@ -11,7 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import kernels
-from fastbp.config import GROUPS, LANES
+from fastbp.config import GROUPS
 from fastbp.kernels import codegen_population
 
 from .conftest import TOL, needs_jit
@@ -110,9 +110,9 @@ def test_work_rows_is_the_generated_work_size():
     """The rows Population allocates (codegen_population.work_rows) are those the generated kernels ask for, for
     populations of under one block, whole blocks and more blocks than groups (runs as Python too)."""
     pop = fastbp.Population(2, [3, 6, 2], seed=0, compiled=True)
-    for N in (5, LANES - 1, LANES, LANES + 1, 2 * LANES, (GROUPS + 2) * LANES):
-        for n in (1, 4):
-            assert pop.compiled.work_size(n, N) == codegen_population.work_rows(pop._signature, n, N), (n, N)
+    lanes = codegen_population._Population(*pop._signature).lanes  # the generated kernels' block of members
+    for N in (5, lanes - 1, lanes, lanes + 1, 2 * lanes, (GROUPS + 2) * lanes):
+        assert pop.compiled.work_size(1, N) == codegen_population.work_rows(pop._signature, 1, N), N
 
 
 @needs_jit
