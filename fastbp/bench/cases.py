@@ -2,6 +2,7 @@
 plain numpy baseline, PyTorch, JAX and (inference only) ONNX Runtime, each written as its own docs recommend."""
 
 import os
+import sys
 import time
 from dataclasses import dataclass
 
@@ -68,9 +69,11 @@ class Case:
 def wait_for_builds(poll=0.1):
     """Wait until no background build runs on this machine (any process's: one left by an earlier benchmark or
     script would compile beside the timing), for at most a build's timeout."""
-    deadline = time.monotonic() + BUILD_TIMEOUT
-    while builder.builds_alive() and time.monotonic() < deadline:
+    start = time.monotonic()
+    while builder.builds_alive() and time.monotonic() < start + BUILD_TIMEOUT:
         time.sleep(poll)
+    if time.monotonic() - start > 1:
+        print(f"fastbp.bench: waited {time.monotonic() - start:.0f} s for background builds to end", file=sys.stderr)
 
 
 CASES = {c.name: c for c in [
