@@ -162,6 +162,23 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
 
 
 @pytest.mark.slow
+def test_compiled_kernels_refuse_labels_out_of_range():
+    """Called directly (a user's @njit loop), the compiled kernels check class labels themselves: one out of
+    range, either side, makes train_step return NaN and gradient NaN, with nothing changed."""
+    net, _ = pair([5, 9, 3], "relu", "softmax", "cross_entropy", np.float64)  # CASES': compiled already
+    X, work, before = np.zeros((2, 5)), net.workspace(2), net.flat.copy()
+    for n in (1, 2):
+        for bad in (3, -1):
+            Y = np.zeros((n, 1))
+            Y[-1, 0] = bad
+            assert np.isnan(net.compiled.train_step(net.flat, net.spec, net.hyper, work, X[:n], Y))
+            assert np.isnan(net.compiled.gradient(net.flat, net.spec, work, X[:n], Y))
+            assert net.flat.tobytes() == before.tobytes()
+    Y = np.array([[2.0], [0.0]])  # in range: taken
+    assert np.isfinite(net.compiled.train_step(net.flat, net.spec, net.hyper, work, X, Y))
+
+
+@pytest.mark.slow
 @settings(max_examples=3)  # each example is a new architecture: a compilation of its own (10-30 s)
 @example(sizes=[27, 3], n=131, hidden="relu", pairing=("sigmoid", "bce"), dtype=np.float32)  # 4 passes, 2 tiles + 3
 @given(sizes=st.lists(st.integers(1, 32), min_size=2, max_size=4), n=st.integers(1, 300),
