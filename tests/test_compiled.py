@@ -92,7 +92,7 @@ def test_compiled_match_generic_and_reference(sizes, hidden, output, loss, dtype
                 assert parallel.predict(net.flat, net.spec, work, X, out)
                 np.testing.assert_allclose(out, generic.forward(X), **TOL[dtype])
     # A few full train steps stay with the generic network: of one row (plain SGD, applied in the backward pass:
-    # _row_sgd), class labels too, and of several tiles.
+    # _row's fused step), class labels too, and of several tiles.
     for n, labels in ((1, False), (1, loss == "cross_entropy"), (3 * tile, False)):
         X, Y = make_data(sizes, n, output, loss, dtype, seed=n, labels=labels)
         for _ in range(3):
@@ -123,7 +123,7 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
     module = None
 
     def check(opt, X, Y, bounded, refused=False):
-        """``bounded``: whether _row_sgd applies the step (else it writes nothing); then one-row train steps
+        """``bounded``: whether _row's fused step applies (else it writes nothing); then one-row train steps
         against the generic network's, or (``refused``) a step refused with nothing changed."""
         nonlocal module
         net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
@@ -132,7 +132,8 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
             n.flat[0, :sizes[1] * sizes[0]:sizes[0]] = 1 / X[0, 0]  # input 0's weights: z stays near 1
         before = net.flat.copy()
         lr, decay = dtype(opt.lr(0) if callable(opt.lr) else opt.lr), dtype(opt.weight_decay)  # the first step's
-        taken = module._row_sgd(net.flat[0], net.flat[1], net.workspace(1), X, Y, False, lr, decay)
+        taken = module._row(net.flat[0], net.flat[1], net.workspace(1), X, Y, False, module.ROW_SCALE, np.True_,
+                            np.False_, np.True_, lr, decay)  # fused
         assert np.isfinite(taken) == bounded
         assert (net.flat.tobytes() == before.tobytes()) != bounded  # applied, or nothing written
         net.flat[:] = before
