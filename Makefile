@@ -61,7 +61,7 @@ asv-quick: $(VENV)/.test
 	FASTBP_COMPILE=off FASTBP_ASV_SMOKE=1 $(VENV)/bin/asv run --python=same --quick --dry-run --show-stderr
 
 # Whether `asv continuous` tells this machine's noise from a real change (benchmarks/check_noise.py: three pairs of
-# commits that change no kernel, then a scratch commit ~15% slower on one case); 15-30 minutes, not in make test.
+# commits that change no kernel, then a scratch commit ~15% slower on one case); 7-30 minutes, not in make test.
 asv-check: $(VENV)/.test
 	$(PY) benchmarks/check_noise.py
 

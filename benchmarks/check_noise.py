@@ -1,5 +1,5 @@
 """``make asv-check``: whether ``asv continuous``, run as docs/guide/performance.md says, tells this machine's noise
-from a real change. Not part of ``make test``: it took 15.5 minutes on 2 cores with the kernels of main's tip
+from a real change. Not part of ``make test``: it took 6.5-15.5 minutes on 2 cores with the kernels of main's tip
 cached (each new kernel version compiles once into the shared cache, a few minutes more).
 
 1. No false alarm: for the three newest pairs of consecutive commits of main that change no kernel and no choice of
