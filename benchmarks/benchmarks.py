@@ -2,14 +2,15 @@
 
 The cases and the implementations (fastbp, the plain numpy baseline, PyTorch, JAX, ONNX Runtime) live in ``fastbp.bench`` and are
 shared with ``python -m fastbp bench``. A peer that is not installed raises NotImplementedError in setup, which asv
-reports as skipped. ``setup`` builds and calls once, so compilation (or the cache load) is outside the timing; the
+reports as skipped. ``setup`` builds and calls once per process (:func:`built`), so compilation (or the cache load)
+is outside the timing and every sample times a warm step; the
 learning rate is small enough that repeats of the same step never drift the weights to inf.
 
 What fastbp runs here is what a user's steady state runs: the default mode, the network prepared (its background
 build finished and its plan measured) and no build of any process left running (``fastbp.bench.wait_for_builds``);
 ``PopulationTrainStep``'s ``fastbp-compiled`` is the fixed compiled mode (``Population(compiled=True)``).
-The regression check reads ``TrainStep.time_train_step`` and ``PopulationTrainStep.time_train_step``, fastbp's rows,
-compared statistically (:class:`_Timed`; ``make asv-check``, docs/guide/performance.md).
+The regression check reads ``TrainStep.time_train_step`` and ``PopulationTrainStep.time_train_step``, fastbp's rows
+but the two BLAS cases, compared statistically (:class:`_Timed`; ``make asv-check``, docs/guide/performance.md).
 """
 
 import os
@@ -38,13 +39,17 @@ IMPLS = ["fastbp", "numpy", "torch", "jax", "onnxruntime"]
 _BUILT = {}
 
 
-def built(key, make):
-    """The implementation for ``key`` in this process, made (and called once) the first time: asv re-runs a
-    benchmark's ``setup`` before every timed call (asv_runner's isolation of set-up state, asv#966), so without this
-    each sample would time the first step of a network made afresh (cold caches, new pages: the compiled
-    population's step then took 85-180 us against 68-71 us in a loop, and mnist's 0.95-1.44 ms)."""
+def built(impl, case, op=None):
+    """``impl(case)`` in this process, made (and its ``op`` called once) the first time: asv re-runs a benchmark's
+    ``setup`` before every timed call (asv_runner's isolation of set-up state, asv#966), so without this each sample
+    would time the first step of a network made afresh (cold caches, new pages: the compiled population's step then
+    took 85-180 us against 68-71 us in a loop, and mnist's 0.95-1.44 ms)."""
+    key = (impl, case.name, op)
     if key not in _BUILT:
-        _BUILT[key] = make()
+        made = impl(case)
+        if op:
+            getattr(made, op)()
+        _BUILT[key] = made
     return _BUILT[key]
 
 
@@ -69,12 +74,7 @@ class _CaseByImpl(_Timed):
     def setup(self, case, impl):
         if not hasattr(bench.IMPLS[impl], self.op):
             raise NotImplementedError(f"{impl} has no {self.op}")  # ONNX Runtime infers only
-
-        def make():
-            made = bench.IMPLS[impl](bench.CASES[case])
-            getattr(made, self.op)()
-            return made
-        self.impl = built((self.op, case, impl), make)
+        self.impl = built(bench.IMPLS[impl], bench.CASES[case], self.op)
 
 
 class TrainStep(_CaseByImpl):
@@ -122,11 +122,7 @@ class _Population(_Timed):
     op = None
 
     def setup(self, impl):
-        def make():
-            made = bench.POPULATION_IMPLS[impl](bench.POPULATION)
-            getattr(made, self.op)()
-            return made
-        self.impl = built(("population", self.op, impl), make)
+        self.impl = built(bench.POPULATION_IMPLS[impl], bench.POPULATION, self.op)
 
 
 class PopulationTrainStep(_Population):
@@ -150,7 +146,7 @@ class TrainStepNjitLoop:
     param_names = ["case"]
 
     def setup(self, case):
-        self.loop = built(("njit", case), lambda: bench.NjitLoopImpl(bench.CASES[case]))
+        self.loop = built(bench.NjitLoopImpl, bench.CASES[case])  # its constructor runs the loop once
 
     def time_train_step_1000(self, case):
         self.loop.train_step()
