@@ -10,6 +10,8 @@ import fastbp
 from fastbp import config
 from fastbp import population as population_module
 from fastbp import kernels
+from fastbp.kernels import layout
+from fastbp.kernels import population as lanes
 
 from .conftest import TOL
 
@@ -156,6 +158,58 @@ def test_diverged_member_keeps_its_parameters():
     kept = [0, *range(2, pop.flats.shape[0])]  # parameters and optimizer state (row 1, the gradient, is scratch)
     assert pop.flats[kept][:, :, 1].tobytes() == before[kept][:, :, 1].tobytes() and pop.hypers[1, 7] == 0
     assert not np.array_equal(pop.flats[0, :, 0], before[0, :, 0]) and pop.hypers[0, 7] == 1
+
+
+def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows():
+    """population_train_step called directly, as from a user's @njit loop, with exactly population_work_size rows
+    (the member-by-member update's coefficient and status rows are the last 8), a whole block of members, and one
+    member whose loss overflows while its update stays finite: that member alone keeps everything and gets NaN."""
+    N, sizes, rows = config.LANES, [2, 3, 1], 2
+    pop, twin = (fastbp.Population(N, sizes, hidden="tanh", seed=0) for _ in range(2))
+    for p in (pop, twin):
+        p.params[5, -1] = 1e200  # the output bias: the loss is inf, the gradients and the new values finite
+    X, Y = data(N, rows, sizes)
+    works, out = np.zeros((kernels.population_work_size(pop.spec, rows), N)), np.empty(N)
+    before, hypers = pop.flats.copy(), pop.hypers.copy()
+    assert not kernels.population_train_step(pop.flats, pop.spec, pop.hypers[1:], works, X, Y, out)
+    assert pop.flats.tobytes() == before.tobytes() and pop.hypers.tobytes() == hypers.tobytes()
+    assert kernels.population_train_step(pop.flats, pop.spec, pop.hypers, works, X, Y, out)
+    np.testing.assert_array_equal(out, twin.train_step(X, Y))
+    assert np.isnan(out[5]) and np.isfinite(np.delete(out, 5)).all()
+    kept = [0, *range(2, pop.flats.shape[0])]
+    assert pop.flats[kept][:, :, 5].tobytes() == before[kept][:, :, 5].tobytes() and pop.hypers[5, 7] == 0
+    assert not np.array_equal(pop.flats[0, :, 4], before[0, :, 4]) and pop.hypers[4, 7] == 1
+    np.testing.assert_array_equal(pop.flats, twin.flats)
+
+
+@numba.njit
+def _one_block(flats, spec, works, X, Y, lo, hi, out):
+    N, n, buf = X.shape[0], X.shape[1], works.reshape(works.size)
+    lanes._load_lanes(buf, N, 0, X, lo, hi)
+    lanes._load_lanes(buf, N, layout._target_offset(spec, n), Y, lo, hi)
+    lanes._forward_lanes(flats, spec, buf, N, n, lo, hi)
+    lanes._output_error_lanes(spec, buf, N, n, False, lo, hi, out)
+    lanes._backward_lanes(flats, spec, buf, N, n, lo, hi)
+
+
+def test_a_block_touches_only_its_members():
+    """The blocks of members run on threads side by side: the pass of block lo..hi writes only members lo..hi's
+    columns of works, of the gradient and of out (the middle block of three, the last one short)."""
+    N, sizes, rows = 2 * config.LANES + 7, [2, 4, 3, 2], 2
+    pop = fastbp.Population(N, sizes, hidden="tanh", seed=0)
+    X, Y = data(N, rows, sizes)
+    rng = np.random.default_rng(1)
+    works, flats, out = rng.normal(size=(kernels.population_work_size(pop.spec, rows), N)), pop.flats.copy(), \
+        rng.normal(size=N)
+    before = works.copy(), out.copy()
+    lo, hi = config.LANES, 2 * config.LANES
+    _one_block(flats, pop.spec, works, X, Y, lo, hi, out)
+    others = np.r_[0:lo, hi:N]
+    assert works[:, others].tobytes() == before[0][:, others].tobytes()
+    assert flats[:, :, others].tobytes() == pop.flats[:, :, others].tobytes()
+    assert out[others].tobytes() == before[1][others].tobytes()
+    assert not np.array_equal(out[lo:hi], before[1][lo:hi])
+    assert not np.array_equal(flats[1, :, lo:hi], pop.flats[1, :, lo:hi])
 
 
 def test_bad_input_raises_and_changes_nothing():
