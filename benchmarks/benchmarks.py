@@ -177,43 +177,50 @@ class Throughput:
 
 class Relative:
     """What survives a noisy machine: fastbp's train step timed against the numpy baseline's alternating inside one
-    benchmark (medians of rounds, as ``python -m fastbp bench`` times them), so drift between commits, or between
-    two halves of a run, hits both alike. Read these with ``asv continuous`` and ``asv publish``; the ``time_``
-    suites' absolute times move with the machine (the numpy baseline's own by 1.2-2x between two runs here).
+    benchmark (as ``python -m fastbp bench`` times them), so drift between commits, or between two halves of a run,
+    hits both alike. The ``time_`` suites' absolute times move with the machine (the numpy baseline's own by 1.2-2x
+    between two runs here); these ratios are what to compare across sessions and machines.
 
     - ``track_relative_to_numpy``: fastbp's seconds per numpy's (lower is better; 0.25 is 4x numpy);
     - ``track_relative_to_floor``: fastbp's seconds over the least any step can take (:func:`fastbp.bench.
-      floor_seconds`: its FLOPs at this machine's GEMM peak or its bytes at its memory bandwidth; lower is better,
-      1 is the floor).
+      floor_seconds`: its FLOPs at this machine's GEMM peak or its bytes at its memory bandwidth, measured once per
+      process; lower is better, 1 is the floor).
+
+    Each returns one ratio per alternating round, in the form asv's own ``time_`` benchmarks hand their samples over
+    (``{"samples": [...], "number": 1}``): asv then keeps the samples of every round and process, shows the median
+    with its spread, and tests a change between commits as it tests times (Mann-Whitney, then ``--factor``) instead
+    of comparing two bare numbers.
     """
 
     params = (CASES + [bench.POPULATION.name],)
     param_names = ["case"]
+    rounds = _Timed.rounds  # processes per commit: one process's thread placement is a quarter of the samples
     timeout = 600
 
     def setup(self, case):
         if case == bench.POPULATION.name:
             self.case = bench.POPULATION
-            self.impls = [bench.POPULATION_IMPLS[name](self.case) for name in ("fastbp-compiled", "numpy")]
+            self.impls = [built(bench.POPULATION_IMPLS[name], self.case) for name in ("fastbp-compiled", "numpy")]
         else:
             self.case = bench.CASES[case]
-            self.impls = [bench.IMPLS[name](self.case) for name in ("fastbp", "numpy")]
+            self.impls = [built(bench.IMPLS[name], self.case) for name in ("fastbp", "numpy")]
 
     def _fastbp_and_numpy(self):
+        """Seconds per step of fastbp and of numpy, one pair per round, each pair timed side by side."""
         rounds, block = (1, 0.005) if SMOKE else (7, 0.05)
-        times = bench.measure(self.case, "train_step", self.impls, rounds, block, settle=0.05)
+        times = bench.measure_rounds(self.case, "train_step", self.impls, rounds, block, settle=0.05)
         return times[self.impls[0].name], times["numpy"]
 
     def track_relative_to_numpy(self, case):
         fastbp, numpy = self._fastbp_and_numpy()
-        return fastbp / numpy
+        return {"samples": [f / n for f, n in zip(fastbp, numpy)], "number": 1}
 
     track_relative_to_numpy.unit = "x numpy's time"
 
     def track_relative_to_floor(self, case):
         peak = bench.gemm_peak(self.case.dtype, n=512 if SMOKE else 2048)
         floor = bench.floor_seconds(self.case, "train_step", peak, bench.memory_bandwidth(16 if SMOKE else 256))
-        return self._fastbp_and_numpy()[0] / floor
+        return {"samples": [f / floor for f in self._fastbp_and_numpy()[0]], "number": 1}
 
     track_relative_to_floor.unit = "x the floor"
 

@@ -99,7 +99,14 @@ def machine():
 
 
 def measure(case, op, impls, rounds, block_seconds, settle=0.2):
-    """Median seconds per call of each implementation, timed in alternating rounds.
+    """Median seconds per call of each implementation, timed in alternating rounds (:func:`measure_rounds`)."""
+    return {name: float(np.median(t)) for name, t in measure_rounds(case, op, impls, rounds, block_seconds,
+                                                                    settle).items()}
+
+
+def measure_rounds(case, op, impls, rounds, block_seconds, settle=0.2):
+    """Seconds per call of each implementation in each of ``rounds`` alternating rounds: round k of one and of another
+    were timed side by side, so their ratio cancels the drift of the machine between rounds.
 
     ``impls`` are constructed adapters; each round times a block of calls of every one, in an order drawn afresh each
     round (seeded: no implementation always follows the same one), after a pause of ``settle`` seconds: each
@@ -119,7 +126,7 @@ def measure(case, op, impls, rounds, block_seconds, settle=0.2):
         for impl in (impls[i] for i in rng.permutation(len(impls))):
             getattr(impl, "prepare", lambda: None)()
             times[impl.name].append(time_block(getattr(impl, op), calls[impl.name], settle))
-    return {name: float(np.median(t)) for name, t in times.items()}
+    return times
 
 
 def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log=print):
