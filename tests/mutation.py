@@ -51,6 +51,8 @@ MODULES = {
                               "tests/test_properties.py"],
     "fastbp/kernels/generic.py": ["tests/test_golden.py", "tests/test_kernels.py", "tests/test_objectives.py",
                                   "tests/test_properties.py"],
+    "fastbp/kernels/dense.py": ["tests/test_kernels.py", "tests/test_golden.py", "tests/test_objectives.py",
+                                "tests/test_properties.py"],
     "fastbp/kernels/layout.py": ["tests/test_kernels.py", "tests/test_network.py", "tests/test_compiled.py",
                                  "tests/test_fuzz.py"],  # test_compiled: the generated kernels check inputs with it
     "fastbp/kernels/codegen.py": ["tests/test_compiled.py"],
@@ -74,8 +76,8 @@ MODULES = {
 # otherwise recompile them (1-2 minutes each); as Python, the tests covering it take 20-120 s, and most mutants fail
 # the first of them in seconds. Their tests narrow to those that run so.
 INTERPRETED = {"fastbp/optim.py", "fastbp/losses.py", "fastbp/activations.py", "fastbp/schedules.py",
-               "fastbp/kernels/generic.py", "fastbp/kernels/layout.py", "fastbp/kernels/codegen.py",
-               "fastbp/kernels/codegen_signature.py", "fastbp/kernels/population.py",
+               "fastbp/kernels/generic.py", "fastbp/kernels/dense.py", "fastbp/kernels/layout.py",
+               "fastbp/kernels/codegen.py", "fastbp/kernels/codegen_signature.py", "fastbp/kernels/population.py",
                "fastbp/kernels/codegen_population.py"}
 OPERATORS_EXCLUDED = [
     "core/ReplaceBinaryOperator_.*_(FloorDiv|Mod|Pow|RShift|LShift|BitOr|BitAnd|BitXor)",

@@ -407,7 +407,8 @@ def test_cache_key_follows_every_source(monkeypatch):
 def test_the_cache_key_covers_the_files_kernels_compile_from(tmp_path):
     sources = {str(path) for path in _jit.compiled_sources()}
     assert {"_jit.py", "_math.py", "activations.py", "losses.py", "optim.py", "schedules.py", "config.py",
-            "kernels/generic.py", "kernels/layout.py", "kernels/population.py", "kernels/estimator.py"} <= sources
+            "kernels/generic.py", "kernels/dense.py", "kernels/layout.py", "kernels/population.py",
+            "kernels/estimator.py"} <= sources
     assert not {"network.py", "io.py", "sklearn.py", "training.py", "kernels/compiled.py"} & sources
     # A host module that starts using a decorator joins them, and so does a module a kernel file starts importing
     # from, relative (parenthesised, commented) or absolute.

@@ -15,6 +15,7 @@ from .. import losses
 from .._jit import helper, inline, kernel, kernel_pair
 from ..config import BLAS_MIN_WIDTH, BLAS_MIN_WORK, CHUNK_ROWS, PARALLEL_MIN_WORK  # noqa: F401 (re-exported)
 from ..optim import update
+from .dense import UNITS, delta_rows, gradient_rows
 from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_offset,
                      _load_input, _load_targets, _matrix, _param_offset, _target_offset, _z_offset, hidden_code,
                      layer_code)
@@ -152,22 +153,9 @@ def _backward(flat, spec, work, n):
         if blas:
             np.dot(_matrix(work, d_off, n, n_out).T, _matrix(work, a_off, n, n_in), _matrix(g, w_off, n_out, n_in))
         # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.
-        for j in prange(n_out):
-            s = work[U(d_off + j)]
-            for i in range(1, n):
-                s += work[U(d_off + i * n_out + j)]
-            g[U(b_off + j)] = s
-            if blas:
-                continue
-            dw = w_off + j * n_in
-            for i in range(n):
-                d, a = work[U(d_off + i * n_out + j)], a_off + i * n_in
-                if i == 0:
-                    for k in range(n_in):
-                        g[U(dw + k)] = d * work[U(a + k)]
-                else:
-                    for k in range(n_in):
-                        g[U(dw + k)] += d * work[U(a + k)]
+        for c in prange((n_out + UNITS - 1) // UNITS):
+            gradient_rows(g, w_off, b_off, work, d_off, a_off, n, n_in, n_out, c * UNITS, min(n_out, (c + 1) * UNITS),
+                          not blas)
         if l == 0:
             break
         dp_off = _delta_offset(spec, n, l)
@@ -175,16 +163,8 @@ def _backward(flat, spec, work, n):
             np.dot(_matrix(work, d_off, n, n_out), _matrix(p, w_off, n_out, n_in), _matrix(work, dp_off, n, n_in))
         for c in prange(_chunks(n)):
             lo, hi = c * CHUNK_ROWS, min(n, (c + 1) * CHUNK_ROWS)
-            for i in range(lo, hi):
-                if blas:
-                    break
-                dp = dp_off + i * n_in
-                for k in range(n_in):
-                    work[U(dp + k)] = 0
-                for j in range(n_out):
-                    d, w = work[U(d_off + i * n_out + j)], w_off + j * n_in
-                    for k in range(n_in):
-                        work[U(dp + k)] += d * p[U(w + k)]
+            if not blas:
+                delta_rows(p, w_off, work, d_off, dp_off, lo, hi, n_in, n_out)
             act.backprop_span(hidden_code(spec, l), work, _derivative_source(spec, n, l) + lo * n_in, dp_off + lo * n_in,
                               (hi - lo) * n_in)
 
