@@ -9,7 +9,9 @@ run still takes days on 2 cores. The sessions therefore keep: ``.mutation/`` hol
 module, and each run goes on where the last stopped, in cosmic-ray's random order, so the mutants tested so far are a
 uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
 clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
-survivors are tested again on every run, since the tests may have grown since.
+survivors are tested again on every run, since the tests may have grown since. Each module's tests first run on the
+unmutated clone: a test failing there would count every mutant it reaches as killed, so such a module is left out
+and the run exits 1.
 
 Prints a table (module, mutants, tested, killed, survived, incompetent, the score killed / (killed + survived) with
 its 95% Wilson interval, and the CPU hours every run has spent) and writes each module's
@@ -26,6 +28,7 @@ import queue
 import random
 import re
 import resource
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -91,18 +94,26 @@ DESELECTED = {"tests/test_kernels.py": "tests/test_kernels.py::test_property_tes
 MUTANT_TIMEOUT = 900.0  # seconds; a mutant that loops for ever counts as killed
 TOOLS = pathlib.Path(sys.executable).parent
 CPU_FILE = OUT / "cpu_seconds"  # the CPU time of every run's mutants, added up
+FAILED_BASELINES = []  # the modules whose tests failed on the unmutated code in this run
 
 
-def config(module, tests):
-    operators, prefix = OPERATORS_EXCLUDED, ""
+def test_command(module):
+    """The command that tests a mutant of ``module``: its tests, -x (a mutant is killed at its first failure)."""
+    tests, prefix = MODULES[module], ""
     if module in INTERPRETED:  # as Python: no compile per mutant, the tests that run so (tests/test_interpreted.py)
         prefix = "env NUMBA_DISABLE_JIT=1 "
         tests = [test for test in tests if pathlib.Path(test).name in COVERAGE_SLICE]
+    tests = [*tests, *(f"--deselect {DESELECTED[test]}" for test in tests if test in DESELECTED)]
+    return f"{prefix}{sys.executable} -m pytest -x -q -p no:cacheprovider {' '.join(tests)}"
+
+
+def config(module):
+    operators = OPERATORS_EXCLUDED
+    if module in INTERPRETED:
         operators = [*operators, "core/RemoveDecorator"]  # Numba's decorators are no-ops as Python: unkillable so
     excluded = ",\n  ".join(f'"{pattern}"' for pattern in operators)
-    tests = [*tests, *(f"--deselect {DESELECTED[test]}" for test in tests if test in DESELECTED)]
     return (f'[cosmic-ray]\nmodule-path = "{module}"\ntimeout = {MUTANT_TIMEOUT}\nexcluded-modules = []\n'
-            f'test-command = "{prefix}{sys.executable} -m pytest -x -q -p no:cacheprovider {" ".join(tests)}"\n\n'
+            f'test-command = "{test_command(module)}"\n\n'
             f'[cosmic-ray.distributor]\nname = "local"\n\n'
             f'[cosmic-ray.filters.operators-filter]\nexclude-operators = [\n  {excluded},\n]\n')
 
@@ -116,7 +127,7 @@ def prepare(module, checkout):
     """The module's database: made afresh when the module (in ``checkout``, a clone of the last commit) or its
     configuration changed, else its survivors reset to pending so this run tests them again."""
     toml, db, stamp, _ = paths(module)
-    text = config(module, MODULES[module])
+    text = config(module)
     digest = hashlib.sha256(text.encode() + (checkout / module).read_bytes()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
         with sqlite3.connect(db) as con:
@@ -147,6 +158,15 @@ def execute(module, where, seconds):
     # PYTHONPATH: the tests' subprocesses (MPI ranks, writers, fresh-cache runs) import the clone's fastbp too, not
     # the one installed in the virtual environment
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(path))
+    # The baseline: tests that fail on the unmutated code would count every mutant they reach as killed.
+    start = time.monotonic()
+    baseline = subprocess.run(shlex.split(test_command(module)), cwd=path, env=env, capture_output=True, text=True)
+    if baseline.returncode != 0:
+        FAILED_BASELINES.append(module)
+        print(f"{module}: its tests fail on the unmutated code, so no mutant of it is tested:\n"
+              f"{baseline.stdout[-2000:]}", file=sys.stderr)
+        return
+    seconds = None if seconds is None else seconds - (time.monotonic() - start)
     proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
     try:
         proc.wait(timeout=seconds)
@@ -277,6 +297,8 @@ def main(argv):
     spent += used.ru_utime + used.ru_stime - (start.ru_utime + start.ru_stime)
     CPU_FILE.write_text(f"{spent:.0f}")
     print(f"CPU time of every run's mutants so far: {spent / 3600:.1f} hours")
+    if FAILED_BASELINES:
+        sys.exit(f"not tested, their tests failing on the unmutated code: {', '.join(FAILED_BASELINES)}")
 
 
 if __name__ == "__main__":

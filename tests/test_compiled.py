@@ -127,7 +127,8 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
         against the generic network's, or (``refused``) a step refused with nothing changed."""
         nonlocal module
         net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
-        module = module or sys.modules[net.dispatch.compiled_pair[0].train_step.py_func.__module__]
+        kernel = net.dispatch.compiled_pair[0].train_step  # a plain function under NUMBA_DISABLE_JIT=1
+        module = module or sys.modules[getattr(kernel, "py_func", kernel).__module__]
         for n in (net, generic):
             n.flat[0, :sizes[1] * sizes[0]:sizes[0]] = 1 / X[0, 0]  # input 0's weights: z stays near 1
         before = net.flat.copy()
