@@ -160,13 +160,20 @@ def execute(module, where, seconds):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(path))
     # The baseline: tests that fail on the unmutated code would count every mutant they reach as killed.
     start = time.monotonic()
-    baseline = subprocess.run(shlex.split(test_command(module)), cwd=path, env=env, capture_output=True, text=True)
+    try:
+        baseline = subprocess.run(shlex.split(test_command(module)), cwd=path, env=env, capture_output=True,
+                                  text=True, timeout=seconds)
+    except subprocess.TimeoutExpired:  # its share spent on the baseline: no mutant this run
+        _kill_leftovers(env["PYTHONPATH"])
+        return
     if baseline.returncode != 0:
         FAILED_BASELINES.append(module)
         print(f"{module}: its tests fail on the unmutated code, so no mutant of it is tested:\n"
               f"{baseline.stdout[-2000:]}", file=sys.stderr)
         return
     seconds = None if seconds is None else seconds - (time.monotonic() - start)
+    if seconds is not None and seconds <= 0:
+        return
     proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
     try:
         proc.wait(timeout=seconds)
@@ -296,7 +303,7 @@ def main(argv):
     spent = float(CPU_FILE.read_text()) if CPU_FILE.exists() else 0.0
     spent += used.ru_utime + used.ru_stime - (start.ru_utime + start.ru_stime)
     CPU_FILE.write_text(f"{spent:.0f}")
-    print(f"CPU time of every run's mutants so far: {spent / 3600:.1f} hours")
+    print(f"CPU time of every run's mutants and baselines so far: {spent / 3600:.1f} hours")
     if FAILED_BASELINES:
         sys.exit(f"not tested, their tests failing on the unmutated code: {', '.join(FAILED_BASELINES)}")
 

@@ -127,8 +127,7 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
         against the generic network's, or (``refused``) a step refused with nothing changed."""
         nonlocal module
         net, generic = pair(sizes, "tanh", "leaky_relu", "mse", dtype, optimizer=opt)
-        kernel = net.dispatch.compiled_pair[0].train_step  # a plain function under NUMBA_DISABLE_JIT=1
-        module = module or sys.modules[getattr(kernel, "py_func", kernel).__module__]
+        module = module or sys.modules[_jit.python_function(net.dispatch.compiled_pair[0].train_step).__module__]
         for n in (net, generic):
             n.flat[0, :sizes[1] * sizes[0]:sizes[0]] = 1 / X[0, 0]  # input 0's weights: z stays near 1
         before = net.flat.copy()

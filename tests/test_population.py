@@ -169,11 +169,14 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows()
     for p in (pop, twin):
         p.params[5, -1] = 1e200  # the output bias: the loss is inf, the gradients and the new values finite
     X, Y = data(N, rows, sizes)
-    works, out = np.zeros((kernels.population_work_size(pop.spec, rows), N)), np.empty(N)
+    guarded, out = np.zeros((kernels.population_work_size(pop.spec, rows) + 1, N)), np.empty(N)
+    guarded[-1] = np.nan  # a row past the end, which the kernel must not touch
+    works = guarded[:-1]
     before, hypers = pop.flats.copy(), pop.hypers.copy()
     assert not kernels.population_train_step(pop.flats, pop.spec, pop.hypers[1:], works, X, Y, out)
     assert pop.flats.tobytes() == before.tobytes() and pop.hypers.tobytes() == hypers.tobytes()
     assert kernels.population_train_step(pop.flats, pop.spec, pop.hypers, works, X, Y, out)
+    assert np.isnan(guarded[-1]).all()
     np.testing.assert_array_equal(out, twin.train_step(X, Y))
     assert np.isnan(out[5]) and np.isfinite(np.delete(out, 5)).all()
     kept = [0, *range(2, pop.flats.shape[0])]
@@ -194,22 +197,22 @@ def _one_block(flats, spec, works, X, Y, lo, hi, out):
 
 def test_a_block_touches_only_its_members():
     """The blocks of members run on threads side by side: the pass of block lo..hi writes only members lo..hi's
-    columns of works, of the gradient and of out (the middle block of three, the last one short)."""
+    columns of works, of the gradient and of out (the middle block of three, and the last one, short)."""
     N, sizes, rows = 2 * config.LANES + 7, [2, 4, 3, 2], 2
     pop = fastbp.Population(N, sizes, hidden="tanh", seed=0)
     X, Y = data(N, rows, sizes)
     rng = np.random.default_rng(1)
-    works, flats, out = rng.normal(size=(kernels.population_work_size(pop.spec, rows), N)), pop.flats.copy(), \
-        rng.normal(size=N)
-    before = works.copy(), out.copy()
-    lo, hi = config.LANES, 2 * config.LANES
-    _one_block(flats, pop.spec, works, X, Y, lo, hi, out)
-    others = np.r_[0:lo, hi:N]
-    assert works[:, others].tobytes() == before[0][:, others].tobytes()
-    assert flats[:, :, others].tobytes() == pop.flats[:, :, others].tobytes()
-    assert out[others].tobytes() == before[1][others].tobytes()
-    assert not np.array_equal(out[lo:hi], before[1][lo:hi])
-    assert not np.array_equal(flats[1, :, lo:hi], pop.flats[1, :, lo:hi])
+    for lo, hi in ((config.LANES, 2 * config.LANES), (2 * config.LANES, N)):
+        works, flats, out = rng.normal(size=(kernels.population_work_size(pop.spec, rows), N)), pop.flats.copy(), \
+            rng.normal(size=N)
+        before = works.copy(), out.copy()
+        _one_block(flats, pop.spec, works, X, Y, lo, hi, out)
+        others = np.r_[0:lo, hi:N]
+        assert works[:, others].tobytes() == before[0][:, others].tobytes()
+        assert flats[:, :, others].tobytes() == pop.flats[:, :, others].tobytes()
+        assert out[others].tobytes() == before[1][others].tobytes()
+        assert not np.array_equal(out[lo:hi], before[1][lo:hi])
+        assert not np.array_equal(flats[1, :, lo:hi], pop.flats[1, :, lo:hi])
 
 
 def test_bad_input_raises_and_changes_nothing():

@@ -152,10 +152,13 @@ def _backward(flat, spec, work, n):
         blas = uses_blas(n, n_in, n_out)
         if blas:
             np.dot(_matrix(work, d_off, n, n_out).T, _matrix(work, a_off, n, n_in), _matrix(g, w_off, n_out, n_in))
-        # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole.
-        for c in prange((n_out + UNITS - 1) // UNITS):
-            gradient_rows(g, w_off, b_off, work, d_off, a_off, n, n_in, n_out, c * UNITS, min(n_out, (c + 1) * UNITS),
-                          not blas)
+        # Gradient rows (output units) are split between threads: each row's sum over the batch stays whole. A small
+        # batch's rows go UNITS to a call (a call per unit costs more than its products); a large one's one per call,
+        # so that even a layer of a few units spreads over the threads.
+        units = UNITS if n < CHUNK_ROWS else 1
+        for c in prange((n_out + units - 1) // units):
+            lo = c * units
+            gradient_rows(g, w_off, b_off, work, d_off, a_off, n, n_in, n_out, lo, min(n_out, lo + units), not blas)
         if l == 0:
             break
         dp_off = _delta_offset(spec, n, l)
