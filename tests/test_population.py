@@ -160,11 +160,12 @@ def test_diverged_member_keeps_its_parameters():
     assert not np.array_equal(pop.flats[0, :, 0], before[0, :, 0]) and pop.hypers[0, 7] == 1
 
 
-def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows():
+@pytest.mark.parametrize("N", [config.LANES, config.LANES + 1])  # a whole block; and one member more
+def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows(N):
     """population_train_step called directly, as from a user's @njit loop, with exactly population_work_size rows
-    (the member-by-member update's coefficient and status rows are the last 8), a whole block of members, and one
-    member whose loss overflows while its update stays finite: that member alone keeps everything and gets NaN."""
-    N, sizes, rows = config.LANES, [2, 3, 1], 2
+    (the member-by-member update's coefficient and status rows are the last 8), and one member whose loss overflows
+    while its update stays finite: that member alone keeps everything and gets NaN."""
+    sizes, rows = [2, 3, 1], 2
     pop, twin = (fastbp.Population(N, sizes, hidden="tanh", seed=0) for _ in range(2))
     for p in (pop, twin):
         p.params[5, -1] = 1e200  # the output bias: the loss is inf, the gradients and the new values finite
@@ -181,7 +182,8 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows()
     assert np.isnan(out[5]) and np.isfinite(np.delete(out, 5)).all()
     kept = [0, *range(2, pop.flats.shape[0])]
     assert pop.flats[kept][:, :, 5].tobytes() == before[kept][:, :, 5].tobytes() and pop.hypers[5, 7] == 0
-    assert not np.array_equal(pop.flats[0, :, 4], before[0, :, 4]) and pop.hypers[4, 7] == 1
+    for m in (4, N - 1):  # taken their step, the last member too
+        assert not np.array_equal(pop.flats[0, :, m], before[0, :, m]) and pop.hypers[m, 7] == 1
     np.testing.assert_array_equal(pop.flats, twin.flats)
 
 
