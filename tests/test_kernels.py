@@ -12,7 +12,7 @@ import scipy.special
 
 import fastbp
 from fastbp import activations as act
-from fastbp import kernels
+from fastbp import kernels, optim
 
 from . import reference as ref
 from .conftest import (DTYPES, HIDDEN, PAIRINGS, TOL, finite_difference_error, make_data, needs_jit,
@@ -222,6 +222,26 @@ def test_train_steps_match_reference(dtype, opt, ref_opt):
     for (W, b), W_ref, b_ref in zip(net.layers(), Ws, bs):
         np.testing.assert_allclose(W, W_ref, **TOL[dtype])
         np.testing.assert_allclose(b, b_ref, **TOL[dtype])
+
+
+@numba.njit
+def _plain_sgd(flat, hyper):
+    return optim.plain_sgd(flat, hyper), optim.sgd_coefficients(flat, hyper)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_plain_sgd_is_told_apart(dtype):
+    """optim.plain_sgd, which lets the compiled one-row step apply SGD in its backward pass: true for SGD with no
+    momentum and no clipping only, whatever the parameter count (a network of 2 parameters as of 2 optimizer rows),
+    and sgd_coefficients gives the step's rate and weight decay."""
+    for sizes in ([1, 1], [2, 3, 1]):
+        for opt, plain in ((fastbp.SGD(lr=0.25, weight_decay=0.125), True), (fastbp.SGD(lr=0.25, momentum=0.5), False),
+                           (fastbp.SGD(lr=0.25, clip_norm=1.0), False), (fastbp.Adam(lr=0.25), False)):
+            net = fastbp.Network(sizes, optimizer=opt, dtype=dtype)
+            taken, (lr, decay) = _plain_sgd(net.flat, net.hyper)
+            assert taken == plain, (sizes, opt)
+            if plain:
+                assert (lr, decay) == (0.25, 0.125)
 
 
 @pytest.mark.parametrize("seed", range(6))
