@@ -9,9 +9,9 @@ run still takes days on 2 cores. The sessions therefore keep: ``.mutation/`` hol
 module, and each run goes on where the last stopped, in cosmic-ray's random order, so the mutants tested so far are a
 uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
 clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
-survivors are tested again on every run, since the tests may have grown since. Each module's tests first run on the
-unmutated clone: a test failing there would count every mutant it reaches as killed, so such a module is left out
-and the run exits 1.
+survivors are tested again on every run, since the tests may have grown since (until then they count as survivors).
+Each module's tests first run on the unmutated clone: a test failing there would count every mutant it reaches as
+killed, so such a module is left out and the run exits 1.
 
 Prints a table (module, mutants, tested, killed, survived, incompetent, the score killed / (killed + survived) with
 its 95% Wilson interval, and the CPU hours every run has spent) and writes each module's
@@ -130,7 +130,10 @@ def prepare(module, checkout):
     text = config(module)
     digest = hashlib.sha256(text.encode() + (checkout / module).read_bytes()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
-        with sqlite3.connect(db) as con:
+        with sqlite3.connect(db) as con:  # kept in a table of ours: a survivor not yet tested again still counts
+            con.execute("CREATE TABLE IF NOT EXISTS retest (job_id VARCHAR PRIMARY KEY, diff TEXT)")
+            con.execute("INSERT OR REPLACE INTO retest SELECT job_id, diff FROM work_results "
+                        "WHERE test_outcome = 'SURVIVED'")
             con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
         return
     db.unlink(missing_ok=True)
@@ -237,9 +240,15 @@ def tally(module):
         done = dict(con.execute("SELECT test_outcome, COUNT(*) FROM work_results WHERE worker_outcome != 'SKIPPED' "
                                 "GROUP BY test_outcome").fetchall())
         skipped = con.execute("SELECT COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED'").fetchone()[0]
+        con.execute("CREATE TABLE IF NOT EXISTS retest (job_id VARCHAR PRIMARY KEY, diff TEXT)")
+        # the survivors: of this run, and of earlier runs not yet tested again in this one
         survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff "
                                 "FROM work_results r JOIN mutation_specs s USING (job_id) "
-                                "WHERE r.test_outcome = 'SURVIVED' ORDER BY s.start_pos_row").fetchall()
+                                "WHERE r.test_outcome = 'SURVIVED' UNION ALL "
+                                "SELECT s.definition_name, s.start_pos_row, s.operator_name, t.diff "
+                                "FROM retest t JOIN mutation_specs s USING (job_id) "
+                                "WHERE t.job_id NOT IN (SELECT job_id FROM work_results) "
+                                "ORDER BY 2").fetchall()
     patterns, equivalent = equivalents(), 0
     with open(survivors_txt, "w") as f:
         for name, row, operator, diff in survivors:
@@ -247,7 +256,8 @@ def tally(module):
             equivalent += listed
             f.write(f"# {module}:{row} {name} {operator}{' (equivalent: tests/MUTANTS.md)' if listed else ''}\n"
                     f"{diff}\n")
-    killed, survived, incompetent = (done.get(o, 0) for o in ("KILLED", "SURVIVED", "INCOMPETENT"))
+    killed, incompetent = done.get("KILLED", 0), done.get("INCOMPETENT", 0)
+    survived = len(survivors)
     return total - skipped, killed + survived + incompetent, killed, survived - equivalent, equivalent, incompetent
 
 
