@@ -224,6 +224,14 @@ def test_train_steps_match_reference(dtype, opt, ref_opt):
         np.testing.assert_allclose(b, b_ref, **TOL[dtype])
 
 
+def test_uses_blas_at_its_documented_bounds():
+    """BLAS from BLAS_MIN_WORK multiply-adds, with 2 rows or more and both widths at least BLAS_MIN_WIDTH."""
+    work, width = kernels.BLAS_MIN_WORK, kernels.BLAS_MIN_WIDTH
+    assert kernels.uses_blas(2, width, work // (2 * width)) and not kernels.uses_blas(2, width, work // (2 * width) - 1)
+    assert not kernels.uses_blas(1, work, work) and kernels.uses_blas(2, work, work)
+    assert not kernels.uses_blas(work, width - 1, work) and not kernels.uses_blas(work, work, width - 1)
+
+
 @numba.njit
 def _plain_sgd(flat, hyper):
     return optim.plain_sgd(flat, hyper), optim.sgd_coefficients(flat, hyper)
