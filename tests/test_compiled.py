@@ -435,3 +435,10 @@ def test_generated_source_is_plain_python():
     compile(text, "generated", "exec")  # valid Python
     assert "def train_step(flat, spec, hyper, work, X, Y):" in text and "numba" in text
     assert max(len(line) for line in text.splitlines()) < 400
+    # Threads in the parallel twins' loops only (the entry points call them): a serial kernel must stay safe inside
+    # a user's own prange loop. Read from the text, so the interpreted mutation sample checks it too.
+    lines = text.splitlines()
+    options = {line.split("(")[0][4:]: lines[i - 1] for i, line in enumerate(lines) if line.startswith("def ")
+               and lines[i - 1].startswith("@kernel(parallel=")}
+    assert options == {"_run": "@kernel(parallel=False)", "_run_parallel": "@kernel(parallel=True)",
+                       "_predict": "@kernel(parallel=False)", "_predict_parallel": "@kernel(parallel=True)"}
