@@ -442,3 +442,6 @@ def test_generated_source_is_plain_python():
                and lines[i - 1].startswith("@kernel(parallel=")}
     assert options == {"_run": "@kernel(parallel=False)", "_run_parallel": "@kernel(parallel=True)",
                        "_predict": "@kernel(parallel=False)", "_predict_parallel": "@kernel(parallel=True)"}
+    for name in options:  # and their loops over groups: prange in the parallel twin, range in the serial one
+        body = text.split(f"def {name}(")[1].split("\n@")[0]
+        assert ("prange(" in body) == name.endswith("_parallel"), name
