@@ -429,6 +429,15 @@ def test_cache_dir_follows_numba(monkeypatch, tmp_path):
     assert _jit.cache_dir() == tmp_path / "xdg" / "fastbp"
 
 
+def test_an_identity_layer_copies_its_sums_unless_in_place():
+    """The generated activation of an identity layer whose sums and activations are apart (the output's Z and A_L)
+    copies one into the other, whichever block comes first; only in place does it emit nothing."""
+    for z, a in (("t + 10", "t + 20"), ("t + 20", "t + 10")):
+        assert codegen._Network.activate("identity", z, a, 4, "  ") == [
+            "  for i in range(4):", f"      buf[U({a} + i)] = act.identity(buf[U({z} + i)])"]
+    assert codegen._Network.activate("identity", "t + 10", "t + 10", 4, "  ") == []
+
+
 def test_generated_source_is_plain_python():
     sig = codegen.signature([4, 32, 16, 4], "tanh", "identity", "mse", np.float32)
     text = codegen.source(sig, "fastbp_net_example")
