@@ -222,6 +222,15 @@ def test_train_steps_match_reference(dtype, opt, ref_opt):
     for (W, b), W_ref, b_ref in zip(net.layers(), Ws, bs):
         np.testing.assert_allclose(W, W_ref, **TOL[dtype])
         np.testing.assert_allclose(b, b_ref, **TOL[dtype])
+    # The state rows as documented (@njit users read them): SGD's velocity in flat[2] when it has momentum, Adam's
+    # first and second moments in flat[2] and flat[3], nothing after them.
+    state = ([ref_opt.v] if ref_opt.momentum else []) if isinstance(ref_opt, ref.SGD) else [ref_opt.m, ref_opt.v]
+    assert net.flat.shape[0] == 2 + len(state) == 2 + opt.n_slots
+    L = len(net.sizes) - 1
+    for row, values in enumerate(state, start=2):
+        for (W, b), W_ref, b_ref in zip(net.layers(row), values[:L], values[L:]):
+            np.testing.assert_allclose(W, W_ref, **TOL[dtype])
+            np.testing.assert_allclose(b, b_ref, **TOL[dtype])
 
 
 def test_uses_blas_at_its_documented_bounds():
