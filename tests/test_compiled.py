@@ -429,6 +429,18 @@ def test_cache_dir_follows_numba(monkeypatch, tmp_path):
     assert _jit.cache_dir() == tmp_path / "xdg" / "fastbp"
 
 
+def test_work_size_is_the_generated_work_size():
+    """codegen.work_size, by which a Network sizes ``work``, is the generated module's own work_size (which its
+    kernels check ``work`` against) on one row, on a tile's rows and either side of it, and on many tiles."""
+    for dtype in DTYPES:
+        sig = codegen.signature([4, 32, 16, 4], "tanh", "identity", "mse", dtype)
+        generated = {}
+        exec(compile(codegen.source(sig, "fastbp_net_example"), "generated", "exec"), generated)
+        tile = codegen.tile_rows(dtype)
+        for n in (1, 2, tile - 1, tile, tile + 1, 5 * tile):
+            assert codegen.work_size(sig, n) == _jit.python_function(generated["work_size"])(n), (dtype, n)
+
+
 def test_an_identity_layer_copies_its_sums_unless_in_place():
     """The generated activation of an identity layer whose sums and activations are apart (the output's Z and A_L)
     copies one into the other, whichever block comes first; only in place does it emit nothing."""
