@@ -185,17 +185,20 @@ def test_schedules_are_immutable():
         assert hash(value) == hash(type(value)(**vars(value)))
 
 
-def test_file_without_schedule_fields_loads(tmp_path):
-    """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping."""
-    net = fastbp.Network(SIZES, optimizer=fastbp.Adam(0.01), seed=3)
+@pytest.mark.parametrize("optimizer, code", [(fastbp.SGD(0.1, momentum=0.9), 0), (fastbp.Adam(0.01), 1)])
+def test_file_without_schedule_fields_loads(tmp_path, optimizer, code):
+    """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping; its
+    optimizer is named by the code files have always held (SGD 0, Adam 1)."""
+    net = fastbp.Network(SIZES, optimizer=optimizer, seed=3)
     net.train_step(*make_data(SIZES, 4, "identity", "mse", np.float64))
     net.save(tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz") as f:
         data = {k: f[k] for k in f.files}
     data["hyper"] = data["hyper"][:8]
+    assert data["hyper"][0] == code
     np.savez(tmp_path / "old.npz", **data)
     back = fastbp.Network.load(tmp_path / "old.npz")
-    assert back.optimizer == fastbp.Adam(0.01)
+    assert back.optimizer == optimizer
     np.testing.assert_array_equal(back.hyper, net.hyper)
 
 
