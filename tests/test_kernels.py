@@ -233,6 +233,18 @@ def test_train_steps_match_reference(dtype, opt, ref_opt):
             np.testing.assert_allclose(b, b_ref, **TOL[dtype])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_a_clip_norm_above_the_gradient_norm_changes_nothing(dtype):
+    """Clipping scales the gradient by exactly 1 when its norm is below clip_norm: bitwise the steps of no clipping
+    (tests/test_golden.py checks the clipped steps against PyTorch)."""
+    X, Y = make_data(SIZES, 8, "identity", "mse", dtype)
+    plain, clipped = (network(SIZES, "tanh", "identity", "mse", dtype, optimizer=opt)
+                      for opt in (fastbp.SGD(lr=0.1), fastbp.SGD(lr=0.1, clip_norm=1e6)))
+    for _ in range(3):
+        assert plain.train_step(X, Y) == clipped.train_step(X, Y)
+    assert plain.flat[0].tobytes() == clipped.flat[0].tobytes()
+
+
 def test_uses_blas_at_its_documented_bounds():
     """BLAS from BLAS_MIN_WORK multiply-adds, with 2 rows or more and both widths at least BLAS_MIN_WIDTH."""
     work, width = kernels.BLAS_MIN_WORK, kernels.BLAS_MIN_WIDTH
