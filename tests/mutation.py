@@ -9,7 +9,8 @@ run still takes days on 2 cores. The sessions therefore keep: ``.mutation/`` hol
 module, and each run goes on where the last stopped, in cosmic-ray's random order, so the mutants tested so far are a
 uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
 clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
-survivors are tested again on every run, since the tests may have grown since (until then they count as survivors).
+survivors are tested again first on every run, since the tests may have grown since (until then they count as
+survivors).
 Each module's tests first run on the unmutated clone: a test failing there would count every mutant it reaches as
 killed, so such a module is left out and the run exits 1.
 
@@ -29,6 +30,7 @@ import random
 import re
 import resource
 import shlex
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -162,7 +164,7 @@ def execute(module, where, seconds):
     # the one installed in the virtual environment
     env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), PYTHONPATH=str(path))
     # The baseline: tests that fail on the unmutated code would count every mutant they reach as killed.
-    start = time.monotonic()
+    deadline = None if seconds is None else time.monotonic() + seconds
     try:
         baseline = subprocess.run(shlex.split(test_command(module)), cwd=path, env=env, capture_output=True,
                                   text=True, timeout=seconds)
@@ -174,9 +176,28 @@ def execute(module, where, seconds):
         print(f"{module}: its tests fail on the unmutated code, so no mutant of it is tested:\n"
               f"{baseline.stdout[-2000:]}", file=sys.stderr)
         return
-    seconds = None if seconds is None else seconds - (time.monotonic() - start)
-    if seconds is not None and seconds <= 0:
-        return
+    # The survivors first (cosmic-ray would reach them in its random order, maybe not in this run): a copy of the
+    # database holding only them, whose results then join the module's.
+    retests = db.with_suffix(".retest.sqlite")
+    shutil.copyfile(db, retests)
+    with sqlite3.connect(retests) as con:
+        for table in ("mutation_specs", "work_items"):
+            con.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM retest) "
+                        "OR job_id IN (SELECT job_id FROM work_results)")
+        con.execute("DELETE FROM work_results")
+    for target in (retests, db):
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        _exec(toml, target, path, env, left)
+    with sqlite3.connect(db) as con:
+        con.execute("ATTACH DATABASE ? AS retests", (str(retests),))
+        con.execute("INSERT OR IGNORE INTO work_results SELECT * FROM retests.work_results")
+    retests.unlink()
+
+
+def _exec(toml, db, path, env, seconds):
+    """``cosmic-ray exec`` of the pending mutants of ``db`` in the clone ``path``, for at most ``seconds``."""
     proc = subprocess.Popen([TOOLS / "cosmic-ray", "exec", toml, db], cwd=path, env=env, start_new_session=True)
     try:
         proc.wait(timeout=seconds)
