@@ -176,14 +176,20 @@ def execute(module, where, seconds):
         print(f"{module}: its tests fail on the unmutated code, so no mutant of it is tested:\n"
               f"{baseline.stdout[-2000:]}", file=sys.stderr)
         return
-    # The survivors first (cosmic-ray would reach them in its random order, maybe not in this run): a copy of the
-    # database holding only them, whose results then join the module's.
+    # The survivors first (cosmic-ray would reach them in its random order, maybe not in this run), but those
+    # tests/MUTANTS.md lists as equivalent: a copy of the database holding only them, whose results then join the
+    # module's.
     retests = db.with_suffix(".retest.sqlite")
     shutil.copyfile(db, retests)
     with sqlite3.connect(retests) as con:
+        patterns = equivalents()
+        pending = [job for job, name, diff in con.execute(
+            "SELECT t.job_id, s.definition_name, t.diff FROM retest t JOIN mutation_specs s USING (job_id) "
+            "WHERE t.job_id NOT IN (SELECT job_id FROM work_results)") if not is_equivalent(module, name, diff, patterns)]
+        con.execute("CREATE TEMPORARY TABLE pending (job_id VARCHAR PRIMARY KEY)")
+        con.executemany("INSERT INTO pending VALUES (?)", [(job,) for job in pending])
         for table in ("mutation_specs", "work_items"):
-            con.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM retest) "
-                        "OR job_id IN (SELECT job_id FROM work_results)")
+            con.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM pending)")
         con.execute("DELETE FROM work_results")
     for target in (retests, db):
         left = None if deadline is None else deadline - time.monotonic()
