@@ -429,6 +429,39 @@ def test_cache_dir_follows_numba(monkeypatch, tmp_path):
     assert _jit.cache_dir() == tmp_path / "xdg" / "fastbp"
 
 
+def test_a_generated_module_that_fails_to_run_is_not_kept(monkeypatch, tmp_path):
+    """A generated module whose text raises as it runs: the error reaches the caller and the module is not left
+    half-made in sys.modules, so the next load runs the (mended) text afresh."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
+    name = f"fastbp_net_{compiled_kernels.key(sig)}"
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "raise RuntimeError('generated')\n")
+    with pytest.raises(RuntimeError, match="generated"):
+        compiled_kernels.load(sig)
+    assert name not in sys.modules
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "VALUE = 1\n")
+    try:
+        assert compiled_kernels.load(sig).VALUE == 1
+    finally:
+        sys.modules.pop(name, None)
+
+
+def test_a_generated_module_runs_when_its_folder_is_cleared_meanwhile(monkeypatch, tmp_path):
+    """`fastbp cache --clear` removing the cache folder while a module is written: its text runs all the same."""
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
+    sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "VALUE = 2\n")
+
+    def cleared(path, write, prefix, suffix):
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr(compiled_kernels.io, "write_atomically", cleared)
+    try:
+        assert compiled_kernels.load(sig).VALUE == 2
+    finally:
+        sys.modules.pop(f"fastbp_net_{compiled_kernels.key(sig)}", None)
+
+
 def test_work_size_is_the_generated_work_size():
     """codegen.work_size, by which a Network sizes ``work``, is the generated module's own work_size (which its
     kernels check ``work`` against) on one row, on a tile's rows and either side of it, and on many tiles."""
