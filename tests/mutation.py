@@ -96,6 +96,7 @@ DESELECTED = {"tests/test_kernels.py": "tests/test_kernels.py::test_property_tes
 MUTANT_TIMEOUT = 900.0  # seconds; a mutant that loops for ever counts as killed
 TOOLS = pathlib.Path(sys.executable).parent
 CPU_FILE = OUT / "cpu_seconds"  # the CPU time of every run's mutants, added up
+RETEST = "CREATE TABLE IF NOT EXISTS retest (job_id VARCHAR PRIMARY KEY, diff TEXT)"  # survivors to test again
 FAILED_BASELINES = []  # the modules whose tests failed on the unmutated code in this run
 
 
@@ -127,21 +128,28 @@ def paths(module):  # its configuration, database, stamp and list of survivors
 
 def prepare(module, checkout):
     """The module's database: made afresh when the module (in ``checkout``, a clone of the last commit) or its
-    configuration changed, else its survivors reset to pending so this run tests them again."""
+    configuration changed, else its survivors (but those tests/MUTANTS.md lists as equivalent) reset to pending, so
+    that this run tests them again, first (:func:`execute`)."""
     toml, db, stamp, _ = paths(module)
     text = config(module)
     digest = hashlib.sha256(text.encode() + (checkout / module).read_bytes()).hexdigest()
     if db.exists() and stamp.exists() and stamp.read_text() == digest:
         with sqlite3.connect(db) as con:  # kept in a table of ours: a survivor not yet tested again still counts
-            con.execute("CREATE TABLE IF NOT EXISTS retest (job_id VARCHAR PRIMARY KEY, diff TEXT)")
-            con.execute("INSERT OR REPLACE INTO retest SELECT job_id, diff FROM work_results "
-                        "WHERE test_outcome = 'SURVIVED'")
-            con.execute("DELETE FROM work_results WHERE test_outcome = 'SURVIVED'")
+            con.execute(RETEST)
+            patterns = equivalents()
+            again = [(job,) for job, name, diff in con.execute(
+                "SELECT r.job_id, s.definition_name, r.diff FROM work_results r JOIN mutation_specs s USING (job_id) "
+                "WHERE r.test_outcome = 'SURVIVED'") if not is_equivalent(module, name, diff, patterns)]
+            con.executemany("INSERT OR REPLACE INTO retest SELECT job_id, diff FROM work_results WHERE job_id = ?",
+                            again)
+            con.executemany("DELETE FROM work_results WHERE job_id = ?", again)
         return
     db.unlink(missing_ok=True)
     toml.write_text(text)
     subprocess.run([TOOLS / "cosmic-ray", "init", toml, db], cwd=checkout, check=True)
     subprocess.run([TOOLS / "cr-filter-operators", db, toml], cwd=checkout, check=True)
+    with sqlite3.connect(db) as con:
+        con.execute(RETEST)
     stamp.write_text(digest)
 
 
@@ -176,30 +184,26 @@ def execute(module, where, seconds):
         print(f"{module}: its tests fail on the unmutated code, so no mutant of it is tested:\n"
               f"{baseline.stdout[-2000:]}", file=sys.stderr)
         return
-    # The survivors first (cosmic-ray would reach them in its random order, maybe not in this run), but those
-    # tests/MUTANTS.md lists as equivalent: a copy of the database holding only them, whose results then join the
-    # module's.
+    # The survivors first (cosmic-ray's random order might not reach them in this run): a copy of the database
+    # holding only them, whose results join the module's before the other mutants run.
     retests = db.with_suffix(".retest.sqlite")
+    for stale in (retests, retests.with_name(retests.name + "-journal")):  # a run killed midway
+        stale.unlink(missing_ok=True)
     shutil.copyfile(db, retests)
     with sqlite3.connect(retests) as con:
-        patterns = equivalents()
-        pending = [job for job, name, diff in con.execute(
-            "SELECT t.job_id, s.definition_name, t.diff FROM retest t JOIN mutation_specs s USING (job_id) "
-            "WHERE t.job_id NOT IN (SELECT job_id FROM work_results)") if not is_equivalent(module, name, diff, patterns)]
-        con.execute("CREATE TEMPORARY TABLE pending (job_id VARCHAR PRIMARY KEY)")
-        con.executemany("INSERT INTO pending VALUES (?)", [(job,) for job in pending])
         for table in ("mutation_specs", "work_items"):
-            con.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM pending)")
-        con.execute("DELETE FROM work_results")
-    for target in (retests, db):
-        left = None if deadline is None else deadline - time.monotonic()
-        if left is not None and left <= 0:
-            break
-        _exec(toml, target, path, env, left)
-    with sqlite3.connect(db) as con:
-        con.execute("ATTACH DATABASE ? AS retests", (str(retests),))
-        con.execute("INSERT OR IGNORE INTO work_results SELECT * FROM retests.work_results")
+            con.execute(f"DELETE FROM {table} WHERE job_id NOT IN (SELECT job_id FROM retest) "
+                        "OR job_id IN (SELECT job_id FROM work_results)")
+        pending = con.execute("SELECT COUNT(*) FROM work_items").fetchone()[0]
+    if pending:
+        _exec(toml, retests, path, env, None if deadline is None else deadline - time.monotonic())
+        with sqlite3.connect(db) as con:
+            con.execute("ATTACH DATABASE ? AS retests", (str(retests),))
+            con.execute("INSERT OR IGNORE INTO work_results SELECT * FROM retests.work_results")
     retests.unlink()
+    left = None if deadline is None else deadline - time.monotonic()
+    if left is None or left > 30:
+        _exec(toml, db, path, env, left)
 
 
 def _exec(toml, db, path, env, seconds):
@@ -267,7 +271,7 @@ def tally(module):
         done = dict(con.execute("SELECT test_outcome, COUNT(*) FROM work_results WHERE worker_outcome != 'SKIPPED' "
                                 "GROUP BY test_outcome").fetchall())
         skipped = con.execute("SELECT COUNT(*) FROM work_results WHERE worker_outcome = 'SKIPPED'").fetchone()[0]
-        con.execute("CREATE TABLE IF NOT EXISTS retest (job_id VARCHAR PRIMARY KEY, diff TEXT)")
+        con.execute(RETEST)
         # the survivors: of this run, and of earlier runs not yet tested again in this one
         survivors = con.execute("SELECT s.definition_name, s.start_pos_row, s.operator_name, r.diff "
                                 "FROM work_results r JOIN mutation_specs s USING (job_id) "

@@ -434,14 +434,14 @@ def test_a_generated_module_that_fails_to_run_is_not_kept(monkeypatch, tmp_path)
     half-made in sys.modules, so the next load runs the (mended) text afresh."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
-    name = f"fastbp_net_{compiled_kernels.key(sig)}"
-    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "raise RuntimeError('generated')\n")
+    name = f"fastbp_test_{compiled_kernels.key(sig)}"  # a family of its own: no real module of the suite's
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "raise RuntimeError('generated')\n")
     with pytest.raises(RuntimeError, match="generated"):
-        compiled_kernels.load(sig)
+        compiled_kernels.load(sig, "test")
     assert name not in sys.modules
-    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "VALUE = 1\n")
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "VALUE = 1\n")
     try:
-        assert compiled_kernels.load(sig).VALUE == 1
+        assert compiled_kernels.load(sig, "test").VALUE == 1
     finally:
         sys.modules.pop(name, None)
 
@@ -450,16 +450,16 @@ def test_a_generated_module_runs_when_its_folder_is_cleared_meanwhile(monkeypatc
     """`fastbp cache --clear` removing the cache folder while a module is written: its text runs all the same."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
-    monkeypatch.setitem(compiled_kernels.GENERATORS, "net", lambda sig, name: "VALUE = 2\n")
+    monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "VALUE = 2\n")
 
     def cleared(path, write, prefix, suffix):
         raise FileNotFoundError(path)
 
     monkeypatch.setattr(compiled_kernels.io, "write_atomically", cleared)
     try:
-        assert compiled_kernels.load(sig).VALUE == 2
+        assert compiled_kernels.load(sig, "test").VALUE == 2
     finally:
-        sys.modules.pop(f"fastbp_net_{compiled_kernels.key(sig)}", None)
+        sys.modules.pop(f"fastbp_test_{compiled_kernels.key(sig)}", None)
 
 
 def test_work_size_is_the_generated_work_size():

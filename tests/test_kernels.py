@@ -219,15 +219,12 @@ def test_train_steps_match_reference(dtype, opt, ref_opt):
         want_loss, dWs, dbs = ref.gradients(Ws, bs, "tanh", "identity", "mse", X, Y)
         ref_opt.step(Ws + bs, dWs + dbs)
         np.testing.assert_allclose(net.train_step(X, Y), want_loss, **TOL[dtype])
-    for (W, b), W_ref, b_ref in zip(net.layers(), Ws, bs):
-        np.testing.assert_allclose(W, W_ref, **TOL[dtype])
-        np.testing.assert_allclose(b, b_ref, **TOL[dtype])
-    # The state rows as documented (@njit users read them): SGD's velocity in flat[2] when it has momentum, Adam's
-    # first and second moments in flat[2] and flat[3], nothing after them.
+    # The parameters, and the state rows as documented (@njit users read them): SGD's velocity in flat[2] when it
+    # has momentum, Adam's first and second moments in flat[2] and flat[3], nothing after them.
     state = ([ref_opt.v] if ref_opt.momentum else []) if isinstance(ref_opt, ref.SGD) else [ref_opt.m, ref_opt.v]
     assert net.flat.shape[0] == 2 + len(state) == 2 + opt.n_slots
     L = len(net.sizes) - 1
-    for row, values in enumerate(state, start=2):
+    for row, values in [(0, Ws + bs), *enumerate(state, start=2)]:
         for (W, b), W_ref, b_ref in zip(net.layers(row), values[:L], values[L:]):
             np.testing.assert_allclose(W, W_ref, **TOL[dtype])
             np.testing.assert_allclose(b, b_ref, **TOL[dtype])
