@@ -10,9 +10,8 @@ module, and each run goes on where the last stopped, in cosmic-ray's random orde
 uniform sample of the module's. ``--minutes`` shares that time among the modules (their order shuffled; ``--workers``
 clones run side by side, each with its own warm Numba cache). A module whose source changed is started afresh; its
 survivors are tested again first on every run, since the tests may have grown since (until then they count as
-survivors).
-Each module's tests first run on the unmutated clone: a test failing there would count every mutant it reaches as
-killed, so such a module is left out and the run exits 1.
+survivors). Each module's tests first run on the unmutated clone: a test failing there would count every mutant it
+reaches as killed, so such a module is left out and the run exits 1.
 
 Prints a table (module, mutants, tested, killed, survived, incompetent, the score killed / (killed + survived) with
 its 95% Wilson interval, and the CPU hours every run has spent) and writes each module's

@@ -429,37 +429,39 @@ def test_cache_dir_follows_numba(monkeypatch, tmp_path):
     assert _jit.cache_dir() == tmp_path / "xdg" / "fastbp"
 
 
-def test_a_generated_module_that_fails_to_run_is_not_kept(monkeypatch, tmp_path):
-    """A generated module whose text raises as it runs: the error reaches the caller and the module is not left
-    half-made in sys.modules, so the next load runs the (mended) text afresh."""
+@pytest.fixture
+def own_family(monkeypatch, tmp_path):
+    """A family of generated modules of its own (no real module of the suite's), in an empty cache: the signature
+    and the module name ``compiled.load(sig, "test")`` gives, removed from sys.modules afterwards."""
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
     sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
-    name = f"fastbp_test_{compiled_kernels.key(sig)}"  # a family of its own: no real module of the suite's
+    name = f"fastbp_test_{compiled_kernels.key(sig)}"
+    yield sig, name
+    sys.modules.pop(name, None)
+
+
+def test_a_generated_module_that_fails_to_run_is_not_kept(monkeypatch, own_family):
+    """A generated module whose text raises as it runs: the error reaches the caller and the module is not left
+    half-made in sys.modules, so the next load runs the (mended) text afresh."""
+    sig, name = own_family
     monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "raise RuntimeError('generated')\n")
     with pytest.raises(RuntimeError, match="generated"):
         compiled_kernels.load(sig, "test")
     assert name not in sys.modules
     monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "VALUE = 1\n")
-    try:
-        assert compiled_kernels.load(sig, "test").VALUE == 1
-    finally:
-        sys.modules.pop(name, None)
+    assert compiled_kernels.load(sig, "test").VALUE == 1
 
 
-def test_a_generated_module_runs_when_its_folder_is_cleared_meanwhile(monkeypatch, tmp_path):
+def test_a_generated_module_runs_when_its_folder_is_cleared_meanwhile(monkeypatch, own_family):
     """`fastbp cache --clear` removing the cache folder while a module is written: its text runs all the same."""
-    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path))
-    sig = codegen.signature([3, 7, 2], "tanh", "identity", "mse", np.float64)
+    sig, _ = own_family
     monkeypatch.setitem(compiled_kernels.GENERATORS, "test", lambda sig, name: "VALUE = 2\n")
 
     def cleared(path, write, prefix, suffix):
         raise FileNotFoundError(path)
 
     monkeypatch.setattr(compiled_kernels.io, "write_atomically", cleared)
-    try:
-        assert compiled_kernels.load(sig, "test").VALUE == 2
-    finally:
-        sys.modules.pop(f"fastbp_test_{compiled_kernels.key(sig)}", None)
+    assert compiled_kernels.load(sig, "test").VALUE == 2
 
 
 def test_work_size_is_the_generated_work_size():
