@@ -117,6 +117,25 @@ def test_lbfgs_matches_sklearn(kind):
     _assert_same_weights(ours, theirs, 1e-5)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_lbfgs_keeps_blas_to_one_thread(monkeypatch):
+    """L-BFGS runs with BLAS on one thread (sklearn_training.fit_lbfgs: else OpenBLAS's spinning threads starve the
+    kernels' own), and the caller's limit is back after the fit."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas_threads():
+        return max(pool["num_threads"] for pool in threadpoolctl.threadpool_info() if pool["user_api"] == "blas")
+
+    seen, minimize = [], sklearn_training.scipy.optimize.minimize
+    monkeypatch.setattr(sklearn_training.scipy.optimize, "minimize",
+                        lambda *args, **kwargs: seen.append(blas_threads()) or minimize(*args, **kwargs))
+    X, y, _ = _data("multiclass")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        outside = blas_threads()
+        MLPClassifier(solver="lbfgs", hidden_layer_sizes=(5,), max_iter=5, compiled=False).fit(X, y)
+        assert blas_threads() == outside
+    assert seen == [1]
+
 @pytest.mark.parametrize("kind", ["multiclass", "regression"])
 def test_early_stopping_and_partial_fit_match_sklearn(kind):
     X, y, _ = _data(kind, n=120)
