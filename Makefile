@@ -25,8 +25,10 @@ demo: $(VENV)/.demo
 	$(PY) -m fastbp demo
 
 # One pytest worker per core, a test file per worker at a time (its compiled kernels stay in that process).
+# OpenBLAS's threads sleep at once after a call: the tests' numpy references call BLAS between kernel calls, and
+# spinning BLAS threads would make each parallel kernel after one wait ~30 ms for a core (docs/guide/performance.md).
 test: $(VENV)/.test
-	$(PY) -m pytest -n auto --dist loadfile --hypothesis-show-statistics
+	OPENBLAS_THREAD_TIMEOUT=4 $(PY) -m pytest -n auto --dist loadfile --hypothesis-show-statistics
 	$(MAKE) asv-quick
 
 # The documentation site, every gallery example run in full, warnings as errors (tests/test_docs.py builds it quick).
