@@ -25,8 +25,11 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # What the performance guide says to read: fastbp's train steps, single networks and populations, but the two BLAS
 # cases (mnist, wide), whose steps follow where the scheduler puts BLAS's threads on the 2 vCPUs.
 READ = r"TrainStep\.time_train_step\((('(xor|policy-\w+|simplechains)', )?'fastbp(-compiled)?')\)"
-ASV = [str(pathlib.Path(sys.executable).parent / "asv"), "continuous", "--interleave-rounds", "--factor", "1.10",
-       "--show-stderr", "-b", READ]
+# Twelve short rounds a commit instead of the benchmarks' four long ones: this machine slows by 1.3-1.8x in episodes of
+# 1-5 s, and a round's samples fit inside one, so a commit's median moved whenever two of its four rounds met one;
+# with twelve, it takes six (docs/guide/performance.md, "What that noise is").
+ASV = [str(pathlib.Path(sys.executable).parent / "asv"), "continuous", "--interleave-rounds", "-a", "rounds=12",
+       "-a", "repeat=(3,8,4.0)", "--factor", "1.10", "--show-stderr", "-b", READ]
 # Files whose change may change what a benchmark times: besides the kernels' own sources (fastbp._jit.
 # compiled_sources), the code that chooses and calls them, and the benchmarks themselves.
 HOT = ("fastbp/kernels/", "fastbp/dispatch.py", "fastbp/plan.py", "fastbp/observe.py", "fastbp/config.py",
