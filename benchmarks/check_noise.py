@@ -1,6 +1,6 @@
 """``make asv-check``: whether ``asv continuous``, run as docs/guide/performance.md says, tells this machine's noise
-from a real change. Not part of ``make test``: it took 6.5-15.5 minutes on 2 cores with the kernels of main's tip
-cached (each new kernel version compiles once into the shared cache, a few minutes more).
+from a real change. Not part of ``make test``: it took 15 minutes on 2 cores with twelve rounds a commit and the
+kernels of main's tip cached (each new kernel version compiles once into the shared cache, a few minutes more).
 
 1. No false alarm: for the three newest pairs of consecutive commits of main that change no kernel and no choice of
    kernels (no file the kernels compile from, none of the files that choose or run them, no benchmark), since the
@@ -26,7 +26,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 # cases (mnist, wide), whose steps follow where the scheduler puts BLAS's threads on the 2 vCPUs.
 READ = r"TrainStep\.time_train_step\((('(xor|policy-\w+|simplechains)', )?'fastbp(-compiled)?')\)"
 # Twelve short rounds a commit instead of the benchmarks' four long ones: this machine slows by 1.3-1.8x in episodes of
-# 1-5 s, and a round's samples fit inside one, so a commit's median moved whenever two of its four rounds met one;
+# 1-5 s, and a round's samples fit inside one, so a commit's median could move when two of its four rounds met one;
 # with twelve, it takes six (docs/guide/performance.md, "What that noise is").
 ASV = [str(pathlib.Path(sys.executable).parent / "asv"), "continuous", "--interleave-rounds", "-a", "rounds=12",
        "-a", "repeat=(3,8,4.0)", "--factor", "1.10", "--show-stderr", "-b", READ]
