@@ -14,7 +14,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils.optimize import _check_optimize_result
 from threadpoolctl import threadpool_limits  # a dependency of scikit-learn's
 
-from . import kernels
+from . import plan
 from .kernels import estimator as K
 
 
@@ -82,8 +82,7 @@ def fit_lbfgs(est, X, Y, weights):
     # spinning for a while after: the kernels' threads then wait for a core. Measured on 2 cores, the gradient of
     # 300 rows took 30 ms instead of 0.12 ms, and scikit-learn's check_classifiers_train 10 s instead of 0.12 s. So
     # BLAS keeps one thread, unless the gradient's own layers run on BLAS (then no kernel thread waits on it).
-    on_blas = any(kernels.uses_blas(X.shape[0], a, b) for a, b in zip(net.sizes[:-1], net.sizes[1:]))
-    with threadpool_limits(None if on_blas else 1, user_api="blas"):
+    with threadpool_limits(None if plan.uses_blas(net.dispatch.signature, X.shape[0]) else 1, user_api="blas"):
         result = scipy.optimize.minimize(loss_grad, net.params.astype(np.float64), method="L-BFGS-B", jac=True,
                                          options={"maxfun": est.max_fun, "maxiter": est.max_iter, "gtol": est.tol})
     est.n_iter_ = _check_optimize_result("lbfgs", result, est.max_iter)
