@@ -29,13 +29,13 @@ from .test_properties import close
 # (sizes, hidden, output, loss, dtype): each hidden activation and each output/loss pairing at least once; hidden
 # activations one per layer too, those whose derivative reads z (kept beside a) beside those that read a.
 CASES = [
-    ([5, 7, 6, 4], ["softplus", "silu"], "identity", "mse", np.float32),
+    ([5, 66, 6, 4], ["softplus", "silu"], "identity", "mse", np.float32),  # 66 inputs: the register-blocked gradient
     ([5, 9, 3], "relu", "softmax", "cross_entropy", np.float64),
     ([3, 11, 2], "sigmoid", "sigmoid", "bce", np.float32),
     ([6, 10, 10, 3], ["gelu", "leaky_relu"], "tanh", "huber", np.float64),
     ([4, 13, 5], "identity", "softmax", "mse", np.float64),
     ([2, 9, 3], "gelu_tanh", "relu", "huber", np.float32),
-    ([3, 17, 2], "tanh", "leaky_relu", "mse", np.float64),
+    ([35, 17, 2], "tanh", "leaky_relu", "mse", np.float64),  # 35 inputs: the same, from the rows of X
     ([4, 6, 3], "elu", "sigmoid", "mse", np.float64),
 ]
 
@@ -119,7 +119,7 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
     """The one-row step applies plain SGD (here with weight decay and a warm-up) in the backward pass, and only where
     a bound shows that no value the step computes can overflow; else the two-pass update takes over, with the
     generic kernels' numbers where the step is finite, and nothing changed where it is not."""
-    sizes = [3, 17, 2]  # CASES' architecture: its kernels are compiled already
+    sizes = [35, 17, 2]  # CASES' architecture: its kernels are compiled already
     module = None
 
     def check(opt, X, Y, bounded, refused=False):

@@ -5,7 +5,9 @@ The generated module is ordinary Numba code that takes exactly the arguments of 
 weights in registers and vectorises along the long axis:
 
 - a batch runs in tiles of ``TILE`` rows, activations stored feature-major, (units, TILE): every multiply-add is then a
-  contiguous row of the tile times a broadcast weight, ``CHUNK`` inputs summed per pass over the row;
+  contiguous row of the tile times a broadcast weight. Two register-blocked helpers, compiled once per module, do
+  the products: ``_sums`` (a layer's sums, and the deltas below it) and ``_products`` (the gradient of a layer of
+  many inputs, from a row-major copy of its input); a layer of few inputs sums ``CHUNK`` of them per pass instead;
 - forward, output error, backward and the tile's gradient are fused per tile while it sits in cache; tiles are dealt
   to ``GROUPS`` groups, each with its own gradient partial, merged in a fixed order (so the result does not depend on
   the thread count, and the parallel twin runs groups on threads);
@@ -17,6 +19,7 @@ The loops over units stay loops with constant bounds; only the short sums over a
 
 from .. import activations as act
 from .. import losses
+from ..config import LANE_BYTES, UNITS, WIDE
 from .codegen_signature import GENERATOR_VERSION, GROUPS, Signature, dedent, indent, signature, tile_rows
 
 __all__ = ["GENERATOR_VERSION", "signature", "source", "tile_rows", "work_size"]
@@ -35,8 +38,19 @@ def source(sig, name):
     return _Network(*sig).render(name)
 
 
+LANE = "i * TILE + r"  # unit u + i, row r of a tile block at o (the finish loops of the tile path)
+
+
 class _Network(Signature):
     """The generator of one network's kernels: a tile path and a single-row path."""
+
+    def __init__(self, *sig):
+        super().__init__(*sig)
+        for l in range(self.L):  # R_l: A_l row by row, rows padded to whole lane blocks (the gradient reads them)
+            self.units[f"R{l}"] = self.width
+            self.width += self.padded(l)
+        self.units["S"] = self.width  # the sums of a call of _sums (UNITS units) or _products
+        self.width += UNITS
 
     # ---- helpers for the text ----------------------------------------------------------------------------------
 
@@ -66,65 +80,150 @@ class _Network(Signature):
         return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= {factor}"]
 
     # ---- the tile path -------------------------------------------------------------------------------------------
+    # Rows sit in SIMD lanes. The module's two register-blocked helpers (:meth:`lanes_helpers`) hold UNITS units (or
+    # gradient rows) times LANE rows (or inputs) as scalar sums, one statement each, which LLVM's SLP vectoriser packs
+    # into vectors (they are lanes_kernels): each input's row is loaded once for UNITS units, each weight once for
+    # LANE rows, and the sums stay in registers over all of a layer's inputs. They take the sizes as arguments, so a
+    # network compiles them once, whatever its layers (written out per layer, the tile path compiled 3.6x slower).
 
-    def matvec_tile(self, out_units, n_in, out_block, in_block, base, step, init, finish, setup=()):
-        """out[u, r] = finish(init + sum_k p[base(k) + step k] in[k, r]) over the tile's m rows, CHUNK inputs per
-        pass (their coefficients in registers); ``base(start)`` indexes input ``start``'s coefficient for unit u.
+    def lane(self):
+        """Rows per lane block: LANE_BYTES of the dtype."""
+        return LANE_BYTES // (4 if self.dtype == "float32" else 8)
 
-        ``finish(value)`` gives the last pass's statements (:meth:`forward_finish`, :meth:`delta_finish`)."""
-        T = self.tile
+    def padded(self, l):
+        """A row's length in R_l, the row-major copy of A_l: n_l rounded up to whole lane blocks."""
+        return -(-self.sizes[l] // self.lane()) * self.lane()
+
+    def lanes_helpers(self):
+        """The module's ``_sums`` and ``_products`` (their docstrings say what they compute)."""
+        R, n = self.lane(), range(UNITS)
+        ws, cs, ds = (", ".join(f"{c}{i}" for i in n) for c in "wcd")
+        sums = [f"s{i}_{r}" for i in n for r in range(R)]
+        return [
+            "@lanes_kernel",
+            f"def _sums(p, buf, s, x, n_in, {ws}, step, {cs}, m):",
+            f'    """buf[s + i TILE + r] = c_i + sum_k p[w_i + k step] buf[x + k TILE + r] for i < {UNITS} and the rows r of',
+            f'    the lane blocks that hold m: {UNITS} units (weights from w_i, one input to the next ``step`` apart)."""',
+            f"    for r0 in range(0, m, {R}):",
+            *(f"        {' = '.join(sums[i * R:(i + 1) * R])} = c{i}" for i in n),
+            "        for k in range(n_in):",
+            "            xk = x + k * TILE + r0",
+            *(f"            q{i} = p[U(w{i} + k * step)]" for i in n),
+            *(f"            s{i}_{r} += q{i} * buf[U(xk + {r})]" for i in n for r in range(R)),
+            *(f"        buf[U(s + r0 + {i * self.tile + r})] = s{i}_{r}" for i in n for r in range(R)),
+            "",
+            "",
+            "@lanes_kernel",
+            f"def _products(buf, s, {ds}, rows, stride, m):",
+            f'    """buf[s + i * {R} + k] = sum_r buf[d_i + r] buf[rows + r stride + k], r < m, for i < {UNITS}, k < {R}: a',
+            f'    gradient\'s {UNITS} rows by {R} inputs."""',
+            *(f"    {' = '.join(sums[i * R:(i + 1) * R])} = T(0)" for i in n),
+            "    for r in range(m):",
+            "        x = rows + r * stride",
+            *(f"        e{i} = buf[U(d{i} + r)]" for i in n),
+            *(f"        s{i}_{k} += e{i} * buf[U(x + {k})]" for i in n for k in range(R)),
+            *(f"    buf[U(s + {i * R + k})] = s{i}_{k}" for i in n for k in range(R)),
+            "",
+            ""]
+
+    def matvec_tile(self, out_units, n_in, out_block, in_block, unit, step, init, finish, setup=()):
+        """out[u, r] = finish(init(u) + sum_k p[unit(u) + k step] in[k, r]) for every unit u and row, UNITS units
+        and LANE rows per call of ``_sums`` (the rows up to a whole lane block beyond m hold zeros, never read as
+        results); the last call's units beyond ``out_units`` repeat unit out_units - 1, their sums unused.
+
+        ``finish(value)`` gives unit u + i's statements for row r, at ``o +`` :data:`LANE` (:meth:`forward_finish`,
+        :meth:`delta_finish`); ``setup``, lines at the start of a call (in u)."""
+        T, R, S, n = self.tile, self.lane(), self.off("S", self.tile), range(UNITS)
+        last = out_units - 1
+        return [f"    for u in range(0, {out_units}, {UNITS}):",
+                f"        _sums(p, buf, {S}, {self.off(in_block, T)}, {n_in}, "
+                + ", ".join(unit(f"min(u + {i}, {last})") for i in n) + f", {step}, "
+                + ", ".join(init(f"min(u + {i}, {last})") for i in n) + ", m)",
+                f"        o = {self.off(out_block, T)} + u * {T}",
+                *(f"        {line}" for line in setup),
+                f"        for i in range(min({UNITS}, {out_units} - u)):",
+                "            for r in range(mp):",
+                *(f"                {line}" for line in finish(f"buf[U({S} + i * {T} + r)]"))]
+
+    def forward_tile(self):
+        T, lines = self.tile, [f"    mp = -(-m // {self.lane()}) * {self.lane()}  # m up to whole lane blocks"]
+        for l in range(self.L):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
+            lines += self.matvec_tile(b, a, self.sums(l), f"A{l}", lambda u, l=l, a=a: f"{self.W[l]} + {u} * {a}", 1,
+                                      lambda u, l=l: f"p[U({self.B[l]} + {u})]", self.forward_finish(l, T, LANE))
+            if self.name(l) == "softmax":
+                lines += ["    for r in range(m):",
+                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, {b}, {T})"]
+        return lines
+
+    def gradient_tile(self, l):
+        """Layer l's gradient into g[goff:] (set when ``first``, else added): dW = delta a^T and db = delta summed
+        over the rows. Of ``WIDE`` inputs or more, UNITS rows of dW by LANE inputs per call of ``_products``, from R_l
+        (which the lines first fill: A_l row by row, each row padded with zeros); of fewer, where that copy would
+        cost more than it saves, CHUNK inputs per pass over the rows, each sum reduced across its SIMD lanes."""
+        if self.sizes[l] < WIDE * self.lane():
+            return self.gradient_chunks(l)
+        T, R, S, a, b = self.tile, self.lane(), self.off("S", self.tile), self.sizes[l], self.sizes[l + 1]
+        rows, stride, d = self.off(f"R{l}", T), self.padded(l), self.off(f"D{l + 1}", T)
+        source = "T(X[start + r, k])" if l == 0 else f"buf[U({self.off(f'A{l}', T)} + k * {T} + r)]"
+        return [f"    for r in range(m):",
+                f"        x = {rows} + r * {stride}",
+                f"        for k in range({a}):",
+                f"            buf[U(x + k)] = {source}",
+                *([f"        for k in range({a}, {stride}):", "            buf[U(x + k)] = T(0)"] if stride > a else []),
+                f"    for j in range(0, {b}, {UNITS}):",
+                f"        for k0 in range(0, {a}, {R}):",
+                f"            _products(buf, {S}, " + ", ".join(f"{d} + min(j + {i}, {b - 1}) * {T}" for i in range(UNITS))
+                + f", {rows} + k0, {stride}, m)",
+                f"            for i in range(min({UNITS}, {b} - j)):",
+                f"                e = goff + {self.W[l]} + (j + i) * {a} + k0",
+                f"                for k in range(min({R}, {a} - k0)):",
+                f"                    g[U(e + k)] = buf[U({S} + i * {R} + k)] if first else "
+                f"g[U(e + k)] + buf[U({S} + i * {R} + k)]",
+                *self.bias_gradient(l)]
+
+    def gradient_chunks(self, l):
+        """Layer l's gradient for a few inputs: per unit j, after its bias's sum, CHUNK inputs per pass over the rows
+        (the passes continue :meth:`bias_gradient`'s loop over j)."""
+        T, a = self.tile, self.sizes[l]
 
         def emit(start, count, first, last, indent):
             pad = " " * indent
-            loads = ", ".join(f"p[U(w + {step * i})]" if i else "p[U(w)]" for i in range(count))
-            terms = " + ".join(f"w{i} * buf[U(x + {i * T} + r)]" if i else "w0 * buf[U(x + r)]" for i in range(count))
-            value = f"{init}{terms}" if first else f"buf[U(o + r)] + {terms}"
-            body = finish(value) if last else [f"buf[U(o + r)] = {value}"]
-            return ([f"{pad}w = {base(start)}",
-                     f"{pad}{', '.join(f'w{i}' for i in range(count))} = {loads}",
-                     f"{pad}x = {self.off(in_block, T)} + {start} * {T}",
-                     f"{pad}for r in range(m):"]
-                    + [f"{pad}    {line}" for line in body])
+            acc = ", ".join(f"s{i}" for i in range(count))
+            return ([f"{pad}{acc} = {', '.join(['T(0)'] * count)}",
+                     f"{pad}x = {self.off(f'A{l}', T)} + {start} * {T}",
+                     f"{pad}for r in range(m):",
+                     f"{pad}    dr = buf[U(d + r)]"]
+                    + [f"{pad}    s{i} += dr * buf[U(x + {i * T} + r)]" for i in range(count)]
+                    + [f"{pad}e = goff + {self.W[l]} + j * {a} + {start}"]
+                    + [f"{pad}g[U(e + {i})] = s{i} if first else g[U(e + {i})] + s{i}" for i in range(count)])
 
-        return ([f"    for u in range({out_units}):", f"        o = {self.off(out_block, T)} + u * {T}",
-                 *(f"        {line}" for line in setup)] + self.chunks(n_in, emit))
+        return self.bias_gradient(l) + self.chunks(a, emit)
 
-    def forward_tile(self):
+    def bias_gradient(self, l):
+        """Lines for layer l's bias gradient, each unit j's delta summed over the rows (its row at ``d``)."""
         T = self.tile
-        return self.forward_layers(self.matvec_tile, lambda l: f"p[U({self.B[l]} + u)] + ", T, "r", "m",
-                                   lambda block: self.off(block, T))
+        return [f"    for j in range({self.sizes[l + 1]}):",
+                f"        d = {self.off(f'D{l + 1}', T)} + j * {T}",
+                "        s = T(0)",
+                "        for r in range(m):",
+                "            s += buf[U(d + r)]",
+                f"        e = goff + {self.B[l]} + j",
+                "        g[U(e)] = s if first else g[U(e)] + s"]
 
     def backward_tile(self):
         """The gradient of every layer into g[goff:] (set when ``first``, else added) and the deltas."""
         T, lines = self.tile, []
         for l in range(self.L - 1, -1, -1):
             a, b = self.sizes[l], self.sizes[l + 1]
-
-            def emit(start, count, first, last, indent, l=l, a=a):
-                pad = " " * indent
-                acc = ", ".join(f"s{i}" for i in range(count))
-                return ([f"{pad}{acc} = {', '.join(['T(0)'] * count)}",
-                         f"{pad}x = {self.off(f'A{l}', T)} + {start} * {T}",
-                         f"{pad}for r in range(m):",
-                         f"{pad}    dr = buf[U(d + r)]"]
-                        + [f"{pad}    s{i} += dr * buf[U(x + {i * T} + r)]" for i in range(count)]
-                        + [f"{pad}e = goff + {self.W[l]} + j * {a} + {start}"]
-                        + [f"{pad}g[U(e + {i})] = s{i} if first else g[U(e + {i})] + s{i}" for i in range(count)])
-
-            lines += [f"    # layer {l + 1}: the gradient, dW = delta a^T and db = delta summed over the rows",
-                      f"    for j in range({b}):",
-                      f"        d = {self.off(f'D{l + 1}', T)} + j * {T}",
-                      "        s = T(0)",
-                      "        for r in range(m):",
-                      "            s += buf[U(d + r)]",
-                      f"        e = goff + {self.B[l]} + j",
-                      "        g[U(e)] = s if first else g[U(e)] + s"]
-            lines += self.chunks(a, emit)
+            lines.append(f"    # layer {l + 1}: the gradient, dW = delta a^T and db = delta summed over the rows")
+            lines += self.gradient_tile(l)
             if l == 0:
                 continue
             lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
-            lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda k, l=l, a=a: f"{self.W[l]} + u + {k} * {a}",
-                                      a, "", self.delta_finish(l, "r", "a"),
+            lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda u, l=l: f"{self.W[l]} + {u}", a,
+                                      lambda u: "T(0)", self.delta_finish(l, LANE, "a"),
                                       setup=[f"a = {self.off(self.derivative_source(l), T)} + u * {T}"])
         return lines
 
@@ -239,12 +338,21 @@ class _Network(Signature):
         T = self.tile
         lines = [f"for k in range({self.sizes[0]}):",
                  "    for r in range(m):",
-                 f"        buf[U(t + k * {T} + r)] = T(X[start + r, k])"]
+                 f"        buf[U(t + k * {T} + r)] = T(X[start + r, k])",
+                 f"    for r in range(m, -(-m // {self.lane()}) * {self.lane()}):  # the last lane block's other rows",
+                 f"        buf[U(t + k * {T} + r)] = T(0)"]
         if targets:
             lines += [f"for j in range(1 if labels else {self.sizes[-1]}):",
                       "    for r in range(m):",
                       f"        buf[U({self.off('Y', T)} + j * {T} + r)] = T(Y[start + r, j])"]
         return lines
+
+    def zero_beyond(self, block, count):
+        """Lines (in a function body) for zeros in ``block``'s rows m .. the end of the last lane block."""
+        T = self.tile
+        return [f"    for j in range({count}):",
+                f"        for r in range(m, -(-m // {self.lane()}) * {self.lane()}):",
+                f"            buf[U({self.off(block, T)} + j * {T} + r)] = T(0)"]
 
     def output_error_tile(self):
         T, L, nL = self.tile, self.L, self.sizes[-1]
@@ -285,7 +393,7 @@ class _Network(Signature):
         labels_fit = " or Y.shape[1] == 1" if self.loss == "cross_entropy" else ""  # class labels, one per row
         tile_body = (self.load_tile(True) + dedent(self.forward_tile()) + ["if custom:"]
                      + indent(self.output_gradient_tile(), 4) + ["else:"] + indent(self.output_error_tile(), 4)
-                     + ["if backward:"] + self.backward_tile())
+                     + ["if backward:"] + self.zero_beyond(f"D{L}", nL) + self.backward_tile())
         text = [
             f'"""Kernels compiled for Network({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, '
             f'loss={self.loss!r}), {self.dtype}.',
@@ -301,7 +409,7 @@ class _Network(Signature):
             "",
             "from fastbp import activations as act",
             "from fastbp import losses",
-            "from fastbp._jit import kernel",
+            "from fastbp._jit import kernel, lanes_kernel",
             "from fastbp.kernels.layout import inputs_ok",
             "from fastbp.optim import STEP, plain_sgd, sgd_coefficients, update",
             "",
@@ -333,6 +441,7 @@ class _Network(Signature):
             f"            and Y.shape[0] == n and (Y.shape[1] == {nL}{labels_fit}))",
             "",
             "",
+            *self.lanes_helpers(),
             "@kernel",
             "def _group(p, g, goff, buf, t, X, Y, lo, hi, labels, scale, backward, custom):",
             '    """Rows lo .. hi, tile by tile: their summed loss and, if ``backward``, their gradient summed into',
