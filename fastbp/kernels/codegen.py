@@ -95,11 +95,13 @@ class _Network(Signature):
         return -(-self.sizes[l] // self.lane()) * self.lane()
 
     def lanes_helpers(self):
-        """The module's ``_sums`` and ``_products`` (their docstrings say what they compute)."""
+        """The module's ``_sums`` and ``_products`` (their docstrings say what they compute), where a layer calls
+        them: a network of narrow layers compiles neither."""
         R, n = self.lane(), range(UNITS)
         ws, cs, ds = (", ".join(f"{c}{i}" for i in n) for c in "wcd")
         sums = [f"s{i}_{r}" for i in n for r in range(R)]
-        return [
+        inputs = self.sizes[:-1]  # of the layers' sums and gradients; the deltas sum over the layers' outputs
+        sums_helper = [
             "@lanes_kernel",
             f"def _sums(p, buf, s, x, n_in, {ws}, step, {cs}, m):",
             f'    """buf[s + i TILE + r] = c_i + sum_k p[w_i + k step] buf[x + k TILE + r] for i < {UNITS} and the rows r of',
@@ -112,7 +114,8 @@ class _Network(Signature):
             *(f"            s{i}_{r} += q{i} * buf[U(xk + {r})]" for i in n for r in range(R)),
             *(f"        buf[U(s + r0 + {i * self.tile + r})] = s{i}_{r}" for i in n for r in range(R)),
             "",
-            "",
+            ""]
+        products_helper = [
             "@lanes_kernel",
             f"def _products(buf, s, {ds}, rows, stride, m):",
             f'    """buf[s + i * {R} + k] = sum_r buf[d_i + r] buf[rows + r stride + k], r < m, for i < {UNITS}, k < {R}: a',
@@ -125,17 +128,27 @@ class _Network(Signature):
             *(f"    buf[U(s + {i * R + k})] = s{i}_{k}" for i in n for k in range(R)),
             "",
             ""]
+        return (sums_helper if any(map(self.wide, inputs + self.sizes[2:])) else []) + \
+            (products_helper if any(map(self.wide, inputs)) else [])
+
+    def wide(self, n_in):
+        """Whether sums over n_in inputs are register-blocked (``WIDE`` lane blocks or more)."""
+        return n_in >= WIDE * self.lane()
 
     def matvec_tile(self, out_units, n_in, out_block, in_block, unit, step, init, finish, setup=()):
-        """out[u, r] = finish(init(u) + sum_k p[unit(u) + k step] in[k, r]) for every unit u and row, UNITS units
-        and LANE rows per call of ``_sums`` (the rows up to a whole lane block beyond m hold zeros, never read as
-        results); the last call's units beyond ``out_units`` repeat unit out_units - 1, their sums unused.
+        """out[u, r] = finish(init(u) + sum_k p[unit(u) + k step] in[k, r]) for every unit u and row of the tile.
 
-        ``finish(value)`` gives unit u + i's statements for row r, at ``o +`` :data:`LANE` (:meth:`forward_finish`,
-        :meth:`delta_finish`); ``setup``, lines at the start of a call (in u)."""
+        Over :meth:`wide` inputs, UNITS units and LANE rows per call of ``_sums`` (the rows up to a whole lane block
+        beyond m hold zeros, never read as results; the last call's units beyond ``out_units`` repeat the last
+        unit, their sums unused); over fewer, CHUNK inputs per pass over the rows, their weights in registers.
+        ``finish(lane)(value)`` gives a unit's statements for its row at ``o + lane`` (:meth:`forward_finish`,
+        :meth:`delta_finish`); ``setup``, lines at the start of a unit (or of a call, in u)."""
         T, R, S, n = self.tile, self.lane(), self.off("S", self.tile), range(UNITS)
+        if not self.wide(n_in):
+            return self.matvec_chunks(out_units, n_in, out_block, in_block, unit, step, init, finish("r"), setup)
         last = out_units - 1
-        return [f"    for u in range(0, {out_units}, {UNITS}):",
+        return [f"    mp = -(-m // {R}) * {R}  # m up to whole lane blocks",
+                f"    for u in range(0, {out_units}, {UNITS}):",
                 f"        _sums(p, buf, {S}, {self.off(in_block, T)}, {n_in}, "
                 + ", ".join(unit(f"min(u + {i}, {last})") for i in n) + f", {step}, "
                 + ", ".join(init(f"min(u + {i}, {last})") for i in n) + ", m)",
@@ -143,15 +156,34 @@ class _Network(Signature):
                 *(f"        {line}" for line in setup),
                 f"        for i in range(min({UNITS}, {out_units} - u)):",
                 "            for r in range(mp):",
-                *(f"                {line}" for line in finish(f"buf[U({S} + i * {T} + r)]"))]
+                *(f"                {line}" for line in finish(LANE)(f"buf[U({S} + i * {T} + r)]"))]
+
+    def matvec_chunks(self, out_units, n_in, out_block, in_block, unit, step, init, finish, setup):
+        T = self.tile
+
+        def emit(start, count, first, last, indent):
+            pad = " " * indent
+            loads = ", ".join(f"p[U(w + {step * i})]" if i else "p[U(w)]" for i in range(count))
+            terms = " + ".join(f"w{i} * buf[U(x + {i * T} + r)]" if i else "w0 * buf[U(x + r)]" for i in range(count))
+            value = f"{init('u')} + {terms}" if first else f"buf[U(o + r)] + {terms}"
+            body = finish(value) if last else [f"buf[U(o + r)] = {value}"]
+            return ([f"{pad}w = {unit('u')} + {start} * {step}",
+                     f"{pad}{', '.join(f'w{i}' for i in range(count))} = {loads}",
+                     f"{pad}x = {self.off(in_block, T)} + {start} * {T}",
+                     f"{pad}for r in range(m):"]
+                    + [f"{pad}    {line}" for line in body])
+
+        return ([f"    for u in range({out_units}):", f"        o = {self.off(out_block, T)} + u * {T}",
+                 *(f"        {line}" for line in setup)] + self.chunks(n_in, emit))
 
     def forward_tile(self):
-        T, lines = self.tile, [f"    mp = -(-m // {self.lane()}) * {self.lane()}  # m up to whole lane blocks"]
+        T, lines = self.tile, []
         for l in range(self.L):
             a, b = self.sizes[l], self.sizes[l + 1]
             lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
             lines += self.matvec_tile(b, a, self.sums(l), f"A{l}", lambda u, l=l, a=a: f"{self.W[l]} + {u} * {a}", 1,
-                                      lambda u, l=l: f"p[U({self.B[l]} + {u})]", self.forward_finish(l, T, LANE))
+                                      lambda u, l=l: f"p[U({self.B[l]} + {u})]",
+                                      lambda lane, l=l: self.forward_finish(l, T, lane))
             if self.name(l) == "softmax":
                 lines += ["    for r in range(m):",
                           f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, {b}, {T})"]
@@ -159,10 +191,10 @@ class _Network(Signature):
 
     def gradient_tile(self, l):
         """Layer l's gradient into g[goff:] (set when ``first``, else added): dW = delta a^T and db = delta summed
-        over the rows. Of ``WIDE`` inputs or more, UNITS rows of dW by LANE inputs per call of ``_products``, from R_l
+        over the rows. Of :meth:`wide` inputs, UNITS rows of dW by LANE inputs per call of ``_products``, from R_l
         (which the lines first fill: A_l row by row, each row padded with zeros); of fewer, where that copy would
         cost more than it saves, CHUNK inputs per pass over the rows, each sum reduced across its SIMD lanes."""
-        if self.sizes[l] < WIDE * self.lane():
+        if not self.wide(self.sizes[l]):
             return self.gradient_chunks(l)
         T, R, S, a, b = self.tile, self.lane(), self.off("S", self.tile), self.sizes[l], self.sizes[l + 1]
         rows, stride, d = self.off(f"R{l}", T), self.padded(l), self.off(f"D{l + 1}", T)
@@ -223,7 +255,7 @@ class _Network(Signature):
                 continue
             lines.append(f"    # layer {l + 1}: the deltas of layer {l}, delta = (W^T delta') * phi'(a)")
             lines += self.matvec_tile(a, b, f"D{l}", f"D{l + 1}", lambda u, l=l: f"{self.W[l]} + {u}", a,
-                                      lambda u: "T(0)", self.delta_finish(l, LANE, "a"),
+                                      lambda u: "T(0)", lambda lane, l=l: self.delta_finish(l, lane, "a"),
                                       setup=[f"a = {self.off(self.derivative_source(l), T)} + u * {T}"])
         return lines
 
