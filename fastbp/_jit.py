@@ -33,7 +33,7 @@ def cache_dir():
 
 
 _FROM_IMPORT = re.compile(r"^from\s+(\.*)([\w.]*)\s+import\s+(\([^)]*\)|.*)", re.MULTILINE)
-_DECORATORS = {"kernel", "kernel_pair", "helper", "inline"}
+_DECORATORS = {"kernel", "kernel_pair", "lanes_kernel", "helper", "inline"}
 
 
 def compiled_sources(package=PACKAGE):
@@ -171,6 +171,7 @@ class _LanesDispatcher(CPUDispatcher):
 
     def compile(self, sig):
         with global_compiler_lock:
+            numba_config.reload_config()  # as Numba's compiler does when the environment changed: not after the switch
             saved, numba_config.SLP_VECTORIZE = numba_config.SLP_VECTORIZE, 1
             try:
                 return super().compile(sig)
@@ -181,9 +182,10 @@ class _LanesDispatcher(CPUDispatcher):
 def lanes_kernel(fn=None, *, parallel=False):
     """:func:`kernel` for code that holds rows in SIMD lanes as scalars, one statement per lane (the generated tile
     path's register blocks): LLVM's SLP vectoriser packs the statements into vectors. Numba turns that vectoriser off
-    by default (numba#8852: miscompilations in the LLVM of 2023; every generated kernel is tested against the
-    reference), so these compile with it on; and without reassociation, with which the loop vectoriser turns their
-    loops over a layer's inputs into gathers (measured: a 64 x 64 layer on 32 float32 rows 10.2 us, against 2.7)."""
+    by default (numba#8852: miscompilations in the LLVM of 2023; the tests compare these kernels with the reference
+    on a covering set of architectures), so these compile with it on; and without reassociation, with which the loop
+    vectoriser turns their loops over a layer's inputs into gathers (measured: a 64 x 64 layer on 32 float32 rows
+    10.2 us, against 2.7)."""
     if fn is None:
         return lambda f: lanes_kernel(f, parallel=parallel)
     if INTERPRETED:

@@ -22,17 +22,18 @@ CHUNK_ROWS = 64
 # generic kernels call. A judgement from the benchmark cases (mnist's 784x256 layer gains from BLAS, simplechains'
 # layers from compiling), not a crossover measured per layer shape.
 MAX_LAYER_WEIGHTS = 128 * 128
-# Inputs summed per pass over a population block's members, or a tile's rows in the gradient of a layer of few
-# inputs: their weights sit in registers for the pass.
+# Inputs summed per pass over a population block's members, or over a tile's rows where the tile path's sums (a
+# layer's, the deltas') or gradient run over fewer than WIDE lane blocks of inputs: their weights sit in registers.
 CHUNK = 8
 # The tile path holds UNITS units times LANE_BYTES of rows in registers per pass (16 float32 or 8 float64 rows:
 # two AVX2 vectors, or one AVX-512); measured on a 64 x 64 layer of 32 float32 rows (Xeon, AVX-512), forward:
 # 4 x 16 2.7 us, 2 x 16 3.6 us, 4 x 8 3.9 us, against 4.7 us for CHUNK inputs per pass over the rows.
 LANE_BYTES = 64
 UNITS = 4
-# A layer with this many lane blocks of inputs or more (64 float32, 32 float64) takes the register-blocked gradient,
-# which reads its input row by row: a copy the narrower layers do not repay (measured: 4-32-16-4 on 10,000 rows, its
-# gradient took 987 us with every layer register-blocked, 866 us before; policy-batch's 64-input layers 1.4x faster).
+# Sums over this many lane blocks of inputs or more (64 float32, 32 float64) are register-blocked: a layer's, the
+# deltas' and the gradient's, which reads its input row by row: a copy narrower layers do not repay (4-32-16-4 on
+# 10,000 rows: its gradient took 987 us with every layer register-blocked, 866 us before; policy-batch's 64-input
+# layers 1.4x faster).
 WIDE = 4
 GROUPS = 8  # tiles are dealt to this many groups at most, independent of the thread count
 TILE_BYTES = 512  # a tile's rows: 64 float64 or 128 float32 per unit (the tile of 4-32-16-4 is then ~30-60 KB)

@@ -32,8 +32,8 @@ CASES = [
     ([5, 66, 6, 4], ["softplus", "silu"], "identity", "mse", np.float32),  # 66 inputs: the register-blocked gradient
     ([5, 9, 3], "relu", "softmax", "cross_entropy", np.float64),
     ([3, 11, 2], "sigmoid", "sigmoid", "bce", np.float32),
-    ([6, 10, 10, 3], ["gelu", "leaky_relu"], "tanh", "huber", np.float64),
-    ([4, 13, 5], "identity", "softmax", "mse", np.float64),
+    ([6, 10, 33, 3], ["gelu", "leaky_relu"], "tanh", "huber", np.float64),  # 33: the deltas and a tanh output, blocked
+    ([4, 40, 5], "identity", "softmax", "mse", np.float64),  # 40: a softmax after register-blocked sums
     ([2, 9, 3], "gelu_tanh", "relu", "huber", np.float32),
     ([35, 17, 2], "tanh", "leaky_relu", "mse", np.float64),  # 35 inputs: the same, from the rows of X
     ([4, 6, 3], "elu", "sigmoid", "mse", np.float64),

@@ -46,11 +46,13 @@ class _Network(Signature):
 
     def __init__(self, *sig):
         super().__init__(*sig)
-        for l in range(self.L):  # R_l: A_l row by row, rows padded to whole lane blocks (the gradient reads them)
-            self.units[f"R{l}"] = self.width
-            self.width += self.padded(l)
-        self.units["S"] = self.width  # the sums of a call of _sums (UNITS units) or _products
-        self.width += UNITS
+        for l in range(self.L):  # R_l: a wide A_l row by row, rows padded to whole lane blocks (for _products)
+            if self.wide(self.sizes[l]):
+                self.units[f"R{l}"] = self.width
+                self.width += self.padded(l)
+        if self.lanes_helpers():  # S: the sums of a call of _sums (UNITS units) or _products
+            self.units["S"] = self.width
+            self.width += UNITS
 
     # ---- helpers for the text ----------------------------------------------------------------------------------
 
@@ -83,8 +85,9 @@ class _Network(Signature):
     # Rows sit in SIMD lanes. The module's two register-blocked helpers (:meth:`lanes_helpers`) hold UNITS units (or
     # gradient rows) times LANE rows (or inputs) as scalar sums, one statement each, which LLVM's SLP vectoriser packs
     # into vectors (they are lanes_kernels): each input's row is loaded once for UNITS units, each weight once for
-    # LANE rows, and the sums stay in registers over all of a layer's inputs. They take the sizes as arguments, so a
-    # network compiles them once, whatever its layers (written out per layer, the tile path compiled 3.6x slower).
+    # LANE rows, and the sums stay in registers over all of a layer's inputs. They take the sizes as arguments (not
+    # literals, which Numba would compile a version for each), so a module compiles each once, whatever its layers
+    # (written out per layer, the tile path compiled 3.6x slower).
 
     def lane(self):
         """Rows per lane block: LANE_BYTES of the dtype."""
@@ -104,8 +107,9 @@ class _Network(Signature):
         sums_helper = [
             "@lanes_kernel",
             f"def _sums(p, buf, s, x, n_in, {ws}, step, {cs}, m):",
-            f'    """buf[s + i TILE + r] = c_i + sum_k p[w_i + k step] buf[x + k TILE + r] for i < {UNITS} and the rows r of',
-            f'    the lane blocks that hold m: {UNITS} units (weights from w_i, one input to the next ``step`` apart)."""',
+            f'    """buf[s + i TILE + r] = c_i + sum_k p[w_i + k step] buf[x + k TILE + r] for i < {UNITS} and the',
+            f'    rows r of the lane blocks that hold m: {UNITS} units (weights from w_i, one input to the next',
+            '    ``step`` apart)."""',
             f"    for r0 in range(0, m, {R}):",
             *(f"        {' = '.join(sums[i * R:(i + 1) * R])} = c{i}" for i in n),
             "        for k in range(n_in):",
@@ -118,8 +122,8 @@ class _Network(Signature):
         products_helper = [
             "@lanes_kernel",
             f"def _products(buf, s, {ds}, rows, stride, m):",
-            f'    """buf[s + i * {R} + k] = sum_r buf[d_i + r] buf[rows + r stride + k], r < m, for i < {UNITS}, k < {R}: a',
-            f'    gradient\'s {UNITS} rows by {R} inputs."""',
+            f'    """buf[s + i * {R} + k] = sum_r buf[d_i + r] buf[rows + r stride + k], r < m, for i < {UNITS} and',
+            f'    k < {R}: a gradient\'s {UNITS} rows by {R} inputs."""',
             *(f"    {' = '.join(sums[i * R:(i + 1) * R])} = T(0)" for i in n),
             "    for r in range(m):",
             "        x = rows + r * stride",
@@ -138,19 +142,18 @@ class _Network(Signature):
     def matvec_tile(self, out_units, n_in, out_block, in_block, unit, step, init, finish, setup=()):
         """out[u, r] = finish(init(u) + sum_k p[unit(u) + k step] in[k, r]) for every unit u and row of the tile.
 
-        Over :meth:`wide` inputs, UNITS units and LANE rows per call of ``_sums`` (the rows up to a whole lane block
-        beyond m hold zeros, never read as results; the last call's units beyond ``out_units`` repeat the last
-        unit, their sums unused); over fewer, CHUNK inputs per pass over the rows, their weights in registers.
+        Over :meth:`wide` inputs, UNITS units and LANE rows per call of ``_sums`` (the rows from m up to a whole lane
+        block are computed too, from zeroed inputs or stale values, lane by lane: no result reads them; the last
+        call's units beyond ``out_units`` repeat the last unit, their sums unused); over fewer, CHUNK inputs per pass over the rows, their weights in registers.
         ``finish(lane)(value)`` gives a unit's statements for its row at ``o + lane`` (:meth:`forward_finish`,
         :meth:`delta_finish`); ``setup``, lines at the start of a unit (or of a call, in u)."""
-        T, R, S, n = self.tile, self.lane(), self.off("S", self.tile), range(UNITS)
         if not self.wide(n_in):
             return self.matvec_chunks(out_units, n_in, out_block, in_block, unit, step, init, finish("r"), setup)
-        last = out_units - 1
+        T, R, S, n, last = self.tile, self.lane(), self.off("S", self.tile), range(UNITS), out_units - 1
         return [f"    mp = -(-m // {R}) * {R}  # m up to whole lane blocks",
                 f"    for u in range(0, {out_units}, {UNITS}):",
-                f"        _sums(p, buf, {S}, {self.off(in_block, T)}, {n_in}, "
-                + ", ".join(unit(f"min(u + {i}, {last})") for i in n) + f", {step}, "
+                f"        _sums(p, buf, {S}, {self.off(in_block, T)}, np.int64({n_in}), "
+                + ", ".join(unit(f"min(u + {i}, {last})") for i in n) + f", np.int64({step}), "
                 + ", ".join(init(f"min(u + {i}, {last})") for i in n) + ", m)",
                 f"        o = {self.off(out_block, T)} + u * {T}",
                 *(f"        {line}" for line in setup),
@@ -186,7 +189,8 @@ class _Network(Signature):
                                       lambda lane, l=l: self.forward_finish(l, T, lane))
             if self.name(l) == "softmax":
                 lines += ["    for r in range(m):",
-                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, {b}, {T})"]
+                          f"        act.softmax(buf, {self.off('Z', T)} + r, {self.off(f'A{self.L}', T)} + r, "
+                          f"{b}, {T})"]
         return lines
 
     def gradient_tile(self, l):
@@ -203,11 +207,12 @@ class _Network(Signature):
                 f"        x = {rows} + r * {stride}",
                 f"        for k in range({a}):",
                 f"            buf[U(x + k)] = {source}",
-                *([f"        for k in range({a}, {stride}):", "            buf[U(x + k)] = T(0)"] if stride > a else []),
+                *([f"        for k in range({a}, {stride}):", "            buf[U(x + k)] = T(0)"] * (stride > a)),
                 f"    for j in range(0, {b}, {UNITS}):",
                 f"        for k0 in range(0, {a}, {R}):",
-                f"            _products(buf, {S}, " + ", ".join(f"{d} + min(j + {i}, {b - 1}) * {T}" for i in range(UNITS))
-                + f", {rows} + k0, {stride}, m)",
+                f"            _products(buf, {S}, "
+                + ", ".join(f"{d} + min(j + {i}, {b - 1}) * {T}" for i in range(UNITS))
+                + f", {rows} + k0, np.int64({stride}), m)",
                 f"            for i in range(min({UNITS}, {b} - j)):",
                 f"                e = goff + {self.W[l]} + (j + i) * {a} + k0",
                 f"                for k in range(min({R}, {a} - k0)):",

@@ -48,6 +48,21 @@ class _Population(Signature):
         return f"a + ({self.units[block]} + {unit}) * {self.lanes}" if isinstance(unit, str) else \
             f"a + {(self.units[block] + unit) * self.lanes}"
 
+    def forward_layers(self, matvec, bias, stride, lane, count, at):
+        """Every layer's z = W a + b, a = phi(z): ``matvec`` writes the sums (the generator's own loop),
+        ``bias(l)`` starts unit u's sum, units lie ``stride`` apart, ``lane`` runs over ``count``, ``at(block)`` is
+        a block's offset."""
+        lines = []
+        for l in range(self.L):
+            a, b = self.sizes[l], self.sizes[l + 1]
+            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
+            lines += matvec(b, a, self.sums(l), f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1, bias(l),
+                            self.forward_finish(l, stride, lane))
+            if self.name(l) == "softmax":
+                z, p = f"{at('Z')} + {lane}", f"{at(f'A{self.L}')} + {lane}"
+                lines += [f"    for {lane} in range({count}):", f"        act.softmax(buf, {z}, {p}, {b}, {stride})"]
+        return lines
+
     def matvec(self, out_units, n_in, out_block, in_block, base, step, init, finish, setup=()):
         """out[u] = finish(init + sum_k p[base(k) + step k] in[k]) for every lane, CHUNK inputs per pass; ``base``
         gives the parameter index of input ``start`` for unit u (parameters are per lane, so loads, not registers)."""

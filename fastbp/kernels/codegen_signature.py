@@ -7,7 +7,7 @@ import numpy as np
 from .. import activations as act
 from ..config import CHUNK, GROUPS, TILE_BYTES  # noqa: F401 (the generators' tunables)
 
-GENERATOR_VERSION = 1  # part of the cache key, beside the hash of every fastbp source file
+GENERATOR_VERSION = 2  # part of the cache key, beside the hash of every fastbp source file
 
 
 def signature(sizes, hidden, output, loss, dtype):
@@ -113,21 +113,6 @@ class Signature:
                 return [f"buf[U(o + {lane})] = ({v}) * buf[U({a} + {lane})]"]
             return [f"buf[U(o + {lane})] = ({v}) * act.{name}_derivative(buf[U({a} + {lane})])"]
         return finish
-
-    def forward_layers(self, matvec, bias, stride, lane, count, at):
-        """Every layer's z = W a + b, a = phi(z): ``matvec`` writes the sums (the generator's own loop),
-        ``bias(l)`` starts unit u's sum, units lie ``stride`` apart, ``lane`` runs over ``count``, ``at(block)`` is
-        a block's offset."""
-        lines = []
-        for l in range(self.L):
-            a, b = self.sizes[l], self.sizes[l + 1]
-            lines.append(f"    # layer {l + 1}: {a} -> {b}, z = W a + b, a = phi(z)")
-            lines += matvec(b, a, self.sums(l), f"A{l}", lambda k, l=l, a=a: f"{self.W[l]} + u * {a} + {k}", 1, bias(l),
-                            self.forward_finish(l, stride, lane))
-            if self.name(l) == "softmax":
-                z, p = f"{at('Z')} + {lane}", f"{at(f'A{self.L}')} + {lane}"
-                lines += [f"    for {lane} in range({count}):", f"        act.softmax(buf, {z}, {p}, {b}, {stride})"]
-        return lines
 
 
 def indent(lines, n):
