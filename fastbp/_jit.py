@@ -10,9 +10,9 @@ import types
 import numba
 from numba import njit
 from numba.core import config as numba_config
+from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
 from numba.core.compiler_lock import global_compiler_lock
 from numba.core.registry import CPUDispatcher
-from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
 
 # fastmath without nnan/ninf: reassociation lets LLVM vectorise the dot products, while a NaN or an infinity still
 # propagates and can be seen (stumpy's config.STUMPY_FASTMATH_FLAGS does the same).
@@ -171,7 +171,8 @@ class _LanesDispatcher(CPUDispatcher):
 
     def compile(self, sig):
         with global_compiler_lock:
-            numba_config.reload_config()  # as Numba's compiler does when the environment changed: not after the switch
+            # Numba's compiler reloads its config if the environment changed, which would reset the switch: first
+            numba_config.reload_config()
             saved, numba_config.SLP_VECTORIZE = numba_config.SLP_VECTORIZE, 1
             try:
                 return super().compile(sig)

@@ -50,7 +50,7 @@ class _Network(Signature):
             if self.wide(self.sizes[l]):
                 self.units[f"R{l}"] = self.width
                 self.width += self.padded(l)
-        if self.lanes_helpers():  # S: the sums of a call of _sums (UNITS units) or _products
+        if any(self.helpers()):  # S: the sums of a call of _sums (UNITS units) or _products
             self.units["S"] = self.width
             self.width += UNITS
 
@@ -103,7 +103,6 @@ class _Network(Signature):
         R, n = self.lane(), range(UNITS)
         ws, cs, ds = (", ".join(f"{c}{i}" for i in n) for c in "wcd")
         sums = [f"s{i}_{r}" for i in n for r in range(R)]
-        inputs = self.sizes[:-1]  # of the layers' sums and gradients; the deltas sum over the layers' outputs
         sums_helper = [
             "@lanes_kernel",
             f"def _sums(p, buf, s, x, n_in, {ws}, step, {cs}, m):",
@@ -132,8 +131,14 @@ class _Network(Signature):
             *(f"    buf[U(s + {i * R + k})] = s{i}_{k}" for i in n for k in range(R)),
             "",
             ""]
-        return (sums_helper if any(map(self.wide, inputs + self.sizes[2:])) else []) + \
-            (products_helper if any(map(self.wide, inputs)) else [])
+        uses_sums, uses_products = self.helpers()
+        return sums_helper * uses_sums + products_helper * uses_products
+
+    def helpers(self):
+        """Whether some layer calls ``_sums`` (a layer's sums, or the deltas over a hidden layer's outputs) and
+        ``_products`` (a layer's gradient), each over :meth:`wide` inputs."""
+        inputs = self.sizes[:-1]
+        return any(map(self.wide, inputs + self.sizes[2:])), any(map(self.wide, inputs))
 
     def wide(self, n_in):
         """Whether sums over n_in inputs are register-blocked (``WIDE`` lane blocks or more)."""
@@ -144,9 +149,10 @@ class _Network(Signature):
 
         Over :meth:`wide` inputs, UNITS units and LANE rows per call of ``_sums`` (the rows from m up to a whole lane
         block are computed too, from zeroed inputs or stale values, lane by lane: no result reads them; the last
-        call's units beyond ``out_units`` repeat the last unit, their sums unused); over fewer, CHUNK inputs per pass over the rows, their weights in registers.
-        ``finish(lane)(value)`` gives a unit's statements for its row at ``o + lane`` (:meth:`forward_finish`,
-        :meth:`delta_finish`); ``setup``, lines at the start of a unit (or of a call, in u)."""
+        call's units beyond ``out_units`` repeat the last unit, their sums unused); over fewer, CHUNK inputs per pass
+        over the rows, their weights in registers. ``finish(lane)(value)`` gives a unit's statements for its row at
+        ``o + lane`` (:meth:`forward_finish`, :meth:`delta_finish`); ``setup``, lines at the start of a unit (or of a
+        call, in u)."""
         if not self.wide(n_in):
             return self.matvec_chunks(out_units, n_in, out_block, in_block, unit, step, init, finish("r"), setup)
         T, R, S, n, last = self.tile, self.lane(), self.off("S", self.tile), range(UNITS), out_units - 1
