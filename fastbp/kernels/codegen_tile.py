@@ -224,21 +224,24 @@ class TilePath(Signature):
         T = self.tile
         lines = [f"for k in range({self.sizes[0]}):",
                  "    for r in range(m):",
-                 f"        buf[U(t + k * {T} + r)] = T(X[start + r, k])",
-                 f"    for r in range(m, -(-m // {self.lane()}) * {self.lane()}):  # the last lane block's other rows",
-                 f"        buf[U(t + k * {T} + r)] = T(0)"]
+                 f"        buf[U(t + k * {T} + r)] = T(X[start + r, k])"]
+        lines += self.zero_beyond("A0", 1, "k")  # inside the loop over k
         if targets:
             lines += [f"for j in range(1 if labels else {self.sizes[-1]}):",
                       "    for r in range(m):",
                       f"        buf[U({self.off('Y', T)} + j * {T} + r)] = T(Y[start + r, j])"]
         return lines
 
-    def zero_beyond(self, block, count):
-        """Lines (in a function body) for zeros in ``block``'s rows m .. the end of the last lane block."""
-        T = self.tile
-        return [f"    for j in range({count}):",
-                f"        for r in range(m, -(-m // {self.lane()}) * {self.lane()}):",
-                f"            buf[U({self.off(block, T)} + j * {T} + r)] = T(0)"]
+    def zero_beyond(self, block, count, unit="j"):
+        """Lines (in a function body) for zeros in ``block``'s rows m .. the end of the last lane block, which only
+        the helpers read (none where no layer calls them); ``count`` units, or the unit ``unit`` where count is 1."""
+        if not any(self.helpers()):
+            return []
+        T, R = self.tile, self.lane()
+        loop = [f"    for {unit} in range({count}):"] if count > 1 else []
+        pad = "    " * (1 + bool(loop))
+        return loop + [f"{pad}for r in range(m, -(-m // {R}) * {R}):  # the last lane block's other rows",
+                       f"{pad}    buf[U({self.off(block, T)} + {unit} * {T} + r)] = T(0)"]
 
     def output_error_tile(self):
         T, L, nL = self.tile, self.L, self.sizes[-1]
