@@ -139,6 +139,20 @@ class PopulationForward(_Population):
         self.impl.forward()
 
 
+class TrainStepNoGrad(_Timed):
+    """fastbp's train step from Python with ``SGD(keep_grad=False)``, on the cases where that changes the kernel's
+    work (one row: the compiled step then writes no gradient)."""
+
+    params = grid(name for name, case in bench.CASES.items() if case.batch == 1)
+    param_names = ["case"]
+
+    def setup(self, case):
+        self.impl = built(bench.FastbpNoGradImpl, bench.CASES[case], "train_step")
+
+    def time_train_step(self, case):
+        self.impl.train_step()
+
+
 class TrainStepNjitLoop:
     """fastbp's train step from inside a user's @njit loop (no Python per step): time per 1000 steps."""
 

@@ -159,7 +159,7 @@ def load(cls, path):
     net : cls
         The saved network: its ``flat`` (parameters, gradient, optimizer state) and ``hyper`` (with the step count)
         as saved. Files of format 1 from before clipping and schedules (``hyper`` of 8 entries) load with no
-        clipping and a constant rate.
+        clipping and a constant rate, and files from before ``keep_grad`` (15 entries) with ``keep_grad=True``.
 
     Raises
     ------
@@ -195,8 +195,9 @@ def load(cls, path):
     except (TypeError, ValueError, IndexError) as exc:
         raise ValueError(f"{path!s} describes no valid network: {exc}") from None
     flat, hyper = data["flat"], data["hyper"]
-    # Files from before clipping and schedules hold the first 8 entries of hyper; the rest are then zero.
-    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape not in ((8,), net.hyper.shape) \
+    # Older files hold the first 8 entries of hyper (before clipping and schedules) or 15 (before keep_grad); the
+    # rest are then zero.
+    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape not in ((8,), (15,), net.hyper.shape) \
             or hyper.dtype != np.float64:
         raise ValueError(f"{path!s}: parameters of shape {flat.shape} {flat.dtype} do not fit {net!r}")
     if not (np.isfinite(flat).all() and np.isfinite(hyper).all()):

@@ -174,7 +174,8 @@ class Network(BatchChecks):
     @property
     def grad(self):
         """The flat gradient, ``flat[1]``: ndarray, shape (n_params,), the network's dtype; a view, written by
-        :meth:`train_step`, :meth:`gradients`, :meth:`backward` and :meth:`fit`, read by :meth:`step`."""
+        :meth:`train_step` (which may leave it stale with ``SGD(keep_grad=False)``), :meth:`gradients`,
+        :meth:`backward` and :meth:`fit`, read by :meth:`step`."""
         return self.flat[1]
 
     @property

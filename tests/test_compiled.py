@@ -20,6 +20,7 @@ import fastbp
 from fastbp import _jit
 from fastbp.kernels import codegen
 from fastbp.kernels import compiled as compiled_kernels
+from fastbp.optim import NO_GRAD
 
 from .conftest import DTYPES, HIDDEN, PAIRINGS, TOL, make_data, needs_jit, ref_gradients
 from .test_kernels import OPTIMIZERS
@@ -133,7 +134,7 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
         before = net.flat.copy()
         lr, decay = dtype(opt.lr(0) if callable(opt.lr) else opt.lr), dtype(opt.weight_decay)  # the first step's
         taken = module._row(net.flat[0], net.flat[1], net.workspace(1), X, Y, False, module.ROW_SCALE, np.True_,
-                            np.False_, np.True_, lr, decay)  # fused
+                            np.False_, np.True_, np.True_, lr, decay)  # fused, writing the gradient
         assert np.isfinite(taken) == bounded
         assert (net.flat.tobytes() == before.tobytes()) != bounded  # applied, or nothing written
         net.flat[:] = before
@@ -160,6 +161,36 @@ def test_compiled_one_row_sgd_step_is_bounded(dtype):
     Z = Y.copy()
     Z[0, 0] = np.finfo(dtype).max / 2
     check(fastbp.SGD(0.1), X, Z, bounded=False, refused=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_one_row_sgd_step_without_keep_grad(dtype):
+    """SGD(keep_grad=False): the fused one-row step leaves the gradient row as it was and changes nothing else
+    (the same losses, parameters and step count, to rounding: LLVM may contract d x + decay p into one multiply-add
+    where d x is not stored); a step it does not fuse, and gradients(), still write it."""
+    sizes = [6, 10, 33, 3]  # CASES' architecture: a pass of UNITS units and single units in every layer
+    keep, _ = pair(sizes, ["gelu", "leaky_relu"], "tanh", "huber", dtype, optimizer=fastbp.SGD(0.1, weight_decay=0.01))
+    skip, _ = pair(sizes, ["gelu", "leaky_relu"], "tanh", "huber", dtype,
+                   optimizer=fastbp.SGD(0.1, weight_decay=0.01, keep_grad=False))
+    skip.flat[1] = np.arange(skip.n_params)  # not a gradient
+    stale = skip.flat[1].copy()
+    X, Y = make_data(sizes, 1, "tanh", "huber", dtype)
+    for _ in range(3):
+        np.testing.assert_allclose(skip.train_step(X, Y), keep.train_step(X, Y), **TOL[dtype])
+    np.testing.assert_allclose(skip.flat[0], keep.flat[0], **TOL[dtype])
+    assert skip.hyper[:NO_GRAD].tobytes() == keep.hyper[:NO_GRAD].tobytes() and skip.hyper[fastbp.optim.STEP] == 3
+    assert skip.flat[1].tobytes() == stale.tobytes()
+    skip.gradients(X, Y), keep.gradients(X, Y)
+    np.testing.assert_allclose(skip.flat, keep.flat, **TOL[dtype])
+    X8, Y8 = make_data(sizes, 8, "tanh", "huber", dtype)
+    skip.flat[1] = stale
+    np.testing.assert_allclose(skip.train_step(X8, Y8), keep.train_step(X8, Y8), **TOL[dtype])
+    np.testing.assert_allclose(skip.flat, keep.flat, **TOL[dtype])  # the two-pass step: its gradient in flat[1]
+    skip.flat[1] = stale  # a hyper of the layout before keep_grad (15 entries, a user's saved array) keeps it
+    train_step = skip.dispatch.compiled_pair[0].train_step
+    train_step(skip.flat, skip.spec, skip.hyper[:NO_GRAD].copy(), skip.workspace(1), X, Y)
+    assert not np.array_equal(skip.flat[1], stale)
 
 
 @pytest.mark.slow

@@ -354,6 +354,7 @@ def test_pickle_from_before_per_layer_activations():
     (lambda: fastbp.SGD(lr="1"), TypeError, "lr must be a real number"),
     (lambda: fastbp.SGD(lr=0.1, momentum=1.0), ValueError, "momentum"),
     (lambda: fastbp.SGD(lr=0.1, nesterov=True), ValueError, "nesterov"),
+    (lambda: fastbp.SGD(lr=0.1, keep_grad=0), TypeError, "keep_grad must be True or False, got 0"),
     (lambda: fastbp.Adam(beta2=1.5), ValueError, "beta2"),
     (lambda: fastbp.Adam(eps=0), ValueError, "eps"),
     (lambda: fastbp.Adam(weight_decay=-0.1), ValueError, "weight_decay"),

@@ -143,6 +143,7 @@ def test_every_range_ends_where_documented(name):
     fastbp.SGD(schedules.Constant(0.1, warmup=3, warmup_start=0.5)),  # a constant rate keeps its warm-up
     fastbp.Adam(schedules.Cosine(0.01, steps=100, lr_min=0.001, warmup=5, warmup_start=0.2), clip_norm=0.5),
     fastbp.Adam(schedules.Exponential(0.01, gamma=0.9)),
+    fastbp.SGD(0.1, keep_grad=False),
 ])
 def test_schedule_saved_and_loaded(tmp_path, optimizer):
     net = fastbp.Network(SIZES, optimizer=optimizer, seed=3)
@@ -186,15 +187,17 @@ def test_schedules_are_immutable():
 
 
 @pytest.mark.parametrize("optimizer, code", [(fastbp.SGD(0.1, momentum=0.9), 0), (fastbp.Adam(0.01), 1)])
-def test_file_without_schedule_fields_loads(tmp_path, optimizer, code):
-    """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping; its
-    optimizer is named by the code files have always held (SGD 0, Adam 1)."""
+@pytest.mark.parametrize("entries", [8, 15])
+def test_file_without_schedule_fields_loads(tmp_path, optimizer, code, entries):
+    """A model file written before schedules (hyper of 8 entries) loads with a constant rate and no clipping, one
+    written before keep_grad (15 entries) with keep_grad=True; its optimizer is named by the code files have always
+    held (SGD 0, Adam 1)."""
     net = fastbp.Network(SIZES, optimizer=optimizer, seed=3)
     net.train_step(*make_data(SIZES, 4, "identity", "mse", np.float64))
     net.save(tmp_path / "new.npz")
     with np.load(tmp_path / "new.npz") as f:
         data = {k: f[k] for k in f.files}
-    data["hyper"] = data["hyper"][:8]
+    data["hyper"] = data["hyper"][:entries]
     assert data["hyper"][0] == code
     np.savez(tmp_path / "old.npz", **data)
     back = fastbp.Network.load(tmp_path / "old.npz")

@@ -12,13 +12,13 @@ alternating round by round, so drift of a shared machine hits all of them alike,
 """
 
 from . import cold_start, estimators
-from .cases import (CASES, IMPLS, LR, OPS, Case, FastbpImpl, JaxImpl, NjitLoopImpl, NumpyImpl, TorchImpl,
-                    njit_train_loop, wait_for_builds)
+from .cases import (CASES, IMPLS, LR, OPS, Case, FastbpImpl, FastbpNoGradImpl, JaxImpl, NjitLoopImpl, NumpyImpl,
+                    TorchImpl, njit_train_loop, wait_for_builds)
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS, PopulationCase
 from .runner import (first_step_seconds, floor_seconds, gemm_peak, machine, measure, measure_rounds, memory_bandwidth,
                      plot, run, save_json)
 
 __all__ = ["CASES", "IMPLS", "LR", "OPS", "POPULATION", "POPULATION_IMPLS", "POPULATION_OPS", "Case", "FastbpImpl",
-           "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "cold_start", "estimators",
-           "first_step_seconds", "floor_seconds", "gemm_peak", "machine", "measure", "measure_rounds",
+           "FastbpNoGradImpl", "JaxImpl", "NjitLoopImpl", "NumpyImpl", "PopulationCase", "TorchImpl", "cold_start",
+           "estimators", "first_step_seconds", "floor_seconds", "gemm_peak", "machine", "measure", "measure_rounds",
            "memory_bandwidth", "njit_train_loop", "plot", "run", "save_json", "wait_for_builds"]

@@ -49,11 +49,11 @@ class Case:
             return X, rng.integers(0, 2, (self.batch, n_out)).astype(self.dtype)
         return X, rng.normal(size=(self.batch, n_out)).astype(self.dtype)
 
-    def network(self, seed=0, threads=None):
+    def network(self, seed=0, threads=None, keep_grad=True):
         # The steady state a user's network reaches: its background build, and the plan it measures, finished
         # (the mode from $FASTBP_COMPILE, as for any network: `make asv-quick` checks the suites with "off").
         net = Network(list(self.sizes), hidden=self.hidden, output=self.output, loss=self.loss,
-                      optimizer=SGD(lr=LR), dtype=self.dtype, seed=seed, threads=threads)
+                      optimizer=SGD(lr=LR, keep_grad=keep_grad), dtype=self.dtype, seed=seed, threads=threads)
         net = net.prepare(self.batch) if net.dispatch.mode == "background" else net
         wait_for_builds()
         return net
@@ -111,6 +111,21 @@ class FastbpImpl:
     def backward_step(self):
         self.net.backward(self.X, self.G)
         self.net.step()
+
+
+class FastbpNoGradImpl:
+    """fastbp's train step from Python with ``SGD(keep_grad=False)``: a step that need not leave its gradient in
+    ``net.grad``, as the numpy, PyTorch-functional and JAX steps keep none (on one row, the compiled step then writes
+    none)."""
+
+    name = "fastbp-nograd"
+
+    def __init__(self, case, threads=None):
+        self.net = case.network(threads=threads, keep_grad=False)
+        self.X, self.Y = case.data()
+
+    def train_step(self):
+        return self.net.train_step(self.X, self.Y)
 
 
 class NumpyImpl:

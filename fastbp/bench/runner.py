@@ -11,7 +11,7 @@ import numpy as np
 
 from ..plan import cpu_model
 from . import cold_start, estimators
-from .cases import CASES, IMPLS, OPS, PEERS, FastbpImpl, NjitLoopImpl, NumpyImpl
+from .cases import CASES, IMPLS, OPS, PEERS, FastbpImpl, FastbpNoGradImpl, NjitLoopImpl, NumpyImpl
 from .population import POPULATION, POPULATION_IMPLS, POPULATION_OPS
 from .timing import time_block
 
@@ -158,7 +158,11 @@ def run(cases=tuple(CASES), ops=OPS, threads=None, quick=False, peers=PEERS, log
         for t in counts:
             impls = _impls(case, t, ops, peers, skipped)
             for op in (o for o in ops if name != POPULATION.name or o in POPULATION_OPS):
-                rows.append(_row(case, op, measure(case, op, [i for i in impls if hasattr(i, op)], rounds, block), t))
+                times = measure(case, op, [i for i in impls if hasattr(i, op)], rounds, block)
+                nograd = times.pop(FastbpNoGradImpl.name, None)  # timed in the same rounds, reported as its own row
+                rows.append(_row(case, op, times, t))
+                if nograd is not None:
+                    rows.append(_row(case, f"{op} (no grad)", {**times, "fastbp": nograd}, t))  # SGD(keep_grad=False)
                 print(f"  measured {_label(name, t)} {op}", file=sys.stderr)
             if name != POPULATION.name:
                 plans[_label(name, t)] = _plan(impls[0].net, case.batch)
@@ -194,6 +198,8 @@ def _impls(case, threads, ops, peers, skipped):
         registry, extra = POPULATION_IMPLS, ()
     else:
         impls, registry, extra = [FastbpImpl(case, threads), NumpyImpl(case)], IMPLS, (threads,)
+        if case.batch == 1 and "train_step" in ops:  # where keep_grad=False changes the kernel's work
+            impls.append(FastbpNoGradImpl(case, threads))
     # ONNX Runtime has no population case, and only forward
     for peer in (p for p in peers if p in registry and any(hasattr(registry[p], op) for op in ops)):
         try:
@@ -274,7 +280,8 @@ def plot(result, path):
     except ImportError:
         raise SystemExit("--plot needs matplotlib: pip install 'fastbp[plot]'") from None
     rows = [r for r in result["results"] if r["op"].startswith("train_step")]
-    labels = [f"{r['case']}\n{'@njit loop' if 'njit' in r['op'] else 'from Python'}" for r in rows]
+    kind = lambda op: "@njit loop" if "njit" in op else "no grad" if "no grad" in op else "from Python"  # noqa: E731
+    labels = [f"{r['case']}\n{kind(r['op'])}" for r in rows]
     x = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.3 * len(rows)), 4))
     ax.bar(x - 0.2, [r["speedup_numpy"] for r in rows], 0.4, label="vs numpy")
