@@ -174,8 +174,8 @@ class Network(BatchChecks):
     @property
     def grad(self):
         """The flat gradient, ``flat[1]``: ndarray, shape (n_params,), the network's dtype; a view, written by
-        :meth:`train_step` (which may leave it stale with ``SGD(keep_grad=False)``), :meth:`gradients`,
-        :meth:`backward` and :meth:`fit`, read by :meth:`step`."""
+        :meth:`train_step` and :meth:`fit` (which may leave it stale with ``SGD(keep_grad=False)``),
+        :meth:`gradients` and :meth:`backward`, read by :meth:`step`."""
         return self.flat[1]
 
     @property
@@ -764,6 +764,8 @@ class Network(BatchChecks):
             hidden = (state["hidden"],) * (len(state["sizes"]) - 2)
             state.update(activations=(*hidden, state["output"]),
                          spec=np.concatenate([state["spec"], np.array([act.CODES[h] for h in hidden], np.int64)]))
+        if state["hyper"].size < optim.HYPER_SIZE:  # pickled before keep_grad: the fields since then are 0
+            state["hyper"] = np.concatenate([state["hyper"], np.zeros(optim.HYPER_SIZE - state["hyper"].size)])
         self.__dict__.update(state)
         self._forget_batches()
         # Arrays unpickled from a read-only memory map (joblib's) become the network's own, which kernels write.

@@ -54,3 +54,18 @@ def test_bench_sweeps_thread_counts():
     too_many = numba.config.NUMBA_NUM_THREADS + 1
     with pytest.raises(ValueError, match=f"set NUMBA_NUM_THREADS to at least {too_many}"):
         bench.run(["xor"], ["train_step"], threads=[too_many], quick=True, peers=())
+
+
+def test_bench_one_row_cases_time_the_step_without_a_gradient_row():
+    """A one-row case's train step is timed also with ``SGD(keep_grad=False)``, in the same rounds, and reported as
+    its own row against the same numpy time; a case of more rows has no such row."""
+    from fastbp import bench
+
+    result = bench.run(["policy-online", "xor"], ["train_step"], quick=True, peers=(), log=lambda line: None)
+    rows = {(r["case"], r["op"]): r for r in result["results"]}
+    assert list(rows) == [("policy-online", "train_step"), ("policy-online", "train_step (no grad)"),
+                          ("policy-online", "train_step (@njit loop)"), ("xor", "train_step"),
+                          ("xor", "train_step (@njit loop)")]
+    plain, nograd = rows["policy-online", "train_step"], rows["policy-online", "train_step (no grad)"]
+    assert nograd["us"]["numpy"] == plain["us"]["numpy"] and "fastbp-nograd" not in plain["us"]
+    assert nograd["us"]["fastbp"] != plain["us"]["fastbp"]

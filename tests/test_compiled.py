@@ -169,7 +169,7 @@ def test_compiled_one_row_sgd_step_without_keep_grad(dtype):
     """SGD(keep_grad=False): the fused one-row step leaves the gradient row as it was and changes nothing else
     (the same losses, parameters and step count, to rounding: LLVM may contract d x + decay p into one multiply-add
     where d x is not stored); a step it does not fuse, and gradients(), still write it."""
-    sizes = [6, 10, 33, 3]  # CASES' architecture: a pass of UNITS units and single units in every layer
+    sizes = [6, 10, 33, 3]  # CASES' architecture: passes of 4 units and single units (the output layer: singles)
     keep, _ = pair(sizes, ["gelu", "leaky_relu"], "tanh", "huber", dtype, optimizer=fastbp.SGD(0.1, weight_decay=0.01))
     skip, _ = pair(sizes, ["gelu", "leaky_relu"], "tanh", "huber", dtype,
                    optimizer=fastbp.SGD(0.1, weight_decay=0.01, keep_grad=False))
@@ -187,7 +187,7 @@ def test_compiled_one_row_sgd_step_without_keep_grad(dtype):
     skip.flat[1] = stale
     np.testing.assert_allclose(skip.train_step(X8, Y8), keep.train_step(X8, Y8), **TOL[dtype])
     np.testing.assert_allclose(skip.flat, keep.flat, **TOL[dtype])  # the two-pass step: its gradient in flat[1]
-    skip.flat[1] = stale  # a hyper of the layout before keep_grad (15 entries, a user's saved array) keeps it
+    skip.flat[1] = stale  # a hyper of the layout before keep_grad (15 entries, a user's saved array) writes it
     train_step = skip.dispatch.compiled_pair[0].train_step
     train_step(skip.flat, skip.spec, skip.hyper[:NO_GRAD].copy(), skip.workspace(1), X, Y)
     assert not np.array_equal(skip.flat[1], stale)

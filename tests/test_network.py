@@ -348,6 +348,20 @@ def test_pickle_from_before_per_layer_activations():
     assert old.train_step(X, Y) == net.train_step(X, Y)
 
 
+def test_pickle_from_before_keep_grad():
+    """A network pickled with a hyper of 15 entries (before SGD's keep_grad) unpickles with keep_grad=True and trains
+    as the original, its hyper the new layout's."""
+    net = fastbp.Network([3, 4, 2], hidden="tanh", optimizer=fastbp.SGD(0.1), seed=0, compiled=False)
+    state = net.__getstate__()
+    state["hyper"] = state["hyper"][:fastbp.optim.NO_GRAD].copy()
+    old = fastbp.Network.__new__(fastbp.Network)
+    old.__setstate__(state)
+    assert old.hyper.shape == net.hyper.shape and old.optimizer == fastbp.SGD(0.1)
+    X, Y = np.ones((1, 3)), np.zeros((1, 2))
+    assert old.train_step(X, Y) == net.train_step(X, Y)
+    assert old.flat.tobytes() == net.flat.tobytes()
+
+
 @pytest.mark.parametrize("make, exc, match", [
     (lambda: fastbp.SGD(lr=0), ValueError, "lr must be in \\(0"),
     (lambda: fastbp.SGD(lr=-1), ValueError, "lr"),

@@ -159,13 +159,17 @@ def test_schedule_saved_and_loaded(tmp_path, optimizer):
 
 
 def test_file_with_a_negative_warmup_is_refused():
-    """A constant rate with a warm-up of -1 (a corrupt file's hyper) is refused, not read as no warm-up."""
+    """A constant rate with a warm-up of -1 (a corrupt file's hyper) is refused, not read as no warm-up; so is a
+    keep_grad field of 0.5."""
     hyper = fastbp.SGD(0.1).hyper()
     hyper[fastbp.optim.WARMUP] = -1
     with pytest.raises(ValueError, match="warmup"):
         fastbp.optim.from_hyper(hyper)
     hyper[fastbp.optim.WARMUP] = 0
     assert fastbp.optim.from_hyper(hyper) == fastbp.SGD(0.1)
+    hyper[fastbp.optim.NO_GRAD] = 0.5  # nor a keep_grad field that is no bool
+    with pytest.raises(ValueError, match="keep_grad"):
+        fastbp.optim.from_hyper(hyper)
 
 
 @pytest.mark.parametrize("code", [-1, schedules.COSINE + 1])

@@ -12,7 +12,7 @@ weights in registers and vectorises along the long axis:
 - forward, output error, backward and the tile's gradient are fused per tile while it sits in cache; tiles are dealt
   to ``GROUPS`` groups, each with its own gradient partial, merged in a fixed order (so the result does not depend on
   the thread count, and the parallel twin runs groups on threads);
-- a single row takes a row-major path instead, vectorised along each unit's inputs, ``UNITS`` units per pass.
+- a single row takes a row-major path instead, vectorised along each unit's inputs, ``ROW_UNITS`` units per pass.
 
 The loops over units stay loops with constant bounds; only the short sums over a chunk of inputs are written out
 (unrolling every unit in the source makes Numba's compile time and memory explode).
@@ -20,7 +20,7 @@ The loops over units stay loops with constant bounds; only the short sums over a
 
 from .. import activations as act
 from .. import losses
-from ..config import UNITS
+from ..config import ROW_UNITS
 from .codegen_signature import GENERATOR_VERSION, GROUPS, dedent, indent, signature, tile_rows
 from .codegen_tile import TilePath
 
@@ -67,17 +67,16 @@ class _Network(TilePath):
         return [f"{pad}for i in range({count}):", f"{pad}    buf[U({d} + i)] *= {factor}"]
 
     # ---- the single-row path -----------------------------------------------------------------------------------
-    # Each statement runs over a unit's inputs (stride 1), UNITS units per pass: the forward pass then loads each input
-    # once for UNITS sums (UNITS chains of multiply-adds in flight, not one), and the backward pass adds UNITS rows of
-    # W^T delta to the deltas below in one read-modify-write of them (measured on 16-64-64-64-64-4 float64, one
-    # SGD step from @njit: 6.8 us one unit per pass, 6.0 with 4; 6.4 with 2 or 8).
+    # Each statement runs over a unit's inputs (stride 1), ROW_UNITS units per pass: the forward pass then loads each
+    # input once for ROW_UNITS sums (as many chains of multiply-adds in flight, not one), and the backward pass adds
+    # ROW_UNITS rows of W^T delta to the deltas below in one read-modify-write of them (config.ROW_UNITS).
 
     @staticmethod
     def unit_passes(count, body):
         """Lines for units 0 .. count: ``body(j, n)`` writes one pass over units j .. j + n (j a loop variable), in
-        passes of UNITS and a last pass of one unit at a time for the rest."""
-        whole = count - count % UNITS
-        lines = [f"    for j in range(0, {whole}, {UNITS}):", *body("j", UNITS)] if whole else []
+        passes of ROW_UNITS and a last pass of one unit at a time for the rest."""
+        whole = count - count % ROW_UNITS
+        lines = [f"    for j in range(0, {whole}, {ROW_UNITS}):", *body("j", ROW_UNITS)] if whole else []
         return lines + ([f"    for j in range({whole}, {count}):", *body("j", 1)] if whole < count else [])
 
     def forward_row(self, norms=False):
@@ -107,26 +106,27 @@ class _Network(TilePath):
                 lines += self.activate(self.name(l), out, self.off(f"A{l + 1}", 1), b, "    ")
         return lines
 
-    def backward_layer_row(self, l, body):
-        """Lines for layer l + 1's backward pass over its weights, UNITS rows of W per pass: the deltas of layer l,
-        if any, as sum_j d_j W[j] (zeroed first, times phi' last), and per parameter what ``body(e, d, old, pad, bias)``
-        writes, at indentation ``pad``: e its index, d its unit's delta, old its value (a bias's to be read, a
-        weight's already read; the weight's input is ``x``)."""
+    def backward_layer_row(self, l, per_param):
+        """Lines for layer l + 1's backward pass over its weights, ROW_UNITS rows of W per pass: the deltas of layer
+        l, if any, as sum_j d_j W[j] (zeroed first, times phi' last), and per parameter the lines of
+        ``per_param(e, d, old, pad, bias)``, at indentation ``pad``: e its index, d its unit's delta, old its value
+        (a bias's to be read, a weight's already read; the weight's input is ``x``)."""
         a, b = self.sizes[l], self.sizes[l + 1]
         d, al, dl = self.off(f"D{l + 1}", 1), self.off(f"A{l}", 1), self.off(f"D{l}", 1) if l else None
 
         def rows(j, n):
             units = range(n)
             lines = [f"        d{u} = buf[U({d} + {j} + {u})]" for u in units]
-            lines += [line for u in units for line in body(f"{self.B[l]} + {j} + {u}", f"d{u}", "old", "        ",
-                                                           bias=True)]
+            first_bias = f"{self.B[l]} + {j}"
+            lines += [line for u in units
+                      for line in per_param(f"{first_bias} + {u}", f"d{u}", "old", " " * 8, bias=True)]
             lines += [f"        w = {self.W[l]} + {j} * {a}", f"        for k in range({a}):",
                       f"            x = buf[U({al} + k)]",
                       *(f"            o{u} = p[U(w + {u * a} + k)]" for u in units)]
             if l:
                 lines.append(f"            buf[U({dl} + k)] += " + " + ".join(f"o{u} * d{u}" for u in units))
-            return lines + [line for u in units for line in body(f"w + {u * a} + k", f"d{u}", f"o{u}",
-                                                                 "            ", bias=False)]
+            return lines + [line for u in units
+                            for line in per_param(f"w + {u * a} + k", f"d{u}", f"o{u}", " " * 12, bias=False)]
 
         lines = [f"    for k in range({a}):", f"        buf[U({dl} + k)] = 0"] if l else []
         lines += self.unit_passes(b, rows)
@@ -168,6 +168,7 @@ class _Network(TilePath):
                       "        return T(np.nan)"]
             if l:
                 lines.append(f"    bound = T(2) * bound * norm{l}")
+
         def update(e, d, old, pad, bias):  # the gradient (written to g if ``keep``) and the new value
             value = d if bias else "v"
             return [f"{pad}old = p[U({e})]" if bias else f"{pad}v = {d} * x",
@@ -210,7 +211,7 @@ class _Network(TilePath):
             "from fastbp import losses",
             "from fastbp._jit import kernel, lanes_kernel",
             "from fastbp.kernels.layout import inputs_ok",
-            "from fastbp.optim import STEP, keep_grad, plain_sgd, sgd_coefficients, update",
+            "from fastbp.optim import STEP, plain_sgd, sgd_coefficients, update, writes_grad",
             "",
             f"T = np.{self.dtype}",
             f"N_PARAMS = {self.n_params}",
@@ -368,7 +369,7 @@ class _Network(TilePath):
                 "    if X.shape[0] == 1 and plain_sgd(flat, hyper):  # one pass over the parameters instead of three",
                 "        lr, decay = sgd_coefficients(flat, hyper)",
                 f"        loss = _row(flat[0], flat[1], work, X, Y, Y.shape[1] != {nL}, ROW_SCALE, np.bool_(True), "
-                "np.bool_(False), np.bool_(True), keep_grad(hyper), lr, decay) * ROW_SCALE",
+                "np.bool_(False), np.bool_(True), writes_grad(hyper), lr, decay) * ROW_SCALE",
                 "        if loss == loss:",
                 "            hyper[STEP] += 1",
                 "            return loss",
