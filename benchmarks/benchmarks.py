@@ -10,7 +10,8 @@ What fastbp runs here is what a user's steady state runs: the default mode, the 
 build finished and its plan measured) and no build of any process left running (``fastbp.bench.wait_for_builds``);
 ``PopulationTrainStep``'s ``fastbp-compiled`` is the fixed compiled mode (``Population(compiled=True)``).
 The regression check reads ``TrainStep.time_train_step`` and ``PopulationTrainStep.time_train_step``, fastbp's rows
-but the two BLAS cases and the compiled population (not the default mode), compared statistically (:class:`_Timed`; ``make asv-check``, docs/guide/performance.md).
+but the two BLAS cases and the compiled population (not the default mode), compared statistically (:class:`_Timed`;
+``make asv-check``, docs/guide/performance.md).
 """
 
 import os

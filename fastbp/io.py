@@ -197,8 +197,8 @@ def load(cls, path):
     flat, hyper = data["flat"], data["hyper"]
     # Older files hold the first 8 entries of hyper (before clipping and schedules) or 15 (before keep_grad); the
     # rest are then zero.
-    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.shape not in ((8,), (optim.NO_GRAD,), net.hyper.shape) \
-            or hyper.dtype != np.float64:
+    if flat.shape != net.flat.shape or flat.dtype != net.dtype or hyper.dtype != np.float64 \
+            or hyper.shape not in ((8,), (optim.NO_GRAD,), net.hyper.shape):
         raise ValueError(f"{path!s}: parameters of shape {flat.shape} {flat.dtype} do not fit {net!r}")
     if not (np.isfinite(flat).all() and np.isfinite(hyper).all()):
         raise ValueError(f"{path!s}: the parameters contain NaN or infinity")
