@@ -115,8 +115,7 @@ class FastbpImpl:
 
 class FastbpNoGradImpl:
     """fastbp's train step from Python with ``SGD(keep_grad=False)``: a step that need not leave its gradient in
-    ``net.grad``, as the numpy, PyTorch-functional and JAX steps keep none (on one row, the compiled step then writes
-    none)."""
+    ``net.grad``, as the numpy and JAX steps keep none (on one row, the compiled step then writes none)."""
 
     name = "fastbp-nograd"
 
