@@ -39,7 +39,6 @@ def _hyper(opt, kind, beta1, beta2, eps, nesterov):
     hyper = np.zeros(HYPER_SIZE, np.float64)
     hyper[[KIND, BETA1, BETA2, EPS, WEIGHT_DECAY, NESTEROV]] = kind, beta1, beta2, eps, opt.weight_decay, nesterov
     hyper[CLIP_NORM] = 0.0 if opt.clip_norm is None else opt.clip_norm
-    hyper[NO_GRAD] = not getattr(opt, "keep_grad", True)
     lr = opt.lr
     if isinstance(lr, schedules.Schedule):
         hyper[[SCHEDULE, PERIOD, GAMMA, LR_MIN]] = lr.fields()
@@ -115,7 +114,9 @@ class SGD:
         hyper : ndarray, shape (HYPER_SIZE,), float64
             A new array, laid out by the indices of :mod:`fastbp.optim`, with the step count 0.
         """
-        return _hyper(self, SGD_KIND, self.momentum, 0, 0, self.nesterov)
+        hyper = _hyper(self, SGD_KIND, self.momentum, 0, 0, self.nesterov)
+        hyper[NO_GRAD] = not self.keep_grad
+        return hyper
 
 
 @dataclass(frozen=True)
