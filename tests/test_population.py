@@ -192,9 +192,9 @@ def _one_block(flats, spec, works, X, Y, lo, hi, out):
     N, n, buf = X.shape[0], X.shape[1], works.reshape(works.size)
     lanes._load_lanes(buf, N, 0, X, lo, hi)
     lanes._load_lanes(buf, N, layout._target_offset(spec, n), Y, lo, hi)
-    lanes._forward_lanes(flats, spec, buf, N, n, lo, hi)
+    params_size = lanes._forward_lanes(flats, spec, buf, N, n, lo, hi)
     lanes._output_error_lanes(spec, buf, N, n, False, lo, hi, out)
-    lanes._backward_lanes(flats, spec, buf, N, n, lo, hi)
+    return params_size, lanes._backward_lanes(flats, spec, buf, N, n, lo, hi)
 
 
 def test_a_block_touches_only_its_members():
@@ -215,6 +215,27 @@ def test_a_block_touches_only_its_members():
         assert out[others].tobytes() == before[1][others].tobytes()
         assert not np.array_equal(out[lo:hi], before[1][lo:hi])
         assert not np.array_equal(flats[1, :, lo:hi], pop.flats[1, :, lo:hi])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rows", [1, 3])
+def test_a_block_bounds_its_update(dtype, rows):
+    """The sums the block's passes return, which let the update skip its checking pass (optim.update_bounded):
+    rows times the sum of the block's |parameters| (every weight and bias, read once per row), and at least the sum
+    of its |gradient| (exactly it on one row)."""
+    N, sizes = 2 * config.LANES + 7, [3, 5, 4, 2]
+    pop = fastbp.Population(N, sizes, hidden="tanh", dtype=dtype, seed=0)
+    X, Y = data(N, rows, sizes, dtype)
+    lo, hi = config.LANES, N
+    works, flats = np.empty((kernels.population_work_size(pop.spec, rows), N), dtype), pop.flats.copy()
+    params_size, grad_size = _one_block(flats, pop.spec, works, X, Y, lo, hi, np.empty(N))
+    tol = {"rtol": 1e-5 if dtype == np.float32 else 1e-12}
+    np.testing.assert_allclose(params_size, rows * np.abs(flats[0, :, lo:hi].astype(np.float64)).sum(), **tol)
+    grad = np.abs(flats[1, :, lo:hi].astype(np.float64)).sum()
+    if rows == 1:
+        np.testing.assert_allclose(grad_size, grad, **tol)
+    else:
+        assert grad_size >= grad * (1 - tol["rtol"])
 
 
 def test_bad_input_raises_and_changes_nothing():
