@@ -85,18 +85,29 @@ def _forward_lanes(flats, spec, buf, N, n, lo, hi):
         for i in range(n):
             a, z = a_off + i * n_in, z_off + i * n_out
             for j in range(n_out):
-                zj = (z + j) * N
+                zj, w = (z + j) * N, w_off + j * n_in
                 size = T(0)  # each row of members summed in the dtype (vectorised), the rows in float64
                 for m in range(lo, hi):
                     p = flats[0, b_off + j, U(m)]
                     buf[U(zj + m)] = p
                     size += abs(p)
                 total += size
-                for k in range(n_in):
-                    w, ak = w_off + j * n_in + k, (a + k) * N
+                # 4 inputs per pass: one load and store of z per 4 multiply-adds
+                for k in range(0, n_in - 3, 4):
+                    a0, a1, a2, a3 = (a + k) * N, (a + k + 1) * N, (a + k + 2) * N, (a + k + 3) * N
                     size = T(0)
                     for m in range(lo, hi):
-                        p = flats[0, w, U(m)]
+                        p0, p1, p2, p3 = flats[0, w + k, U(m)], flats[0, w + k + 1, U(m)], \
+                            flats[0, w + k + 2, U(m)], flats[0, w + k + 3, U(m)]
+                        buf[U(zj + m)] += (p0 * buf[U(a0 + m)] + p1 * buf[U(a1 + m)]) + \
+                            (p2 * buf[U(a2 + m)] + p3 * buf[U(a3 + m)])
+                        size += (abs(p0) + abs(p1)) + (abs(p2) + abs(p3))
+                    total += size
+                for k in range(n_in - n_in % 4, n_in):
+                    ak = (a + k) * N
+                    size = T(0)
+                    for m in range(lo, hi):
+                        p = flats[0, w + k, U(m)]
                         buf[U(zj + m)] += p * buf[U(ak + m)]
                         size += abs(p)
                     total += size
@@ -122,16 +133,16 @@ def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
     if (loss == losses.MSE or loss == losses.HUBER) and code != act.SOFTMAX:
         # Unit by unit, each a row over members (vectorised): out accumulates the members' sums.
         for m in range(lo, hi):
-            out[m] = 0
+            out[U(m)] = 0
         for e in range(n * n_out):
             a, d, y = (a_off + e) * N, (d_off + e) * N, (y_off + e) * N
             for m in range(lo, hi):
                 value, grad = losses.unit_error(loss, buf[U(a + m)] - buf[U(y + m)])
-                out[m] += value
+                out[U(m)] += value
                 buf[U(d + m)] = scale * grad
             act.backprop_span(code, buf, a + lo, d + lo, hi - lo)
         for m in range(lo, hi):
-            out[m] *= scale
+            out[U(m)] *= scale
         return
     for m in range(lo, hi):
         total = T(0)
@@ -386,7 +397,7 @@ def _population_predict(flats, spec, works, X, out):
             for j in range(n_out):
                 e = (a_off + i * n_out + j) * N
                 for m in range(lo, hi):
-                    out[m, i, j] = buf[U(e + m)]
+                    out[U(m), U(i), U(j)] = buf[U(e + m)]
     return True
 
 
