@@ -284,6 +284,33 @@ def test_bad_input_raises_and_changes_nothing():
     assert labels.flats.tobytes() == flats
 
 
+def test_train_step_hot_path_checks_what_it_skips():
+    """After a checked step, arrays of the same shapes and dtype go straight to the kernel: its results are the
+    checked path's (a twin fed lists, which never takes it), its bad values still raise and change nothing, and
+    arrays it cannot pass as they are (another dtype, not C-contiguous, class labels) still take the checked path."""
+    pop, twin = (fastbp.Population(3, [2, 4, 2], hidden="tanh", seed=0) for _ in range(2))
+    rng = np.random.default_rng(1)
+    for step in range(3):
+        X, Y = data(3, 2, [2, 4, 2], seed=step)
+        X = X if step != 2 else np.asfortranarray(X)
+        np.testing.assert_array_equal(pop.train_step(X, Y), twin.train_step(X.tolist(), Y.tolist()))
+    assert pop.flats.tobytes() == twin.flats.tobytes() and pop.hypers.tobytes() == twin.hypers.tobytes()
+    for name, value in (("X", np.nan), ("Y", np.inf)):
+        X, Y = data(3, 2, [2, 4, 2])
+        (X if name == "X" else Y)[1, 1, 0] = value
+        flats, hypers = pop.flats.tobytes(), pop.hypers.tobytes()
+        with pytest.raises(ValueError, match=f"{name} contains"):
+            pop.train_step(X, Y)
+        assert pop.flats.tobytes() == flats and pop.hypers.tobytes() == hypers
+    X, Y = data(3, 2, [2, 4, 2], np.float32)
+    np.testing.assert_array_equal(pop.train_step(X, Y), twin.train_step(X.tolist(), Y.tolist()))
+    labels = fastbp.Population(3, [2, 3], output="softmax", loss="cross_entropy", seed=0)
+    X = rng.normal(size=(3, 2, 2))
+    labels.train_step(X, rng.integers(0, 3, size=(3, 2)))
+    with pytest.raises(ValueError, match="Y must have shape \\(3, 2, 3\\)"):  # labels as floats, not one-hot
+        labels.train_step(X, np.zeros((3, 2, 1)))
+
+
 @pytest.mark.parametrize("op", ["forward", "train_step"])
 def test_large_populations_take_the_parallel_kernels(monkeypatch, op):
     """The thresholds of fastbp.config: above PARALLEL_PREDICT_MEMBERS (forward) or PARALLEL_TRAIN_MEMBERS
