@@ -220,24 +220,20 @@ def update(flat, hyper):
 
 
 @helper
-def update_bounded(flat, hyper, params_size, grad_size):
-    """:func:`update`, without its checking pass where bounds show that no new value can overflow.
+def sgd_cannot_overflow(flat, hyper, params_size, grad_size):
+    """Whether plain SGD's coming step (:func:`plain_sgd`) cannot make a value NaN or infinite, given
+    ``params_size >= sum |flat[0]|`` and ``grad_size >= sum |flat[1]|``: sums a kernel takes as it reads the
+    parameters and writes the gradient, where they are in registers anyway, so that :func:`update`'s checking pass
+    (which reads every parameter and gradient once more) can be skipped.
 
-    For plain SGD (:func:`plain_sgd`), given ``params_size >= sum |flat[0]|`` and ``grad_size >= sum |flat[1]|``
-    (sums a kernel takes as it reads the parameters and writes the gradient, where they are in registers anyway):
-    when 4 (params_size + lr (grad_size + weight_decay params_size)) is a finite number of the parameters' dtype,
-    every new value ``p - lr (g + weight_decay p)`` is finite too, and one pass writes them (the check would read
-    every parameter and gradient once more). Otherwise, including bounds that are NaN or infinite, :func:`update`.
-    The factor 4 covers the rounding of the sums and of the update's arithmetic. Returns as :func:`update`.
+    True when 4 (params_size + lr (grad_size + weight_decay params_size)) is a finite number of the parameters'
+    dtype: then every new value ``p - lr (g + weight_decay p)`` is finite too (the factor 4 covers the rounding of
+    the sums and of the step's arithmetic). False for bounds that are NaN, infinite or too large, which decides
+    nothing: the step may still be finite, and :func:`update` checks it.
     """
-    if plain_sgd(flat, hyper):
-        T = flat.dtype.type
-        bound = T(4.0 * (params_size + learning_rate(hyper) * (grad_size + hyper[WEIGHT_DECAY] * params_size)))
-        if bound * 0 == 0:  # finite: x * 0 is NaN for an infinity (and reassociation folds x - x to 0)
-            _step(flat, hyper, T(1), True)
-            hyper[STEP] += 1
-            return True
-    return update(flat, hyper)
+    T = flat.dtype.type
+    bound = T(4.0 * (params_size + learning_rate(hyper) * (grad_size + hyper[WEIGHT_DECAY] * params_size)))
+    return bound * 0 == 0  # x * 0 is NaN for an infinity (and reassociation folds x - x to 0)
 
 
 @helper

@@ -174,6 +174,7 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows(N
     guarded[-1] = np.nan  # a row past the end, which the kernel must not touch
     works = guarded[:-1]
     before, hypers = pop.flats.copy(), pop.hypers.copy()
+    nets = {m: pop.member(m) for m in (4, N - 1)}  # updated member by member in the first block, at once in the last
     assert not kernels.population_train_step(pop.flats, pop.spec, pop.hypers[1:], works, X, Y, out)
     assert pop.flats.tobytes() == before.tobytes() and pop.hypers.tobytes() == hypers.tobytes()
     assert kernels.population_train_step(pop.flats, pop.spec, pop.hypers, works, X, Y, out)
@@ -182,8 +183,10 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows(N
     assert np.isnan(out[5]) and np.isfinite(np.delete(out, 5)).all()
     kept = [0, *range(2, pop.flats.shape[0])]
     assert pop.flats[kept][:, :, 5].tobytes() == before[kept][:, :, 5].tobytes() and pop.hypers[5, 7] == 0
-    for m in (4, N - 1):  # taken their step, the last member too
-        assert not np.array_equal(pop.flats[0, :, m], before[0, :, m]) and pop.hypers[m, 7] == 1
+    for m, net in nets.items():  # taken their step, once, the last member too
+        np.testing.assert_allclose(out[m], net.train_step(X[m], Y[m]), rtol=1e-12)
+        assert pop.hypers[m, 7] == 1
+        np.testing.assert_allclose(pop.flats[0, :, m], net.flat[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(pop.flats, twin.flats)
 
 
@@ -220,7 +223,7 @@ def test_a_block_touches_only_its_members():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("rows", [1, 3])
 def test_a_block_bounds_its_update(dtype, rows):
-    """The sums the block's passes return, which let the update skip its checking pass (optim.update_bounded):
+    """The sums the block's passes return, which let plain SGD skip its checking pass (optim.sgd_cannot_overflow):
     rows times the sum of the block's |parameters| (every weight and bias, read once per row), and at least the sum
     of its |gradient| (exactly it on one row)."""
     N, sizes = 2 * config.LANES + 7, [3, 5, 4, 2]

@@ -9,7 +9,7 @@ from .. import activations as act
 from .. import losses, optim
 from .._jit import helper, kernel, kernel_pair
 from ..config import LANES
-from ..optim import update_bounded
+from ..optim import update
 from .layout import (LOSS, N_LAYERS, OUTPUT, SIZES, _act_offset, _delta_offset, _derivative_source, _kept_offset,
                      _param_offset, _target_offset, _z_offset, hidden_code, layer_code, work_size)
 
@@ -71,7 +71,7 @@ def _labels_ok(spec, Y):
 @helper
 def _forward_lanes(flats, spec, buf, N, n, lo, hi):
     """_forward for members lo..hi: z = W a + b, a = phi(z), each a row over members. Returns n times the sum of
-    their |parameters| (summed as they are read: the update's bound, :func:`fastbp.optim.update_bounded`)."""
+    their |parameters| (summed as they are read: plain SGD's bound, :func:`fastbp.optim.sgd_cannot_overflow`)."""
     T = buf.dtype.type
     L = spec[N_LAYERS]
     w_off, a_off = 0, 0
@@ -260,9 +260,11 @@ def _blocks(N):
 def _population_train_step(flats, spec, hypers, works, X, Y, out):
     """One train step for every member on its own batch, each member's update all or nothing.
 
-    Every input is loaded and checked before any member is touched. When every member has the same ``hypers`` row
-    and every loss is finite, the members are updated as one vector; otherwise member by member, each with its own
-    learning rate and step count.
+    Every input is loaded and checked before any member is touched. When every member has the same ``hypers`` row,
+    plain SGD updates each block of members right after its backward pass, in one pass where its losses are finite
+    and its sums of |parameters| and |gradient| bound the step (``optim.sgd_cannot_overflow``); other optimizers
+    update all members as one vector when every loss is finite. What is left goes member by member, each with its
+    own learning rate and step count.
 
     Parameters
     ----------
@@ -305,16 +307,26 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
         probe += _load_lanes(buf, N, 0, X, lo, hi) + _load_lanes(buf, N, _target_offset(spec, n), Y, lo, hi)
     if probe != 0 or (labels and not _labels_ok(spec, Y)):
         return False
-    params_size, grad_size = 0.0, 0.0
+    same = same_hypers(hypers)
+    plain = same and optim.plain_sgd(flats, hypers[0])
+    updated = 0
     for b in prange(_blocks(N)):
         lo, hi = b * LANES, min(N, (b + 1) * LANES)
-        params_size += _forward_lanes(flats, spec, buf, N, n, lo, hi)
+        params_size = _forward_lanes(flats, spec, buf, N, n, lo, hi)
         _output_error_lanes(spec, buf, N, n, labels, lo, hi, out)
-        grad_size += _backward_lanes(flats, spec, buf, N, n, lo, hi)
-    if same_hypers(hypers) and _finite_losses(out) and _update_together(flats, hypers, params_size, grad_size):
+        grad_size = _backward_lanes(flats, spec, buf, N, n, lo, hi)
+        # Plain SGD updates a block as soon as its gradient is written, while it is in this core's cache.
+        done = plain and _sgd_lanes(flats, hypers, out, lo, hi, params_size, grad_size)
+        buf[U(status * N + lo)] = done  # read below: the blocks left to update member by member
+        updated += done
+    if updated == _blocks(N):
+        return True
+    if not plain and same and _finite_losses(out) and _update_together(flats, hypers):
         return True
     for b in prange(_blocks(N)):  # member by member: each all or nothing
         lo, hi = b * LANES, min(N, (b + 1) * LANES)
+        if buf[U(status * N + lo)] != 0:
+            continue
         for m in range(lo, hi):
             buf[U(status * N + m)] = out[m] * 0  # 0, or NaN for a loss that is not finite
         _update_lanes(flats, hypers, buf, N, c_row, status, lo, hi)
@@ -344,15 +356,34 @@ def _finite_losses(out):
 
 
 @helper
-def _update_together(flats, hypers, params_size, grad_size):
+def _sgd_lanes(flats, hypers, out, lo, hi, params_size, grad_size):
+    """Plain SGD (every member's ``hypers`` row the same) for members lo..hi in one pass, when their losses are
+    finite and the sums of their |parameters| and |gradient| show that no new value can overflow
+    (:func:`fastbp.optim.sgd_cannot_overflow`); else False, changing nothing."""
+    probe = 0.0
+    for m in range(lo, hi):
+        probe += out[U(m)] * 0.0
+    if probe != 0 or not optim.sgd_cannot_overflow(flats, hypers[0], params_size, grad_size):
+        return False
+    c = optim.coefficients(flats.dtype.type, optim.SGD_KIND, optim.learning_rate(hypers[0]), 0.0, 0.0, 0.0,
+                           hypers[0, optim.WEIGHT_DECAY], 0.0, 0.0)
+    for e in range(flats.shape[1]):
+        for m in range(lo, hi):
+            p = flats[0, e, U(m)]
+            flats[0, e, U(m)] = optim.new_values(optim.SGD_KIND, 0, c, p, flats[1, e, U(m)], p, p)[0]
+    for m in range(lo, hi):
+        hypers[m, optim.STEP] += 1
+    return True
+
+
+@helper
+def _update_together(flats, hypers):
     """When every member has the same hyperparameters and step count, their update is one network's update over all
-    their values at once (the common case: fast, with no per-member coefficients), with the bounds of
-    :func:`fastbp.optim.update_bounded`. False, changing nothing, if some new value would not be finite; the members
-    then update one by one."""
+    their values at once (fast, with no per-member coefficients). False, changing nothing, if some new value would
+    not be finite; the members then update one by one."""
     if hypers[0, optim.CLIP_NORM] != 0:  # update would clip the population's gradients as one: not per member
         return False
-    flat = flats.reshape((flats.shape[0], flats.shape[1] * flats.shape[2]))
-    if not update_bounded(flat, hypers[0], params_size, grad_size):
+    if not update(flats.reshape((flats.shape[0], flats.shape[1] * flats.shape[2])), hypers[0]):
         return False
     for m in range(1, hypers.shape[0]):
         hypers[m, optim.STEP] += 1
