@@ -71,7 +71,7 @@ def _labels_ok(spec, Y):
 @helper
 def _forward_lanes(flats, spec, buf, N, n, lo, hi):
     """_forward for members lo..hi: z = W a + b, a = phi(z), each a row over members. Returns n times the sum of
-    their |parameters| (summed as they are read: plain SGD's bound, :func:`fastbp.optim.sgd_cannot_overflow`)."""
+    their parameters' magnitudes (summed as they are read: plain SGD's bound, ``optim.sgd_cannot_overflow``)."""
     T = buf.dtype.type
     L = spec[N_LAYERS]
     w_off, a_off = 0, 0
@@ -156,7 +156,8 @@ def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
 @helper
 def _backward_lanes(flats, spec, buf, N, n, lo, hi):
     """_backward for members lo..hi: the deltas and the gradient ``flats[1]``, each a row over members. Returns a
-    bound on the sum of their |gradient| (the sum of every partial sum written: each row's last is its value)."""
+    bound on the sum of their gradient's magnitudes (the sum of every partial sum written: each row's last is its
+    value)."""
     T = buf.dtype.type
     L = spec[N_LAYERS]
     total = 0.0
@@ -262,9 +263,9 @@ def _population_train_step(flats, spec, hypers, works, X, Y, out):
 
     Every input is loaded and checked before any member is touched. When every member has the same ``hypers`` row,
     plain SGD updates each block of members right after its backward pass, in one pass where its losses are finite
-    and its sums of |parameters| and |gradient| bound the step (``optim.sgd_cannot_overflow``); other optimizers
-    update all members as one vector when every loss is finite. What is left goes member by member, each with its
-    own learning rate and step count.
+    and the sums of its parameters' and gradient's magnitudes bound the step (``optim.sgd_cannot_overflow``); other
+    optimizers update all members as one vector when every loss is finite. What is left goes member by member, each
+    with its own learning rate and step count.
 
     Parameters
     ----------
@@ -358,7 +359,7 @@ def _finite_losses(out):
 @helper
 def _sgd_lanes(flats, hypers, out, lo, hi, params_size, grad_size):
     """Plain SGD (every member's ``hypers`` row the same) for members lo..hi in one pass, when their losses are
-    finite and the sums of their |parameters| and |gradient| show that no new value can overflow
+    finite and the sums of their parameters' and gradient's magnitudes show that no new value can overflow
     (:func:`fastbp.optim.sgd_cannot_overflow`); else False, changing nothing."""
     probe = 0.0
     for m in range(lo, hi):
