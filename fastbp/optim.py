@@ -220,19 +220,20 @@ def update(flat, hyper):
 
 
 @helper
-def sgd_cannot_overflow(flat, hyper, params_size, grad_size):
-    """Whether plain SGD's coming step (:func:`plain_sgd`) cannot make a value NaN or infinite, given
-    ``params_size >= sum |flat[0]|`` and ``grad_size >= sum |flat[1]|``: sums a kernel takes as it reads the
-    parameters and writes the gradient, where they are in registers anyway, so that :func:`update`'s checking pass
-    (which reads every parameter and gradient once more) can be skipped.
+def sgd_cannot_overflow(lr, decay, params_size, grad_size):
+    """Whether a plain SGD step (:func:`plain_sgd`) with the rate ``lr`` and weight decay ``decay``, in the
+    parameters' dtype as the step uses them (:func:`sgd_coefficients`), cannot make a value NaN or infinite, given
+    ``params_size`` and ``grad_size`` at least the largest magnitude of a parameter and of a gradient value.
 
-    True when 4 (params_size + lr (grad_size + weight_decay params_size)) is a finite number of the parameters'
-    dtype: then every new value ``p - lr (g + weight_decay p)`` is finite too (the factor 4 covers the rounding of
-    the sums and of the step's arithmetic). False for bounds that are NaN, infinite or too large, which decides
-    nothing: the step may still be finite, and :func:`update` checks it.
+    A kernel takes such bounds as it reads the parameters and writes the gradient, where they are in registers
+    anyway: a sum of magnitudes, in any precision, is at least the largest (rounding is monotone). Then
+    :func:`update`'s checking pass, which reads every parameter and gradient once more, can be skipped. True when
+    4 (params_size + lr (grad_size + |decay| params_size)) is a finite number of the dtype: every new value
+    ``p - lr (g + decay p)`` is then finite too (the factor 4 covers the step's rounding). False for a bound that is
+    NaN, infinite or too large, which decides nothing: :func:`update` then checks the step.
     """
-    T = flat.dtype.type
-    bound = T(4.0 * (params_size + learning_rate(hyper) * (grad_size + hyper[WEIGHT_DECAY] * params_size)))
+    T = type(lr)
+    bound = T(4.0 * (params_size + np.float64(lr) * (grad_size + abs(np.float64(decay)) * params_size)))
     return bound * 0 == 0  # x * 0 is NaN for an infinity (and reassociation folds x - x to 0)
 
 

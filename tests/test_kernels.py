@@ -272,33 +272,37 @@ def test_plain_sgd_is_told_apart(dtype):
 
 @numba.njit
 def _sgd_cannot_overflow(flat, hyper, params_size, grad_size):
-    return optim.sgd_cannot_overflow(flat, hyper, params_size, grad_size)
+    lr, decay = optim.sgd_coefficients(flat, hyper)
+    return optim.sgd_cannot_overflow(lr, decay, params_size, grad_size)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_sgd_cannot_overflow_only_where_update_applies(dtype):
     """optim.sgd_cannot_overflow, which lets the population apply plain SGD without update's checking pass: given
-    the sums of |parameters| and |gradient|, true for an ordinary step, and never for a step that update refuses: a
-    gradient that makes a new value overflow (which only the gradient's sum shows) and a weight decay that does (only
-    the parameters'); false, too, for sums that are NaN or infinite."""
-    big = float(np.finfo(dtype).max) / 2
+    the sums of |parameters| and |gradient|, true for an ordinary step, and never for a step that update refuses,
+    each made to overflow by one term of p - lr (g + decay p) alone (so that a bound missing a term says true):
+    lr g, lr decay p, and a rate or a weight decay beyond the dtype's range (whose step is inf * 0 = NaN even where
+    the gradient is 0); false, too, for sums that are NaN or infinite."""
+    top = float(np.finfo(dtype).max)
     net = fastbp.Network([3, 4, 2], optimizer=fastbp.SGD(lr=0.25, weight_decay=3.0), dtype=dtype)
     net.flat[1] = np.random.default_rng(0).normal(size=net.n_params)
-    cases = {"ordinary": net.flat.copy(), "a large gradient": net.flat.copy(), "a large parameter": net.flat.copy()}
-    cases["a large gradient"][1, 0] = big  # with a rate of 8, p - 8 (g + 3 p) overflows
-    cases["a large parameter"][0, 0] = big  # and with a rate of 8, so does 8 (3 p)
-    for name, flat in cases.items():
+    big_g, big_p, no_g = (net.flat.copy() for _ in range(3))
+    big_g[1, 0] = top / 64  # 128 g = 2 top
+    big_p[0, 0] = top / 64  # 32 (3 p) = 1.5 top
+    no_g[1] = 0
+    cases = [("ordinary", net.flat, 0.25, 3.0, True), ("lr g", big_g, 128.0, 3.0, False),
+             ("lr decay p", big_p, 32.0, 3.0, False)]
+    if dtype == np.float32:  # (a float64 hyper holds no number beyond float64's range)
+        cases += [("a rate beyond the dtype", no_g, 1e39, 0.0, False), ("a decay beyond it", no_g, 0.25, 1e39, False)]
+    for name, flat, lr, decay, applies in cases:
+        hyper = net.hyper.copy()
+        hyper[[optim.LR, optim.WEIGHT_DECAY]] = lr, decay
         sizes = np.abs(flat[0].astype(np.float64)).sum(), np.abs(flat[1].astype(np.float64)).sum()
-        for lr in (0.25, 8.0):
-            hyper = net.hyper.copy()
-            hyper[optim.LR] = lr
-            applied = optim.update(flat.copy(), hyper.copy())
-            if name == "ordinary" or lr == 8.0:  # (a rate of 0.25 overflows or not with the arithmetic's order)
-                assert applied == (name == "ordinary"), (name, lr)
-            bounded = _sgd_cannot_overflow(flat, hyper, *sizes)
-            assert bounded if name == "ordinary" else not (bounded and not applied), (name, lr)
-            for bad in ((np.nan, sizes[1]), (sizes[0], np.inf)):
-                assert not _sgd_cannot_overflow(flat, hyper, *bad)
+        with np.errstate(over="ignore", invalid="ignore"):
+            assert optim.update(flat.copy(), hyper.copy()) == applies, name
+        assert _sgd_cannot_overflow(flat, hyper, *sizes) == applies, name
+        for bad in ((np.nan, sizes[1]), (sizes[0], np.inf)):
+            assert not _sgd_cannot_overflow(flat, hyper, *bad), name
 
 
 @pytest.mark.parametrize("seed", range(6))

@@ -174,7 +174,7 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows(N
     guarded[-1] = np.nan  # a row past the end, which the kernel must not touch
     works = guarded[:-1]
     before, hypers = pop.flats.copy(), pop.hypers.copy()
-    nets = {m: pop.member(m) for m in (4, N - 1)}  # updated member by member in the first block, at once in the last
+    nets = {m: pop.member(m) for m in (4, N - 1)}  # member by member in the first block; the last (N > LANES) at once
     assert not kernels.population_train_step(pop.flats, pop.spec, pop.hypers[1:], works, X, Y, out)
     assert pop.flats.tobytes() == before.tobytes() and pop.hypers.tobytes() == hypers.tobytes()
     assert kernels.population_train_step(pop.flats, pop.spec, pop.hypers, works, X, Y, out)
@@ -188,6 +188,24 @@ def test_kernel_with_its_own_work_size_and_a_member_whose_loss_alone_overflows(N
         assert pop.hypers[m, 7] == 1
         np.testing.assert_allclose(pop.flats[0, :, m], net.flat[0], rtol=1e-12, atol=1e-15)
     np.testing.assert_array_equal(pop.flats, twin.flats)
+
+
+def test_each_block_steps_at_its_own_rate():
+    """Plain SGD updates block by block, each member's step count counted as its block is done: a later block's rate
+    (a schedule of the step count) is still its members' own, not the step after (the last member, in a block of
+    its own, against its Network)."""
+    N, sizes = config.LANES + 1, [2, 3, 1]
+    pop = fastbp.Population(N, sizes, hidden="tanh", optimizer=fastbp.SGD(lr=fastbp.schedules.Exponential(0.5, gamma=0.1)),
+                            seed=0)
+    nets = {m: pop.member(m) for m in (0, N - 1)}
+    for step in range(2):
+        X, Y = data(N, 2, sizes, seed=step)
+        losses = pop.train_step(X, Y)
+        for m, net in nets.items():
+            np.testing.assert_allclose(losses[m], net.train_step(X[m], Y[m]), rtol=1e-12)
+    for m, net in nets.items():
+        np.testing.assert_allclose(pop.params[m], net.params, rtol=1e-12, atol=1e-15)
+        assert pop.hypers[m, 7] == net.hyper[7] == 2
 
 
 @numba.njit
@@ -287,7 +305,7 @@ def test_bad_input_raises_and_changes_nothing():
     assert labels.flats.tobytes() == flats
 
 
-def test_train_step_hot_path_checks_what_it_skips():
+def test_train_step_hot_path_checks_what_it_skips(monkeypatch):
     """After a checked step, arrays of the same shapes and dtype go straight to the kernel: its results are the
     checked path's (a twin fed lists, which never takes it), its bad values still raise and change nothing, and
     arrays it cannot pass as they are (another dtype, not C-contiguous, class labels) still take the checked path."""
@@ -298,6 +316,10 @@ def test_train_step_hot_path_checks_what_it_skips():
         X = X if step != 2 else np.asfortranarray(X)
         np.testing.assert_array_equal(pop.train_step(X, Y), twin.train_step(X.tolist(), Y.tolist()))
     assert pop.flats.tobytes() == twin.flats.tobytes() and pop.hypers.tobytes() == twin.hypers.tobytes()
+    with monkeypatch.context() as patch:  # the hot path taken: no check of the checked path runs
+        patch.setattr(pop, "_inputs", None)
+        X, Y = data(3, 2, [2, 4, 2], seed=3)
+        np.testing.assert_array_equal(pop.train_step(X, Y), twin.train_step(X.tolist(), Y.tolist()))
     for name, value in (("X", np.nan), ("Y", np.inf)):
         X, Y = data(3, 2, [2, 4, 2])
         (X if name == "X" else Y)[1, 1, 0] = value

@@ -150,7 +150,7 @@ def _output_error_lanes(spec, buf, N, n, labels, lo, hi, out):
             r = i * n_out
             total += losses.output_error(loss, code, buf, (z_off + r) * N + m, (a_off + r) * N + m,
                                          (d_off + r) * N + m, (y_off + i * width) * N + m, n_out, N, labels, scale)
-        out[m] = total * scale
+        out[U(m)] = total * scale
 
 
 @helper
@@ -364,10 +364,11 @@ def _sgd_lanes(flats, hypers, out, lo, hi, params_size, grad_size):
     probe = 0.0
     for m in range(lo, hi):
         probe += out[U(m)] * 0.0
-    if probe != 0 or not optim.sgd_cannot_overflow(flats, hypers[0], params_size, grad_size):
+    h = hypers[lo]  # this block's own row: the blocks before it have already counted their step
+    c = optim.coefficients(flats.dtype.type, optim.SGD_KIND, optim.learning_rate(h), 0.0, 0.0, 0.0,
+                           h[optim.WEIGHT_DECAY], 0.0, 0.0)
+    if probe != 0 or not optim.sgd_cannot_overflow(c[0], c[1], params_size, grad_size):
         return False
-    c = optim.coefficients(flats.dtype.type, optim.SGD_KIND, optim.learning_rate(hypers[0]), 0.0, 0.0, 0.0,
-                           hypers[0, optim.WEIGHT_DECAY], 0.0, 0.0)
     for e in range(flats.shape[1]):
         for m in range(lo, hi):
             p = flats[0, e, U(m)]
