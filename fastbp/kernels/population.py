@@ -361,18 +361,14 @@ def _sgd_lanes(flats, hypers, out, lo, hi, params_size, grad_size):
     """Plain SGD (every member's ``hypers`` row the same) for members lo..hi in one pass, when their losses are
     finite and the sums of their parameters' and gradient's magnitudes show that no new value can overflow
     (:func:`fastbp.optim.sgd_cannot_overflow`); else False, changing nothing."""
-    probe = 0.0
-    for m in range(lo, hi):
-        probe += out[U(m)] * 0.0
-    h = hypers[lo]  # this block's own row: the blocks before it have already counted their step
-    c = optim.coefficients(flats.dtype.type, optim.SGD_KIND, optim.learning_rate(h), 0.0, 0.0, 0.0,
-                           h[optim.WEIGHT_DECAY], 0.0, 0.0)
-    if probe != 0 or not optim.sgd_cannot_overflow(c[0], c[1], params_size, grad_size):
+    # This block's own row: the blocks before it have already counted their step.
+    lr, decay = optim.sgd_coefficients(flats, hypers[lo])
+    if not (_finite_losses(out[lo:hi]) and optim.sgd_cannot_overflow(lr, decay, params_size, grad_size)):
         return False
     for e in range(flats.shape[1]):
         for m in range(lo, hi):
             p = flats[0, e, U(m)]
-            flats[0, e, U(m)] = optim.new_values(optim.SGD_KIND, 0, c, p, flats[1, e, U(m)], p, p)[0]
+            flats[0, e, U(m)] = p - lr * (flats[1, e, U(m)] + decay * p)  # optim.new_values' plain SGD
     for m in range(lo, hi):
         hypers[m, optim.STEP] += 1
     return True
